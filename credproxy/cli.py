@@ -1,0 +1,28 @@
+"""The `credproxy` command line (click). Commands stay thin: they parse, call the core or the
+proxy, and print. Errors are one line on stderr and exit code 2 (uv's convention)."""
+
+from __future__ import annotations
+
+import click
+
+from . import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="credproxy")
+def main() -> None:
+    """A local authenticating proxy for package registries.
+
+    Point any client at it with `eval "$(credproxy env)"`, or run one command through it with
+    `credproxy run -- pip install ...`; requests to your registries get credentials from your
+    index configuration, UV_INDEX_<NAME>_USERNAME/PASSWORD, ~/.netrc, `credproxy auth login`
+    or the keyring."""
+
+
+@main.group()
+def auth() -> None:
+    """Manage stored credentials (uv-compatible credentials.toml)."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

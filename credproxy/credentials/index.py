@@ -1,0 +1,71 @@
+"""Configured indexes and matching a request URL to one of them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Literal
+
+from .model import Credentials, Realm, is_path_prefix, split_userinfo, strip_simple, url_path
+
+AuthPolicy = Literal["auto", "always", "never"]
+_VALID_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def env_name(name: str) -> str:
+    """uv's normalisation for `UV_INDEX_<NAME>_USERNAME`: ASCII upper-case, every
+    non-alphanumeric character becomes `_` (`my-index` -> `MY_INDEX`)."""
+    return "".join(c.upper() if c.isascii() and c.isalnum() else "_" for c in name)
+
+
+def valid_index_name(name: str) -> bool:
+    return bool(_VALID_NAME.match(name))
+
+
+@dataclass(frozen=True)
+class Index:
+    """An index as configured. `url` has its userinfo removed; the userinfo (percent-decoded)
+    is kept in `url_credentials`."""
+
+    url: str
+    name: str | None = None
+    authenticate: AuthPolicy = "auto"
+    username: str | None = None  # the username for keyring lookups
+    publish_url: str | None = None
+    url_credentials: Credentials | None = field(default=None, repr=False)
+    origin: str = "config"  # where it was defined: a file path, "pip.conf", "--index-url", ...
+
+    @classmethod
+    def from_url(cls, url: str, **kw) -> "Index":
+        clean, creds = split_userinfo(url)
+        return cls(url=clean, url_credentials=creds, **kw)
+
+    @property
+    def root_url(self) -> str:
+        return strip_simple(self.url)
+
+    @property
+    def realm(self) -> Realm:
+        return Realm.of(self.url)
+
+    @property
+    def root_path(self) -> str:
+        return url_path(self.root_url)
+
+    def matches(self, url: str) -> bool:
+        """Same realm, and the root's path is a segment prefix of the request path."""
+        return Realm.of(url) == self.realm and is_path_prefix(self.root_path, url_path(url))
+
+    @property
+    def display(self) -> str:
+        return f"{self.name} ({self.url})" if self.name else self.url
+
+
+def match_index(indexes: Iterable[Index], url: str) -> Index | None:
+    """The matching index with the longest root path (uv picks arbitrarily; we are
+    deterministic). Earlier definitions win ties."""
+    best: Index | None = None
+    for index in indexes:
+        if index.matches(url) and (best is None or len(index.root_path) > len(best.root_path)):
+            best = index
+    return best

@@ -1,0 +1,254 @@
+"""Credential values, realms, URL path prefixes and redaction.
+
+Pure data and functions: no I/O, no mitmproxy. Every object here keeps its secret out of
+str()/repr(), so a credential that reaches a log line or an exception shows as `****`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
+
+MASK = "****"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+# --- credentials -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Basic (username and password both optional) or Bearer (token).
+
+    A Basic credential is *complete* iff it has a password (an empty password counts);
+    a Bearer credential iff its token is non-empty. An empty username is no username.
+    """
+
+    scheme: str  # "basic" | "bearer"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def basic(cls, username: str | None, password: str | None = None) -> "Credentials":
+        return cls("basic", username or None, password, None)
+
+    @classmethod
+    def bearer(cls, token: str) -> "Credentials":
+        return cls("bearer", None, None, token)
+
+    @property
+    def is_complete(self) -> bool:
+        if self.scheme == "bearer":
+            return bool(self.token)
+        return self.password is not None
+
+    @property
+    def is_empty(self) -> bool:
+        return self.scheme == "basic" and self.username is None and self.password is None
+
+    @property
+    def secret(self) -> str | None:
+        """The password or token: the part that must never be shown."""
+        return self.token if self.scheme == "bearer" else self.password
+
+    def header_value(self) -> str:
+        """The value of an `Authorization` header carrying these credentials."""
+        if self.scheme == "bearer":
+            return f"Bearer {self.token}"
+        raw = f"{self.username or ''}:{self.password or ''}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+    def with_password(self, password: str) -> "Credentials":
+        return Credentials.basic(self.username, password)
+
+    def redacted(self) -> str:
+        """A display form: `alice:****`, `Bearer ****`, `alice` (username only)."""
+        if self.scheme == "bearer":
+            return f"Bearer {MASK}"
+        if self.password is None:
+            return self.username or "(no username)"
+        return f"{self.username or ''}:{MASK}"
+
+    def __str__(self) -> str:
+        return self.redacted()
+
+    def __repr__(self) -> str:
+        return f"Credentials({self.redacted()!r})"
+
+
+def parse_authorization(value: str | None) -> Credentials | None:
+    """Parse a client's `Authorization` header. Anything malformed is no credential, never
+    an exception (uv panics on bad base64; we must keep serving)."""
+    if not value:
+        return None
+    scheme, _, rest = value.strip().partition(" ")
+    rest = rest.strip()
+    if scheme.lower() == "bearer":
+        return Credentials.bearer(rest) if rest else None
+    if scheme.lower() != "basic" or not rest:
+        return None
+    try:
+        decoded = base64.b64decode(rest, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    username, sep, password = decoded.partition(":")
+    creds = Credentials.basic(username or None, (password or None) if sep else None)
+    return None if creds.is_empty else creds
+
+
+# --- realms and paths ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Realm:
+    """(scheme, host, effective port): the unit a credential may be sent within."""
+
+    scheme: str
+    host: str
+    port: int | None
+
+    @classmethod
+    def of(cls, url: str | SplitResult) -> "Realm":
+        parts = urlsplit(url) if isinstance(url, str) else url
+        scheme = parts.scheme.lower()
+        host = (parts.hostname or "").lower()
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+        return cls(scheme, host, port)
+
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is None or self.port == DEFAULT_PORTS.get(self.scheme):
+            return host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.netloc}"
+
+
+def is_path_prefix(prefix: str, path: str) -> bool:
+    """uv's segment prefix: `/simple` covers `/simple`, `/simple/x`, not `/simpleevil`."""
+    if prefix == path:
+        return True
+    if not path.startswith(prefix):
+        return False
+    return prefix.endswith("/") or path[len(prefix)] == "/"
+
+
+def url_path(url: str) -> str:
+    return urlsplit(url).path or "/"
+
+
+def path_segments(path: str) -> tuple[str, ...]:
+    """Non-empty path segments; trailing and doubled slashes do not count (uv's trie)."""
+    return tuple(s for s in path.split("/") if s)
+
+
+def segments_prefix(prefix: str, path: str) -> bool:
+    """Prefix on whole segments, ignoring trailing slashes: used for URL caches."""
+    p, s = path_segments(prefix), path_segments(path)
+    return s[: len(p)] == p
+
+
+def strip_simple(url: str) -> str:
+    """Index root: drop a final `simple`/`+simple` segment (case-insensitive), keeping a
+    trailing slash. `https://h/simple/` -> `https://h/`, `https://h/r/simple` -> `https://h/r`."""
+    parts = urlsplit(url)
+    path = parts.path
+    trimmed = path.rstrip("/")
+    head, _, last = trimmed.rpartition("/")
+    if last.lower() not in ("simple", "+simple"):
+        return url
+    new_path = head if head else "/"
+    return urlunsplit((parts.scheme, parts.netloc, new_path, "", ""))
+
+
+# --- URLs and userinfo ----------------------------------------------------------------------
+
+
+def split_userinfo(url: str) -> tuple[str, Credentials | None]:
+    """Return (url without userinfo, percent-decoded credentials from the userinfo or None).
+
+    Raises ValueError (with no secret in its text) when the userinfo is not valid UTF-8."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user_raw, sep, pw_raw = userinfo.partition(":")
+    try:
+        username = unquote(user_raw, errors="strict") if user_raw else None
+    except UnicodeDecodeError:
+        raise ValueError("URL username contains invalid UTF-8") from None
+    try:
+        password = unquote(pw_raw, errors="strict") if sep else None
+    except UnicodeDecodeError:
+        raise ValueError("URL password contains invalid UTF-8") from None
+    clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    creds = Credentials.basic(username, password)
+    return clean, (None if creds.is_empty else creds)
+
+
+def without_userinfo(url: str) -> str:
+    try:
+        return split_userinfo(url)[0]
+    except ValueError:
+        parts = urlsplit(url)
+        hostport = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+
+
+def with_userinfo(url: str, username: str | None, password: str | None = None) -> str:
+    parts = urlsplit(without_userinfo(url))
+    userinfo = quote(username or "", safe="")
+    if password is not None:
+        userinfo += ":" + quote(password, safe="")
+    return urlunsplit((parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, parts.query, parts.fragment))
+
+
+# --- redaction ------------------------------------------------------------------------------
+
+_AWS_PARAMS = ("x-amz-credential", "x-amz-security-token", "x-amz-signature")
+_AWS_RE = re.compile(r"(?i)\b(" + "|".join(re.escape(p) for p in _AWS_PARAMS) + r")=([^&#\s]*)")
+_GIT_SCHEMES = ("ssh", "git+ssh", "git+https")
+
+
+def redact_url(url: str) -> str:
+    """uv's display form: `user:****@`, `****@` (username only: it may be a token),
+    `:****@`; `git@` kept for ssh/git schemes; AWS signature query values masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, sep, _pw = userinfo.partition(":")
+        if sep:
+            netloc = f"{user}:{MASK}@{hostport}" if user else f":{MASK}@{hostport}"
+        elif user == "git" and parts.scheme in _GIT_SCHEMES:
+            netloc = netloc
+        else:
+            netloc = f"{MASK}@{hostport}"
+    query = _AWS_RE.sub(lambda m: f"{m.group(1)}={MASK}", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def secret_forms(secret: str, username: str | None = None) -> list[str]:
+    """The ways a secret may show up in text: raw, URL-encoded, base64 of `user:secret`."""
+    forms = {secret, quote(secret, safe=""), quote(secret)}
+    if username is not None:
+        forms.add(base64.b64encode(f"{username}:{secret}".encode()).decode())
+    forms.add(base64.b64encode(f":{secret}".encode()).decode())
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
+def redact_text(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every known secret (and its encoded forms) in free text, e.g. keyring stderr."""
+    for secret in secrets:
+        if not secret:
+            continue
+        for form in secret_forms(secret):
+            text = text.replace(form, MASK)
+    return text
