@@ -16,12 +16,14 @@ class Answer:
     `source` is the label shown in logs and `explain` (`netrc`, `store`, `uv-store`,
     `native`, `keyring`, `hf-token`, `index-url`, `env:UV_INDEX_<NAME>`). `detail` says where
     the answer came from or why there is none; it never contains a secret. `skipped` means
-    the source was not asked at all (disabled, not applicable)."""
+    the source was not asked at all (disabled, not applicable). `preemptive` is false for an
+    answer that may only be used after the upstream challenged (the netrc `default` entry)."""
 
     source: str
     credentials: Credentials | None = None
     detail: str = ""
     skipped: bool = False
+    preemptive: bool = True
 
     @property
     def found(self) -> bool:
@@ -38,4 +40,9 @@ class Source(Protocol):
     def lookup(self, url: str, username: str | None, index: Index | None) -> Answer:
         """Credentials for `url` (username must match when given). Never raises for bad
         input: a malformed file or a failing command is an Answer with a detail."""
+        ...
+
+    def knows_host(self, scheme: str, host: str, port: int) -> bool:
+        """True when this source has an entry that may apply to the host, so the proxy
+        intercepts its TLS. Slow sources (keyring) cannot enumerate and answer False."""
         ...

@@ -1,0 +1,1 @@
+"""mitmproxy addons: thin translations between flows and the credential core."""

@@ -1,0 +1,1 @@
+"""The proxy's own CA and the trust bundles handed to clients."""
