@@ -1,0 +1,140 @@
+"""The `keyring` command line, exactly as uv calls it (uv §11).
+
+`keyring get <SERVICE> <USERNAME>` when a username is known, else
+`keyring get <SERVICE> --mode creds`. Services: the index URL as configured (or the request
+URL), then `host[:port]`, then `scheme://host[:port]` for non-https; first success wins.
+
+The command's stderr is captured and echoed to our stderr afterwards with any secret it
+learnt redacted. A keyring that hangs is killed (its whole process group) after `timeout`
+seconds. Nothing here raises: problems become warnings (logging.warning, `warnings`) and
+an Answer detail."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from typing import Mapping
+
+from ..index import Index
+from ..model import Credentials, Realm, redact_text, without_userinfo
+from .base import Answer
+
+log = logging.getLogger(__name__)
+
+MODE_UNSUPPORTED = (
+    "Attempted to fetch credentials using the keyring command, but it does not support "
+    "--mode creds; upgrade to keyring>=v25.2.1 or provide a username"
+)
+
+
+def keyring_services(url: str, index: Index | None) -> list[str]:
+    first = index.url if index is not None else without_userinfo(url)
+    realm = Realm.of(url)
+    services = [first, realm.netloc]
+    if realm.scheme != "https":
+        services.append(str(realm))
+    return list(dict.fromkeys(services))
+
+
+class KeyringSubprocessSource:
+    name = "keyring"
+    fast = False
+
+    def __init__(self, command: str = "keyring", timeout: float = 10.0, env: Mapping[str, str] | None = None):
+        self.command = command
+        self.timeout = timeout
+        self._env = dict(env) if env is not None else None
+        self._mode_warned = False
+        self.warnings: list[str] = []
+
+    def _warn(self, message: str) -> str:
+        self.warnings.append(message)
+        log.warning("%s", message)
+        return message
+
+    def _resolve(self) -> str | None:
+        path = self._env.get("PATH", "") if self._env is not None else None
+        return shutil.which(self.command, path=path)
+
+    def lookup(self, url: str, username: str | None, index: Index | None) -> Answer:
+        exe = self._resolve()
+        if exe is None:
+            where = "PATH" if self._env is None else "the configured PATH"
+            return Answer(self.name, detail=self._warn(f"keyring command {self.command!r} not found on {where}"))
+        details: list[str] = []
+        for service in keyring_services(url, index):
+            creds, detail = self._ask(exe, service, username)
+            details.append(detail)
+            if creds is not None:
+                return Answer(self.name, creds, detail=detail)
+        return Answer(self.name, detail="; ".join(details))
+
+    def _ask(self, exe: str, service: str, username: str | None) -> tuple[Credentials | None, str]:
+        argv = [exe, "get", service, username] if username is not None else [exe, "get", service, "--mode", "creds"]
+        shown = f"keyring get {service} {username if username is not None else '--mode creds'}"
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._env,
+                start_new_session=True,  # so a timeout can kill the whole group
+            )
+        except OSError as e:
+            return None, self._warn(f"{shown}: cannot run: {e.strerror or type(e).__name__}")
+        try:
+            out, err = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._kill(proc)
+            return None, self._warn(f"{shown}: no answer within {self.timeout:g}s, killed (no credentials)")
+        stdout = out.decode("utf-8", "replace")
+        stderr = err.decode("utf-8", "replace")
+        creds: Credentials | None = None
+        detail = ""
+        if proc.returncode != 0:
+            detail = f"{shown}: exit {proc.returncode}"
+            if username is None and "unrecognized arguments: --mode" in stderr and not self._mode_warned:
+                self._mode_warned = True
+                self._warn(MODE_UNSUPPORTED)
+        elif username is not None:
+            password = stdout.rstrip()
+            creds = Credentials.basic(username, password)
+            detail = f"{shown}: found"
+            if password == "":
+                self._warn(f"{shown}: keyring returned an empty password")
+        else:
+            lines = stdout.splitlines()
+            if len(lines) < 2:
+                detail = self._warn(f"{shown}: expected username and password on two lines, got {len(lines)} line(s)")
+            else:
+                user, password = lines[0].rstrip("\r"), lines[1].rstrip()
+                creds = Credentials.basic(user or None, password)
+                detail = f"{shown}: found user {user}" if user else f"{shown}: found"
+                if password == "":
+                    self._warn(f"{shown}: keyring returned an empty password")
+        if stderr:
+            learnt = [creds.password] if creds is not None else []
+            # Whatever keyring printed on stdout may be a secret even when we rejected it.
+            learnt += [line.strip() for line in stdout.splitlines() if line.strip()]
+            sys.stderr.write(redact_text(stderr, learnt))
+            sys.stderr.flush()
+        return creds, detail
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass  # a grandchild that escaped the group still holds the pipes; do not wait
+
+    def knows_host(self, scheme: str, host: str, port: int) -> bool:
+        return False

@@ -1,0 +1,119 @@
+"""~/.netrc, matched on host only, as uv does (uv §8).
+
+Parse and read errors never raise: they become a warning (the file and line, never the
+parse message itself, which may quote a token from the file) that is appended to
+`NetrcSource.warnings`, logged once with logging.warning, and put in every Answer.detail."""
+
+from __future__ import annotations
+
+import logging
+import netrc as _netrc
+import os
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from ..index import Index
+from ..model import Credentials
+from .base import Answer
+
+log = logging.getLogger(__name__)
+
+
+class NetrcSource:
+    name = "netrc"
+    fast = True
+
+    def __init__(self, env: Mapping[str, str], home: str | None = None):
+        self._env = env
+        self._home = home if home is not None else env.get("HOME")
+        self._loaded = False
+        self._path: str | None = None
+        self._missing_detail = ""
+        self._hosts: dict[str, tuple[str, str, str]] = {}
+        self._default: tuple[str, str, str] | None = None
+        self._error: str | None = None
+        self.warnings: list[str] = []
+
+    # --- loading ---------------------------------------------------------------------------
+
+    def _candidates(self) -> tuple[str | None, str]:
+        """(path to read or None, why none was found)."""
+        env_path = self._env.get("NETRC")
+        home_path = os.path.join(self._home, ".netrc") if self._home else None
+        if env_path:
+            expanded = env_path
+            if (env_path == "~" or env_path.startswith("~/")) and self._home:
+                expanded = self._home + env_path[1:]
+            elif env_path.startswith("~"):
+                expanded = os.path.expanduser(env_path)
+            if os.path.exists(expanded):
+                return expanded, ""
+            netrc_note = f"$NETRC={env_path} missing"
+        else:
+            netrc_note = "$NETRC unset"
+        if home_path and os.path.exists(home_path):
+            return home_path, ""
+        home_note = f"{home_path} missing" if home_path else "no home directory"
+        return None, f"no netrc file ({netrc_note}, {home_note})"
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        path, why = self._candidates()
+        self._path, self._missing_detail = path, why
+        if path is None:
+            return
+        try:
+            parsed = _netrc.netrc(path)
+        except _netrc.NetrcParseError as e:
+            self._fail(f"cannot parse netrc file {path} (line {e.lineno}); netrc ignored")
+            return
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+            self._fail(f"cannot read netrc file {path}: {reason}; netrc ignored")
+            return
+        hosts = dict(parsed.hosts)
+        self._default = hosts.pop("default", None)
+        self._hosts = hosts
+
+    def _fail(self, message: str) -> None:
+        self._error = message
+        self.warnings.append(message)
+        log.warning("%s", message)
+
+    @property
+    def path(self) -> str | None:
+        self._load()
+        return self._path
+
+    # --- lookups ---------------------------------------------------------------------------
+
+    def lookup(self, url: str, username: str | None, index: Index | None) -> Answer:
+        self._load()
+        if self._error:
+            return Answer(self.name, detail=self._error)
+        if self._path is None:
+            return Answer(self.name, detail=self._missing_detail)
+        host = (urlsplit(url).hostname or "").lower()
+        entry = self._hosts.get(host)
+        if entry is not None:
+            what, preemptive = f"machine {host}", True
+        elif self._default is not None:
+            entry, what, preemptive = self._default, "default entry", False
+        else:
+            return Answer(self.name, detail=f"no entry for {host} in {self._path}")
+        login, _account, password = entry
+        login = login or None
+        if username is not None and login != username:
+            return Answer(self.name, detail=f"{what} in {self._path} has login {login!r}, not {username!r}")
+        return Answer(
+            self.name,
+            Credentials.basic(login, password or ""),
+            detail=f"{what} in {self._path}",
+            preemptive=preemptive,
+        )
+
+    def knows_host(self, scheme: str, host: str, port: int) -> bool:
+        self._load()
+        return host.lower() in self._hosts
