@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from credproxy.credentials.model import secret_forms
+from credproxy.credentials.sources.netrc import NetrcSource
+
+NETRC = """\
+machine pkgs.example.com login alice password s3cret
+machine 127.0.0.1 login bob password ""
+machine other.example:8443 login carl password portpw
+default login anon password anonpw
+"""
+
+
+@pytest.fixture
+def home(tmp_path):
+    (tmp_path / ".netrc").write_text(NETRC)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "url, username, expected, preemptive",
+    [
+        ("https://pkgs.example.com/simple/", None, ("alice", "s3cret"), True),
+        ("http://PKGS.example.com:8080/x", None, ("alice", "s3cret"), True),  # host only
+        ("https://pkgs.example.com/", "alice", ("alice", "s3cret"), True),
+        ("https://pkgs.example.com/", "mallory", None, None),  # no fallback to default
+        ("http://127.0.0.1:18087/simple", None, ("bob", ""), True),  # empty password complete
+        ("https://other.example:8443/", None, ("anon", "anonpw"), False),  # host:port never matches
+        ("https://unknown.example/", None, ("anon", "anonpw"), False),
+        ("https://unknown.example/", "anon", ("anon", "anonpw"), False),
+        ("https://unknown.example/", "zed", None, None),
+    ],
+)
+def test_matching(home, url, username, expected, preemptive):
+    src = NetrcSource({}, home=str(home))
+    ans = src.lookup(url, username, None)
+    if expected is None:
+        assert not ans.found
+    else:
+        assert (ans.credentials.username, ans.credentials.password) == expected
+        assert ans.credentials.is_complete
+        assert ans.preemptive is preemptive
+    assert "s3cret" not in ans.detail and "anonpw" not in ans.detail
+
+
+def test_detail_texts(home, tmp_path):
+    src = NetrcSource({}, home=str(home))
+    assert src.lookup("https://pkgs.example.com/", None, None).detail == f"machine pkgs.example.com in {home}/.netrc"
+    (home / ".netrc").write_text("machine a.example login x password y\n")
+    src = NetrcSource({}, home=str(home))
+    assert src.lookup("https://b.example/", None, None).detail == f"no entry for b.example in {home}/.netrc"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ans = NetrcSource({}, home=str(empty)).lookup("https://b.example/", None, None)
+    assert ans.detail == f"no netrc file ($NETRC unset, {empty}/.netrc missing)"
+
+
+def test_netrc_env_wins_and_tilde(home):
+    (home / "alt").write_text("machine pkgs.example.com login envuser password envpw\n")
+    for value in [str(home / "alt"), "~/alt"]:
+        src = NetrcSource({"NETRC": value, "HOME": str(home)})
+        assert src.lookup("https://pkgs.example.com/", None, None).credentials.username == "envuser"
+        assert src.path == str(home / "alt")
+
+
+def test_missing_netrc_env_falls_back_to_home(home):
+    src = NetrcSource({"NETRC": str(home / "nope"), "HOME": str(home)})
+    assert src.lookup("https://pkgs.example.com/", None, None).credentials.username == "alice"
+
+
+def test_home_arg_overrides_env_home(home, tmp_path):
+    src = NetrcSource({"HOME": str(tmp_path / "elsewhere")}, home=str(home))
+    assert src.lookup("https://pkgs.example.com/", None, None).found
+
+
+def test_duplicate_machine_last_wins(tmp_path):
+    (tmp_path / ".netrc").write_text("machine h login a password 1\nmachine h login b password 2\n")
+    assert NetrcSource({}, home=str(tmp_path)).lookup("https://h/", None, None).credentials.username == "b"
+
+
+def test_parse_error_is_a_warning_without_secret(tmp_path, caplog):
+    (tmp_path / ".netrc").write_text("machine h login a password topsecret\n\nbogus topsecret2\n")
+    src = NetrcSource({}, home=str(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        ans = src.lookup("https://h/", None, None)
+        src.lookup("https://h/", None, None)
+    assert not ans.found
+    assert str(tmp_path / ".netrc") in ans.detail and "line 3" in ans.detail
+    assert len(src.warnings) == 1
+    text = ans.detail + caplog.text + " ".join(src.warnings)
+    for secret in ["topsecret", "topsecret2"]:
+        for form in secret_forms(secret):
+            assert form not in text
+
+
+def test_loaded_once(home):
+    src = NetrcSource({}, home=str(home))
+    assert src.lookup("https://pkgs.example.com/", None, None).found
+    (home / ".netrc").write_text("")
+    assert src.lookup("https://pkgs.example.com/", None, None).found
+
+
+def test_knows_host_machine_entries_only(home):
+    src = NetrcSource({}, home=str(home))
+    assert src.knows_host("https", "pkgs.example.com", 443)
+    assert src.knows_host("http", "PKGS.example.com", 8080)
+    assert not src.knows_host("https", "unknown.example", 443)  # default does not count
+    assert not src.knows_host("https", "other.example", 8443)
