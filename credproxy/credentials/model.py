@@ -244,11 +244,16 @@ def secret_forms(secret: str, username: str | None = None) -> list[str]:
     return sorted((f for f in forms if f), key=len, reverse=True)
 
 
-def redact_text(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every known secret (and its encoded forms) in free text, e.g. keyring stderr."""
+def redact_text(text: str, secrets: Iterable[str | None], usernames: Iterable[str | None] = ()) -> str:
+    """Replace every known secret (and its encoded forms) in free text, e.g. keyring stderr.
+    Pass `usernames` to also catch base64 of `user:secret` (a Basic header value)."""
+    names = [u for u in usernames if u]
     for secret in secrets:
         if not secret:
             continue
-        for form in secret_forms(secret):
+        forms = set(secret_forms(secret))
+        for name in names:
+            forms.update(secret_forms(secret, name))
+        for form in sorted(forms, key=len, reverse=True):
             text = text.replace(form, MASK)
     return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
@@ -13,6 +14,7 @@ from credproxy.credentials.sources.keyring_subprocess import MODE_UNSUPPORTED, K
 from tests.helpers.keyring_script import read_calls, read_pids, write_keyring_script
 
 SECRET = "k3yr1ng-s3cret!"
+B64 = base64.b64encode(f"alice:{SECRET}".encode()).decode()
 
 
 @pytest.fixture
@@ -88,12 +90,13 @@ def test_http_third_service(make):
 
 
 def test_stderr_passthrough_redacted(make, capsys):
-    src, _ = make({("https://h.example/", "alice"): {"stdout": SECRET + "\n", "stderr": f"note: using backend X for {SECRET}\n"}})
+    src, _ = make({("https://h.example/", "alice"): {"stdout": SECRET + "\n", "stderr": f"note: using backend X for {SECRET}\nheader Basic {B64}\n"}})
     ans = src.lookup("https://h.example/", "alice", None)
     assert ans.found
     err = capsys.readouterr().err
     assert "note: using backend X for ****" in err
-    assert_no_secret(err)
+    assert "header Basic ****" in err
+    assert_no_secret(err, username="alice")
 
 
 def test_nonzero_exit_then_next_service(make, capsys):

@@ -121,7 +121,8 @@ class KeyringSubprocessSource:
             learnt = [creds.password] if creds is not None else []
             # Whatever keyring printed on stdout may be a secret even when we rejected it.
             learnt += [line.strip() for line in stdout.splitlines() if line.strip()]
-            sys.stderr.write(redact_text(stderr, learnt))
+            names = [username, creds.username if creds is not None else None]
+            sys.stderr.write(redact_text(stderr, learnt, usernames=names))
             sys.stderr.flush()
         return creds, detail
 
