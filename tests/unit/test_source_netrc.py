@@ -11,6 +11,7 @@ NETRC = """\
 machine pkgs.example.com login alice password s3cret
 machine 127.0.0.1 login bob password ""
 machine other.example:8443 login carl password portpw
+machine [::1] login six password sixpw
 default login anon password anonpw
 """
 
@@ -33,6 +34,7 @@ def home(tmp_path):
         ("https://unknown.example/", None, ("anon", "anonpw"), False),
         ("https://unknown.example/", "anon", ("anon", "anonpw"), False),
         ("https://unknown.example/", "zed", None, None),
+        ("http://[::1]:8080/simple", None, ("six", "sixpw"), True),
     ],
 )
 def test_matching(home, url, username, expected, preemptive):
@@ -110,3 +112,4 @@ def test_knows_host_machine_entries_only(home):
     assert src.knows_host("http", "PKGS.example.com", 8080)
     assert not src.knows_host("https", "unknown.example", 443)  # default does not count
     assert not src.knows_host("https", "other.example", 8443)
+    assert src.knows_host("http", "::1", 8080)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import netrc as _netrc
 import os
+import threading
 from typing import Mapping
 from urllib.parse import urlsplit
 
@@ -33,6 +34,7 @@ class NetrcSource:
         self._default: tuple[str, str, str] | None = None
         self._error: str | None = None
         self.warnings: list[str] = []
+        self._lock = threading.Lock()  # the resolver may ask from several threads at once
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -59,7 +61,12 @@ class NetrcSource:
     def _load(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
+        with self._lock:
+            if not self._loaded:
+                self._load_now()
+                self._loaded = True
+
+    def _load_now(self) -> None:
         path, why = self._candidates()
         self._path, self._missing_detail = path, why
         if path is None:
@@ -95,7 +102,7 @@ class NetrcSource:
             return Answer(self.name, detail=self._error)
         if self._path is None:
             return Answer(self.name, detail=self._missing_detail)
-        host = (urlsplit(url).hostname or "").lower()
+        host = _host_key(urlsplit(url).hostname or "")
         entry = self._hosts.get(host)
         if entry is not None:
             what, preemptive = f"machine {host}", True
@@ -116,4 +123,10 @@ class NetrcSource:
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
         self._load()
-        return host.lower() in self._hosts
+        return _host_key(host) in self._hosts
+
+
+def _host_key(host: str) -> str:
+    """The host as uv compares it with a machine name: lower-cased, IPv6 in brackets."""
+    host = host.lower()
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
