@@ -1,0 +1,41 @@
+"""Where credproxy keeps its own state. Never the user's `~/.mitmproxy`, never the repo.
+
+`CREDPROXY_DATA_DIR` moves everything (tests use it); `CREDPROXY_CREDENTIALS_DIR` moves the
+store alone (computed by credentials/store.py, which imports nothing from here so the core
+stays independent); `CREDPROXY_CONFIG` names the config file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import platformdirs
+
+APP = "credproxy"
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("CREDPROXY_DATA_DIR"):
+        return Path(env["CREDPROXY_DATA_DIR"])
+    return Path(platformdirs.user_data_dir(APP, appauthor=False))
+
+
+def ca_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The proxy's own CA (mitmproxy's confdir layout), key 0600 in a 0700 directory."""
+    return data_dir(env) / "ca"
+
+
+def bundle_path(env: Mapping[str, str] | None = None) -> Path:
+    """The combined trust bundle `credproxy env` exports (public roots + proxy CA + upstream CA).
+    Upstream trust must never collapse to this file when the proxy's own SSL_CERT_FILE is it."""
+    return data_dir(env) / "ca-bundle.pem"
+
+
+def default_config_file(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("CREDPROXY_CONFIG"):
+        return Path(env["CREDPROXY_CONFIG"])
+    return Path(platformdirs.user_config_dir(APP, appauthor=False)) / "config.toml"
