@@ -185,10 +185,14 @@ class _Problems:
 def _read_toml(path: Path) -> dict:
     """Parse a TOML file; ConfigError names the file and the line (tomllib's text has it)."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        raw = path.read_bytes()
+        return tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        text = str(exc)
+        if "(at end of document)" in text:  # tomllib gives no line there: the last one
+            last = raw.rstrip(b"\n").count(b"\n") + 1
+            text = text.replace("(at end of document)", f"(at end of document, line {last})")
+        raise ConfigError(f"{path}: invalid TOML: {text}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: invalid TOML: not UTF-8 text") from None
     except OSError as exc:
