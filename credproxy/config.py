@@ -26,7 +26,7 @@ from typing import Any, Iterable, Literal, Mapping
 from urllib.parse import urlsplit
 
 from .credentials.index import Index, valid_index_name
-from .credentials.model import Realm, redact_url, without_userinfo
+from .credentials.model import MASK, Realm, redact_url, without_userinfo
 
 KeyringProvider = Literal["disabled", "subprocess", "native"]
 InterceptPolicy = Literal["auto", "all"]
@@ -105,10 +105,14 @@ def parse_boolish(value: str) -> bool | None:
 def safe_url(value: str) -> str:
     """A URL as it may appear in a message: userinfo masked, never the raw secret."""
     try:
-        return redact_url(value)
+        shown = redact_url(value)
     except ValueError:
-        # unparseable: show only what cannot be a secret
-        return "<unparseable URL>" if "@" in value else value
+        shown = value
+    if "@" in shown.replace(MASK + "@", ""):
+        # an `@` urlsplit did not take for userinfo (no scheme, a path, `u:p/w@h`): mask all
+        # up to the last one rather than guess where a secret ends
+        shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", lambda m: (m.group(1) or "") + MASK + "@", shown)
+    return shown
 
 
 def _quote(value: Any) -> str:
@@ -446,9 +450,10 @@ def _env_layer(env: Mapping[str, str], settings: Settings) -> _Layer:
             raise ConfigError(f"environment variable {problems[0]}")
         raise ConfigError("environment variables:\n" + "\n".join("  " + x for x in problems))
 
-    settings.ssl_cert_file = _env(env, "SSL_CERT_FILE")
-    settings.ssl_cert_dir = _env(env, "SSL_CERT_DIR")
-    settings.ssl_client_cert = _env(env, "SSL_CLIENT_CERT")
+    for attr, var in (("ssl_cert_file", "SSL_CERT_FILE"), ("ssl_cert_dir", "SSL_CERT_DIR"),
+                      ("ssl_client_cert", "SSL_CLIENT_CERT")):
+        if getattr(settings, attr) is None:  # a flag already set it
+            setattr(settings, attr, _env(env, var))
     return layer
 
 
@@ -672,9 +677,10 @@ def _pip_layer(paths: list[Path], env: Mapping[str, str], settings: Settings) ->
         settings.config_files.append(str(path))
         for section in ("global", "install"):
             if parser.has_section(section):
-                for key in _PIP_KEYS:
-                    if parser.has_option(section, key):
-                        values[section][key] = (parser.get(section, key), f"pip.conf:{path}")
+                for option, value in parser.items(section):
+                    key = option.lstrip("-").replace("_", "-")  # pip accepts index_url, --index-url
+                    if key in _PIP_KEYS:
+                        values[section][key] = (value, f"pip.conf:{path}")
     env_vars = {"index-url": "PIP_INDEX_URL", "extra-index-url": "PIP_EXTRA_INDEX_URL",
                 "trusted-host": "PIP_TRUSTED_HOST"}
     layer = _Layer()
@@ -784,13 +790,19 @@ def _override_layer(overrides: Mapping[str, Any], settings: Settings) -> _Layer:
 _IMPORT_PREFIXES = ("uv.toml:", "pyproject.toml:", "pip.conf:", "env:PIP_")
 
 
-def merge_indexes(indexes: Iterable[Index]) -> list[Index]:
+def merge_indexes(indexes: Iterable[Index], notes: list[str] | None = None) -> list[Index]:
     """One Index per URL, in first-seen order. The first (highest layer) keeps its fields;
     name, username, publish-url and URL credentials it lacks come from later duplicates."""
     merged: dict[tuple, Index] = {}
     for index in indexes:
         key = _url_key(index.url)
         first = merged.get(key)
+        if index.name is not None and any(i.name == index.name for k, i in merged.items() if k != key):
+            # UV_INDEX_<NAME>_* must mean one index: the highest layer's keeps the name
+            if notes is not None:
+                notes.append(f"index name {_quote(index.name)} from {index.origin} is already used by "
+                             f"a higher-priority index; {index.url} is kept without it")
+            index = replace(index, name=None)
         if first is None:
             merged[key] = index
             continue
@@ -809,8 +821,7 @@ def derived_index_name(url: str) -> str:
     """A deterministic name for an imported index that has none: its host (and port), with
     characters an index name cannot hold replaced by `-`. UV_INDEX_<NAME>_* then apply."""
     realm = Realm.of(url)
-    base = realm.netloc.replace(":", "-")
-    return re.sub(r"[^A-Za-z0-9._-]", "-", base).strip("-") or "index"
+    return re.sub(r"[^A-Za-z0-9._]+", "-", realm.netloc).strip("-") or "index"
 
 
 def name_imported_indexes(indexes: list[Index]) -> list[Index]:
@@ -898,7 +909,8 @@ def load_settings(
     settings.allow_insecure_host = _dedupe(h for layer in layers for h in layer.allow_insecure_host)
     settings.intercept_hosts = _dedupe(h for layer in layers for h in layer.intercept_hosts)
     settings.client_certs = [c for layer in layers for c in layer.client_certs]
-    settings.indexes = name_imported_indexes(merge_indexes(i for layer in layers for i in layer.indexes))
+    settings.indexes = name_imported_indexes(
+        merge_indexes((i for layer in layers for i in layer.indexes), settings.notes))
 
     # The bundle `credproxy env` exports holds the proxy's own CA: trusting it upstream would
     # let the proxy vouch for itself, so an SSL_CERT_FILE pointing there is not upstream trust.

@@ -320,20 +320,21 @@ def test_system_certs_env_and_native_tls_alias(tmp_path, env, expected, warned):
     ({"UV_SYSTEM_CERTS": "maybe"}, "UV_SYSTEM_CERTS", "a boolean"),
     ({"UV_NATIVE_TLS": "2"}, "UV_NATIVE_TLS", "a boolean"),
     ({"UV_KEYRING_PROVIDER": "auto"}, "UV_KEYRING_PROVIDER", '"disabled", "subprocess", "native"'),
-    ({"UV_INDEX": "bad name=https://h/"}, "UV_INDEX", "https://h/"),  # splits on space: 'bad' is a path
     ({"UV_INDEX": "b@d=https://h/"}, "UV_INDEX", "index names"),
     ({"UV_DEFAULT_INDEX": "https://h:0x/"}, "UV_DEFAULT_INDEX", "a valid URL"),
+    ({"UV_INDEX_URL": "https:///simple"}, "UV_INDEX_URL", "with a host"),
 ])
 def test_env_errors_name_the_variable(tmp_path, env, var, expected):
-    if env.get("UV_INDEX") == "bad name=https://h/":
-        # 'bad' alone is a relative path (uv would read a local dir): ignored with a note
-        s = load(tmp_path, env=env)
-        assert any("UV_INDEX" in n and "bad" in n for n in s.notes)
-        assert [i.name for i in s.indexes] == ["name"]
-        return
     with pytest.raises(ConfigError) as err:
         load(tmp_path, env=env)
     assert var in str(err.value) and expected in str(err.value)
+
+
+def test_env_index_items_split_on_whitespace(tmp_path):
+    # 'bad' alone is a relative path (uv would read a local directory): ignored with a note
+    s = load(tmp_path, env={"UV_INDEX": "bad name=https://h/"})
+    assert [(i.name, i.url) for i in s.indexes] == [("name", "https://h/")]
+    assert s.warnings == [] and any("UV_INDEX" in n and "bad" in n for n in s.notes)
 
 
 def test_env_keyring_provider_and_insecure_hosts(tmp_path):
@@ -648,3 +649,44 @@ def test_derived_names_always_valid_and_distinct(specs):
 def test_settings_repr_hides_env_and_proxyauth():
     s = Settings(env={"HF_TOKEN": SECRET}, proxyauth=f"u:{SECRET}")
     assert_no_secret(repr(s), username="u")
+
+
+@pytest.mark.parametrize("url", [
+    f"https://bob:{SECRET_Q}@h/simple",
+    f"./bob:{SECRET_Q}@wheels",
+    f"file:///bob:{SECRET_Q}@x/simple",
+    f"https://bob:{SECRET_Q}/x@h/simple",  # ambiguous userinfo, as uv refuses it
+    f"bob:{SECRET_Q}@h",
+])
+def test_safe_url_masks_every_userinfo_shape(url):
+    from credproxy.config import safe_url
+    shown = safe_url(url)
+    assert_no_secret(shown, username="bob")
+    assert "****" in shown
+
+
+def test_ignored_local_index_with_userinfo_leaks_nothing(tmp_path):
+    s = load(tmp_path, env={"UV_EXTRA_INDEX_URL": f"./bob:{SECRET_Q}@wheels"})
+    assert s.indexes == [] and len(s.notes) == 1
+    assert_no_secret(s.notes[0], username="bob")
+
+
+def test_same_name_in_a_lower_layer_loses_it(tmp_path):
+    uv = write(tmp_path / "uv.toml", '[[index]]\nname = "private"\nurl = "https://old.example/simple"')
+    s = load(tmp_path, '[[index]]\nname = "private"\nurl = "https://new.example/simple"', uv=[uv])
+    assert [(i.name, i.url) for i in s.indexes] == [
+        ("private", "https://new.example/simple"), ("old.example", "https://old.example/simple")]
+    assert any('"private"' in n and "old.example" in n for n in s.notes)
+
+
+def test_pip_option_spellings_as_pip_normalises_them(tmp_path):
+    pip = write(tmp_path / "pip.conf", "[global]\nINDEX_URL = https://a.example/simple\n"
+                                       "[install]\n--extra-index-url = https://b.example/simple\n")
+    assert [i.url for i in load(tmp_path, pip=[pip]).indexes] == [
+        "https://a.example/simple", "https://b.example/simple"]
+
+
+def test_ssl_flags_win_over_environment(tmp_path):
+    s = load(tmp_path, env={"SSL_CERT_FILE": "/env.pem", "SSL_CLIENT_CERT": "/envc.pem"},
+             overrides={"ssl_cert_file": "/flag.pem"})
+    assert (s.ssl_cert_file, s.ssl_client_cert) == ("/flag.pem", "/envc.pem")
