@@ -149,6 +149,15 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of something that may not parse as a URL at all ("" for a path)."""
+    m = _SCHEME.match(url)
+    return m.group(1).lower() if m else ""
+
+
 def _url_key(url: str) -> tuple:
     """Two index URLs are the same index when realm and path (minus a final `/`) agree."""
     return (Realm.of(url), (urlsplit(url).path or "/").rstrip("/"))
@@ -435,8 +444,7 @@ def _env_layer(env: Mapping[str, str], settings: Settings) -> _Layer:
             problems.append(f"{var}: expected index names of ASCII letters, digits, `.`, `_` or `-`, "
                             f"got {_quote(name)}")
             continue
-        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-        if scheme not in ("http", "https"):
+        if url_scheme(url) not in ("http", "https"):
             # a local directory or file:// index: nothing for a proxy to authenticate
             settings.notes.append(f"{var}: ignored {safe_url(url)} (not an http(s) index)")
             continue
@@ -548,7 +556,7 @@ def _uv_layer(path: Path, settings: Settings) -> _Layer | None:
         if not isinstance(url, str):
             warn(key, "a URL string", url)
             return
-        if urlsplit(url).scheme.lower() not in ("http", "https"):
+        if url_scheme(url) not in ("http", "https"):
             settings.notes.append(f"{path}: ignored {prefix}{key} {safe_url(url)} (not an http(s) index)")
             return
         if (why := url_problem(url)) is not None:
@@ -698,8 +706,7 @@ def _pip_layer(paths: list[Path], env: Mapping[str, str], settings: Settings) ->
                 if "@" not in item:
                     layer.allow_insecure_host.append(item)
                 continue
-            scheme = urlsplit(item).scheme.lower()
-            if scheme not in ("http", "https"):
+            if url_scheme(item) not in ("http", "https"):
                 settings.notes.append(f"{origin}: ignored {key} {safe_url(item)} (not an http(s) index)")
             elif (why := url_problem(item)) is not None:
                 settings.warnings.append(f"{origin}: ignored {key}: expected {why}, got {_quote(safe_url(item))}")

@@ -690,3 +690,22 @@ def test_ssl_flags_win_over_environment(tmp_path):
     s = load(tmp_path, env={"SSL_CERT_FILE": "/env.pem", "SSL_CLIENT_CERT": "/envc.pem"},
              overrides={"ssl_cert_file": "/flag.pem"})
     assert (s.ssl_cert_file, s.ssl_client_cert) == ("/flag.pem", "/envc.pem")
+
+
+def test_unparseable_urls_in_every_layer_are_reported_not_crashing(tmp_path):
+    bad = f"https://bob:{SECRET_Q}@[not-v6/simple"
+    uv = write(tmp_path / "uv.toml", f'index-url = "{bad}"')
+    pip = write(tmp_path / "pip.conf", f"[global]\nindex-url = {bad}\n")
+    s = load(tmp_path, uv=[uv], pip=[pip])
+    assert s.indexes == [] and len(s.warnings) == 2
+    assert str(uv) in s.warnings[0] and "index-url" in s.warnings[0]
+    assert str(pip) in s.warnings[1] and "index-url" in s.warnings[1]
+    assert_no_secret("".join(s.warnings), username="bob")
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, env={"UV_INDEX": f"x={bad}"})
+    assert "UV_INDEX" in str(err.value) and "a valid URL" in str(err.value)
+    assert_no_secret(str(err.value), username="bob")
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, f'[[index]]\nurl = "{bad}"')
+    assert "index[1].url" in str(err.value)
+    assert_no_secret(str(err.value), username="bob")
