@@ -890,6 +890,9 @@ def load_settings(
         raise ConfigError(f"{path}: config file not found (named by {where})")
 
     uv_paths = [Path(p) for p in uv_config_files] if uv_config_files is not None else uv_config_paths(env, cwd_path)
+    if uv_config_files is None and env.get("UV_CONFIG_FILE") and not uv_paths[0].is_file():
+        settings.warnings.append(f"UV_CONFIG_FILE names {uv_paths[0]}, which does not exist; "
+                                 "no uv configuration imported")
     # highest priority first for combining: project, user, system
     for uv_path in reversed(uv_paths):
         if not uv_path.is_file():

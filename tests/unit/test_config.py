@@ -709,3 +709,13 @@ def test_unparseable_urls_in_every_layer_are_reported_not_crashing(tmp_path):
         load(tmp_path, f'[[index]]\nurl = "{bad}"')
     assert "index[1].url" in str(err.value)
     assert_no_secret(str(err.value), username="bob")
+
+
+def test_uv_config_file_variable(tmp_path):
+    named = write(tmp_path / "only.toml", '[[index]]\nname = "only"\nurl = "https://only.example/simple"')
+    env = base_env(tmp_path, UV_CONFIG_FILE=str(named))
+    s = load_settings(write(tmp_path / "c.toml", ""), env=env, cwd=tmp_path, pip_config_files=[])
+    assert [i.name for i in s.indexes] == ["only"]
+    env["UV_CONFIG_FILE"] = str(tmp_path / "missing.toml")
+    s = load_settings(write(tmp_path / "c.toml", ""), env=env, cwd=tmp_path, pip_config_files=[])
+    assert s.indexes == [] and any("UV_CONFIG_FILE" in w and "missing.toml" in w for w in s.warnings)
