@@ -43,10 +43,10 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def load(tmp_path: Path, config: str | None = "", *, env=None, overrides=None, uv=(), pip=()):
-    """load_settings with only the files given: config text (None = no config file at all,
-    via an absent CREDPROXY_CONFIG being impossible we pass an empty file), uv/pip paths."""
-    cfg = write(tmp_path / "credproxy.toml", config or "")
+def load(tmp_path: Path, config: str = "", *, env=None, overrides=None, uv=(), pip=()):
+    """load_settings reading only the files given: the config text (always a file, so the
+    platform default is never consulted) and explicit uv/pip config files."""
+    cfg = write(tmp_path / "credproxy.toml", config)
     return load_settings(cfg, overrides=overrides, env=base_env(tmp_path, **(env or {})),
                          cwd=tmp_path, uv_config_files=list(uv), pip_config_files=list(pip))
 
@@ -237,7 +237,7 @@ def test_credproxy_config_env_names_the_file(tmp_path):
 
 # --- precedence ------------------------------------------------------------------------------
 
-# layer -> how it sets keyring-provider / system-certs
+# the layers, highest priority first
 _LAYERS = ("flag", "env", "file", "uv")
 
 
