@@ -29,6 +29,11 @@ from .cli_auth import register as _register_auth_commands  # noqa: E402
 
 _register_auth_commands(auth)
 
+# explain lives in cli_explain.py
+from .cli_explain import register as _register_explain  # noqa: E402
+
+_register_explain(main)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()
