@@ -73,8 +73,6 @@ def explain(url: str, username: str | None, config_file: str | None) -> None:
     from .credentials.model import redact_text
     from .credentials.resolver import Resolver
 
-    if "://" not in url:
-        _fail(f"not a URL: {url!r} (expected https://host/path)")
     logging.basicConfig(level=logging.WARNING, format="credproxy: warning: %(message)s", stream=sys.stderr)
     settings = _settings(config_file)
     for warning in getattr(settings, "warnings", []) or []:
@@ -82,6 +80,8 @@ def explain(url: str, username: str | None, config_file: str | None) -> None:
     resolver = Resolver(settings)
     try:
         explanation = resolver.explain(url, username=username)
+    except ValueError as e:  # the message never quotes the URL (it may hold a password)
+        _fail(str(e))
     finally:
         resolver.close()
     text = explanation.render()
