@@ -97,17 +97,27 @@ class Explanation:
             lines.append("index:    none configured for this URL")
         lines.append("sources, in order:")
         for answer in self.answers:
+            detail = answer.detail
             if answer.skipped:
-                status = "skipped"
-            elif answer.found:
+                for prefix in ("skipped because ", "skipped: "):
+                    detail = detail[len(prefix):] if detail.startswith(prefix) else detail
+                lines.append(f"  {answer.source:<24} skipped because {detail or 'not applicable'}")
+                continue
+            if answer.found:
                 status = "answered" + ("" if answer.preemptive else " (only after a challenge)")
+                status += f" [{answer.credentials.redacted()}]"
             else:
                 status = "no entry"
-            shown = f" [{answer.credentials.redacted()}]" if answer.credentials is not None else ""
-            lines.append(f"  {answer.source:<24} {status}{shown}" + (f": {answer.detail}" if answer.detail else ""))
+            lines.append(f"  {answer.source:<24} {status}" + (f": {detail}" if detail else ""))
         d = self.decision
         lines.append(f"decision: {d.action} from {d.source}" + (" (session cache)" if d.cached else ""))
-        lines.append(f"would send: {d.shown_credentials if d.action == 'inject' else 'no credentials added'}")
+        sends = {
+            "inject": d.shown_credentials,
+            "send": "no credentials added",
+            "leave": "the request exactly as the client sent it",
+            "fail": "nothing: the client gets 401 with the reason below",
+        }[d.action]
+        lines.append(f"would send: {sends}")
         lines.append(f"reason:   {d.reason}")
         if self.on_challenge is not None:
             c = self.on_challenge
@@ -283,6 +293,7 @@ class Resolver:
     ):
         self.settings = settings
         self.indexes: list[Index] = list(getattr(settings, "indexes", []) or [])
+        self._default_chain = sources is None
         self.sources: list[Source] = list(sources) if sources is not None else default_sources(settings)
         self._clock = clock or time.monotonic
         self._wait_timeout = wait_timeout
@@ -377,11 +388,15 @@ class Resolver:
                     answers.append(Answer(source.name, detail=f"skipped because {skip}", skipped=True))
                     continue
                 answer = self._ask_sync(_Ask(source, clean, slow_user, index, self._memo_key(source, clean, index, slow_user)))
+                if index is None:
+                    answer = replace(answer, preemptive=False)  # unconfigured host: on challenge only
             else:
                 answer = self._ask_sync(_Ask(source, clean, lookup_user, index))
             if answer.found and not answer.credentials.is_complete and lookup_user is None:
                 lookup_user = answer.credentials.username
             answers.append(answer)
+        if self._default_chain and getattr(self.settings, "keyring_provider", "disabled") == "disabled":
+            answers.append(Answer("keyring", detail="keyring-provider = disabled (set it to subprocess or native)", skipped=True))
         decision = self._run_sync(self._plan_resolve(clean, authorization))
         retry = None
         if decision.action == "send":
@@ -509,7 +524,7 @@ class Resolver:
 
     def _slow_skip_reason(self, source: Source, index: Index | None, username: str | None, challenged: bool) -> str:
         if index is None and not challenged:
-            return "slow sources are asked for unconfigured hosts only after a challenge"
+            return "slow sources are asked for hosts without a configured index only after a challenge"
         if index is None and username is None:
             return "no username is known and no index is configured for this URL (as uv)"
         return ""

@@ -595,7 +595,8 @@ def test_explain_lists_every_source_in_order():
     assert "answered (only after a challenge)" in text and "no entry" in text and "skipped" in text
     assert "on 401:   retry once with alice:**** from netrc" in text
     e = r.explain("https://h.test/x", username="alice")
-    assert e.answers[2].found and kr.calls
+    assert e.answers[2].found and not e.answers[2].preemptive and kr.calls
+    assert "keyring                  answered (only after a challenge) [alice:****]" in e.render()
 
 
 # --- default_sources -------------------------------------------------------------------------
@@ -643,3 +644,10 @@ def test_unparseable_url_is_an_error_without_the_secret(url):
             call(url)
         assert_no_secret(str(err.value))
         assert "invalid URL" in str(err.value)
+
+
+def test_explain_says_the_keyring_is_disabled(tmp_path):
+    env = {"HOME": str(tmp_path), "CREDPROXY_DATA_DIR": str(tmp_path / "data")}
+    e = Resolver(Settings(env=env)).explain("https://h.test/x")
+    assert e.answers[-1].source == "keyring" and e.answers[-1].skipped
+    assert "keyring                  skipped because keyring-provider = disabled" in e.render()
