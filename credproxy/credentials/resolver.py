@@ -237,7 +237,8 @@ class SingleFlight:
             flight = self._flights.get(key)
             if flight is not None and flight.future is future:
                 flight.finished_at = self._clock()
-        future.set_result(answer)
+            # under the lock: `begin` must never see a finished flight without its answer
+            future.set_result(answer)
 
     def forget(self, credentials: Credentials) -> None:
         """Drop finished lookups that produced `credentials` (rejected upstream)."""
@@ -279,7 +280,9 @@ class Resolver:
         resolver.knows_host(scheme, host, port)                      # intercept this host?
 
     The sync versions (`resolve`, `challenge`) may block on a keyring subprocess; the async
-    ones never block the event loop."""
+    ones never block the event loop. `explain(url, username=None)` asks every source and
+    returns an Explanation (redacted). All entry points raise ValueError (never quoting the
+    URL) for a URL that is not http(s)://host... . `close()` stops the worker threads."""
 
     def __init__(
         self,
