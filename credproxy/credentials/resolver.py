@@ -303,11 +303,15 @@ class Resolver:
         self._lock = threading.Lock()
         self._cache = SessionCache()
         self._memo = SingleFlight(self._clock, negative_ttl)
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-resolver")
+        # Two pools: a hanging keyring holds a slow worker for up to its timeout, and must not
+        # stall the file lookups (netrc, store) of every other request.
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-lookup")
+        self._slow_executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-slow-lookup")
         self._seed()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._slow_executor.shutdown(wait=False, cancel_futures=True)
 
     # --- §3: seed the cache from configured index credentials ---------------------------------
 
@@ -580,7 +584,7 @@ class Resolver:
         future, leader = self._memo.begin(ask.memo_key)
         if leader:
             # The lookup finishes (and wakes the others) even if this request is cancelled.
-            self._executor.submit(self._lead, ask, future)
+            self._slow_executor.submit(self._lead, ask, future)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self._wait_timeout)
         except asyncio.TimeoutError:

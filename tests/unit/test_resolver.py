@@ -651,3 +651,22 @@ def test_explain_says_the_keyring_is_disabled(tmp_path):
     e = Resolver(Settings(env=env)).explain("https://h.test/x")
     assert e.answers[-1].source == "keyring" and e.answers[-1].skipped
     assert "keyring                  skipped because keyring-provider = disabled" in e.render()
+
+
+def test_hanging_slow_sources_do_not_stall_fast_lookups():
+    indexes = [Index.from_url(f"https://h{i}.test/simple/") for i in range(6)]
+    kr = FakeSource("keyring", {}, fast=False, delay=1.5)
+    netrc = FakeSource("netrc", {"n.test": ALICE})
+    r = make([netrc, kr], indexes, max_workers=2)
+
+    async def main():
+        stuck = [asyncio.create_task(r.aresolve(f"https://h{i}.test/simple/x/")) for i in range(6)]
+        await asyncio.sleep(0.1)
+        start = time.monotonic()
+        d = await asyncio.wait_for(r.aresolve("https://n.test/x"), 10)
+        took = time.monotonic() - start
+        await asyncio.wait_for(asyncio.gather(*stuck), 20)
+        return d, took
+
+    d, took = asyncio.run(main())
+    assert d.source == "netrc" and took < 1.0
