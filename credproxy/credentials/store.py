@@ -244,27 +244,18 @@ def normalize_service_for_file(service: str, where: str) -> str:
         raise StoreError(f"invalid credentials file {where}: {e}") from None
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
 def _toml_string(value: str) -> str:
-    """A TOML basic string: every character TOML forbids raw is escaped."""
-    out = ['"']
-    for ch in value:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        return _ESCAPES.get(ch) or f"\\u{ord(ch):04X}"
+
+    return '"' + _NEEDS_ESCAPE.sub(escape, value) + '"'
 
 
 def dumps(entries: list[StoreEntry]) -> str:
@@ -356,6 +347,7 @@ class Store:
         parse raises StoreError before anything is written."""
         self._ensure_dir()
         with self._exclusive_lock():
+            self._remove_stale_temp_files()
             before = self._read_unlocked()
             after = change(list(before))
             if after == before and not write_if_unchanged:
@@ -375,10 +367,24 @@ class Store:
         else:
             os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
 
+    def _temp_prefix(self) -> str:
+        return f".{self.path.name}."
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of writers that were killed mid-write. Only called under the exclusive
+        lock, when no other credproxy writer can be using one."""
+        try:
+            names = os.listdir(self.path.parent)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(self._temp_prefix()) and name.endswith(".tmp"):
+                _unlink_quietly(str(self.path.parent / name))
+
     def _write_atomic(self, text: str) -> None:
         directory = self.path.parent
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)  # 0600
+            fd, tmp = tempfile.mkstemp(prefix=self._temp_prefix(), suffix=".tmp", dir=directory)  # 0600
         except OSError as e:
             raise StoreError(f"cannot write credentials file {self.path}: {e.strerror}") from None
         try:
