@@ -24,6 +24,7 @@ core stays independent; default_store_path mirrors it).
 from __future__ import annotations
 
 import errno
+import functools
 import fcntl
 import os
 import re
@@ -449,16 +450,15 @@ def find(entries: list[StoreEntry], url: str, username: str | None = None) -> St
     for e in entries:
         if _without_userinfo(e.service) == _without_userinfo(target) and e.username == username:
             return e
-    realm = Realm.of(target)
-    path = url_path(target)
+    realm, path = _realm_and_path(target)
     best: list[StoreEntry] = []
     best_len = -1
     for e in entries:
         if username is not None and e.username != username:
             continue
-        if Realm.of(e.service) != realm:
+        service_realm, service_path = _realm_and_path(e.service)
+        if service_realm != realm:
             continue
-        service_path = url_path(e.service)
         if not is_path_prefix(service_path, path):
             continue
         length = len(service_path.encode())
@@ -475,6 +475,12 @@ def find(entries: list[StoreEntry], url: str, username: str | None = None) -> St
             f"(usernames {names}), specify which username to use"
         )
     return best[0]
+
+
+@functools.lru_cache(maxsize=4096)
+def _realm_and_path(service: str) -> tuple[Realm, str]:
+    """Parsed once per service string: the proxy looks up on every request."""
+    return Realm.of(service), url_path(service)
 
 
 def _without_userinfo(url: str) -> str:

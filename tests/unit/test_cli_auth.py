@@ -153,6 +153,10 @@ def test_error_never_echoes_a_url_secret(env):
     r = cli(env, "login", "ftp://u:topsecret-9@example.com", "--password", "p")
     assert r.returncode == 2 and "ftp://u:****@example.com" in r.stderr
     assert_no_secret(r, "topsecret-9", "u")
+    # no scheme: uv reads `u` as the scheme and would echo the whole argument
+    r = cli(env, "login", "u:topsecret-9@example.com", "--password", "p")
+    assert r.returncode == 2 and r.stderr == "error: invalid value '****@example.com' for '<SERVICE>': Unsupported scheme: u\n"
+    assert_no_secret(r, "topsecret-9", "u")
 
 
 def test_login_into_corrupt_store_fails_and_keeps_file(env, store):

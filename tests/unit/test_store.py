@@ -82,6 +82,17 @@ def test_reads_uv_written_file(store):
     ]
 
 
+def test_uv_quirk_userinfo_in_service_is_matched_and_masked(tmp_path):
+    # uv 0.13.9 `auth login https://carol:pw2@h/simple` writes the secret into `service`
+    path = tmp_path / "credentials.toml"
+    path.write_text('[[credential]]\nservice = "https://carol:pw2-quirk@h.example/"\nusername = "carol"\npassword = "pw2-quirk"\n')
+    source = StoreSource(path, name="uv-store")
+    answer = source.lookup("https://h.example/simple/x/", "carol", None)
+    assert answer.credentials.password == "pw2-quirk"
+    assert source.knows_host("https", "h.example", 443)
+    assert_no_secret(answer.detail + repr(answer) + repr(Store(path).read()), "pw2-quirk", "carol")
+
+
 def test_missing_and_empty_files(store):
     assert store.read() == []
     assert not store.path.parent.exists(), "reading must not create anything (uv's store is read-only)"
