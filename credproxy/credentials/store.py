@@ -43,7 +43,9 @@ FILE_NAME = "credentials.toml"
 LOCK_SUFFIX = ".lock"
 #: how long a reader waits for a writer's lock before reading anyway (writes are atomic, so
 #: reading without the lock still sees a whole file)
-READ_LOCK_TIMEOUT = 5.0
+READ_LOCK_TIMEOUT = 1.0
+#: how long a writer waits for the lock (held by another credproxy or uv) before giving up
+WRITE_LOCK_TIMEOUT = 30.0
 
 
 class StoreError(Exception):
@@ -411,7 +413,20 @@ class Store:
         except OSError as e:
             raise StoreError(f"cannot open lock file {self.lock_path}: {e.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + WRITE_LOCK_TIMEOUT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise StoreError(f"cannot lock {self.lock_path}: {e.strerror}") from None
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"timed out after {WRITE_LOCK_TIMEOUT:.0f}s waiting for the lock on {self.lock_path} "
+                            "(another credproxy or uv process holds it)"
+                        ) from None
+                    time.sleep(0.005)
             yield
         finally:
             os.close(fd)  # closing releases the lock

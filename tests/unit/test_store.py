@@ -217,6 +217,30 @@ def test_corrupt_file_is_never_overwritten(store):
     assert store.path.read_text() == broken
 
 
+def test_writer_waits_for_the_lock_then_gives_up_clearly(store, monkeypatch):
+    import fcntl
+
+    from credproxy.credentials import store as store_module
+
+    store.add(StoreEntry.basic("https://h.example/", "alice", "pw"))
+    monkeypatch.setattr(store_module, "WRITE_LOCK_TIMEOUT", 0.3)
+    monkeypatch.setattr(store_module, "READ_LOCK_TIMEOUT", 0.2)
+    fd = os.open(store.lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another process (uv, credproxy) mid-write
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="timed out .* waiting for the lock"):
+            store.add(StoreEntry.basic("https://h.example/", "bob", "pw2"))
+        assert 0.25 < time.monotonic() - started < 5
+        started = time.monotonic()
+        assert len(store.read()) == 1  # a stuck writer delays a reader briefly, then it reads anyway
+        assert time.monotonic() - started < 2
+    finally:
+        os.close(fd)
+    store.add(StoreEntry.basic("https://h.example/", "bob", "pw2"))
+    assert len(store.read()) == 2
+
+
 # --- lookup ------------------------------------------------------------------------------------
 
 ENTRIES = [
