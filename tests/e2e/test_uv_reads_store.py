@@ -4,8 +4,11 @@ take the same lock."""
 
 from __future__ import annotations
 
+import base64
+import http.server
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -147,3 +150,56 @@ def test_uv_and_credproxy_logins_share_the_lock(env):
     entries = {(e.service, e.username): e.password for e in store.read()}
     assert len(entries) == 310
     assert all(entries[(f"https://mix{n}.example/", f"m{n}")] == f"pw-{n}" for n in range(10))
+
+
+class _AuthIndex(http.server.BaseHTTPRequestHandler):
+    """A PEP 503 index on 127.0.0.1 that answers 401 unless it gets alice's password; it
+    records every Authorization header it is sent."""
+
+    expected = "Basic " + base64.b64encode(b"alice:" + AWKWARD.encode()).decode()
+    seen: list[tuple[str, str | None]]
+
+    def do_GET(self):
+        auth = self.headers.get("Authorization")
+        self.seen.append((self.path, auth))
+        if auth != self.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="test"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"<!DOCTYPE html><html><body></body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_uv_resolver_authenticates_with_credproxy_store(env, tmp_path):
+    """Not just `uv auth token`: uv's HTTP middleware answers a 401 from an index with the
+    credentials `credproxy auth login` stored."""
+    handler = type("Handler", (_AuthIndex,), {"seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.timeout = 5
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        index = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+        r = run([CREDPROXY, "auth", "login", index, "-u", "alice", "--password", "-"], env, AWKWARD + "\n")
+        assert r.returncode == 0, r.stderr
+        r = run(
+            [UV, "pip", "compile", "-", "--index-url", index, "--python", sys.executable, "--no-header"],
+            {**env, "UV_PYTHON_DOWNLOADS": "never"},
+            "demo-pkg\n",
+        )
+        # the index is empty, so resolution fails: what matters is how uv asked
+        assert "no versions of demo-pkg" in r.stderr, r.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert ("/simple/demo-pkg/", _AuthIndex.expected) in handler.seen, handler.seen
