@@ -203,3 +203,30 @@ def test_uv_resolver_authenticates_with_credproxy_store(env, tmp_path):
         server.server_close()
         thread.join(timeout=10)
     assert ("/simple/demo-pkg/", _AuthIndex.expected) in handler.seen, handler.seen
+
+
+AWKWARD_SECRETS = [
+    "tab\there",
+    # (no C0 controls: `uv auth token` strips them from what it prints, so they cannot be
+    # checked this way; tomllib reads them back in the unit round-trip test)
+    'both\'"quotes',
+    "back\\slash\\\\",
+    "line\u2028sep",
+    "ünïcødé-🎉",
+    "''' triple",
+    '""" triple',
+    "#not-a-comment",
+    " spaces inside ",
+]
+
+
+def test_uv_reads_every_escape_we_write(env):
+    """Escapes TOML writers get wrong, plus a bearer entry uv must accept in the same file."""
+    store = Store(Path(env["CREDPROXY_CREDENTIALS_DIR"]) / "credentials.toml")
+    entries = [StoreEntry.basic(f"https://s{i}.example/", f"user{i}", secret) for i, secret in enumerate(AWKWARD_SECRETS)]
+    entries.append(StoreEntry.bearer("https://bearer.example/", "bearer-token"))
+    store.modify(lambda _old: entries)
+    for i, secret in enumerate(AWKWARD_SECRETS):
+        r = uv_token(env, f"https://s{i}.example/", f"user{i}")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == secret + "\n"
