@@ -176,10 +176,11 @@ def test_login_into_corrupt_store_fails_and_keeps_file(env, store):
 
 
 def test_logout(env, store):
-    store.add(StoreEntry.basic("https://pkgs.example/", "alice", "pa"))
+    store.add(StoreEntry.basic("https://pkgs.example/", "alice", "alice-pw-zz"))
     store.add(StoreEntry.basic("https://pkgs.example/", "__token__", "pt"))
     r = cli(env, "logout", "pkgs.example/simple", "-u", "alice")
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "Removed credentials for alice@https://pkgs.example/\n")
+    assert_no_secret(r, "alice-pw-zz", "alice")
     r = cli(env, "logout", "pkgs.example", "-u", "alice")
     assert (r.returncode, r.stderr) == (2, "error: No matching entry found for `alice@https://pkgs.example/`\n")
     r = cli(env, "logout", "https://pkgs.example/")  # default username __token__
@@ -208,7 +209,9 @@ def test_token_bearer_entry(env, store):
 
 
 def test_token_errors(env, store):
+    store.add(StoreEntry.basic("https://pkgs.example/", "alice", "alice-only-secret"))
     r = cli(env, "token", "pkgs.example", "-u", "nobody")
+    assert_no_secret(r, "alice-only-secret", "alice")
     assert (r.returncode, r.stdout, r.stderr) == (2, "", "error: Failed to fetch credentials for `nobody@https://pkgs.example/`\n")
     store.add(StoreEntry.basic("https://pkgs.example/", "nopw", None))
     r = cli(env, "token", "pkgs.example", "-u", "nopw")
