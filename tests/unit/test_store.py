@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from credproxy.credentials.model import secret_forms
-from credproxy.credentials.sources.store import StoreSource
+from credproxy.credentials.sources.store import StoreSource, store_sources
 from credproxy.credentials.store import (
     Store,
     StoreEntry,
@@ -392,3 +392,14 @@ def test_source_knows_host(store, scheme, host, port, expected):
     store.add(StoreEntry.basic("https://pkgs.example/org", "alice", "pw"))
     store.add(StoreEntry.basic("https://[::1]:9443/", "six", "pw"))
     assert StoreSource(store.path).knows_host(scheme, host, port) is expected
+
+
+def test_store_sources_ours_then_uvs_without_duplicate(tmp_path):
+    env = {"CREDPROXY_DATA_DIR": str(tmp_path / "cp"), "UV_CREDENTIALS_DIR": str(tmp_path / "uv"), "HOME": str(tmp_path)}
+    sources = store_sources(env)
+    assert [(s.name, s.path) for s in sources] == [
+        ("store", tmp_path / "cp" / "credentials.toml"),
+        ("uv-store", tmp_path / "uv" / "credentials.toml"),
+    ]
+    same = {"CREDPROXY_CREDENTIALS_DIR": str(tmp_path / "one"), "UV_CREDENTIALS_DIR": str(tmp_path / "one")}
+    assert [s.name for s in store_sources(same)] == ["store"]
