@@ -660,17 +660,15 @@ def default_sources(settings) -> list[Source]:
     from .sources.keyring_subprocess import KeyringSubprocessSource
     from .sources.native import NativeKeyringSource
     from .sources.netrc import NetrcSource
-    from .sources.store import StoreSource
+    from .sources.store import store_sources
     from .sources.url_env import IndexCredentialsSource
-    from .store import default_store_path, uv_store_path
 
     env = settings.env
     sources: list[Source] = [IndexCredentialsSource(list(settings.indexes), env)]
     if "UV_NO_HF_TOKEN" not in env:
         sources.append(HuggingFaceSource(env))
     sources.append(NetrcSource(env))
-    sources.append(StoreSource(default_store_path(env), name="store"))
-    sources.append(StoreSource(uv_store_path(env), name="uv-store"))
+    sources.extend(store_sources(env))  # ours, then uv's read-only; one when they coincide
     provider = getattr(settings, "keyring_provider", "disabled")
     if provider == "native":
         sources.append(NativeKeyringSource())
