@@ -2,7 +2,7 @@
 
 Session-scoped (started once): tls_certs, index_wheels, private_index_server.
 Per test: private_index (counters reset), echo_factory / echo_server / mtls_echo_server,
-clean_env, credproxy_factory. Everything started here is stopped here, by pid.
+clean_env, credproxy_factory, proxied_env. Everything started here is stopped here, by pid.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.clients import client_env
+from tests.helpers.clients import client_env, combined_bundle
 from tests.helpers.proxy import Proxy, proxy_env, start_credproxy
 from tests.helpers.servers import EchoServer, PrivateIndex, TestCerts, make_certs
 from tests.helpers.wheels import make_wheel
@@ -112,3 +112,16 @@ def credproxy_factory(tmp_path, tls_certs):
     yield start
     for proxy in started:
         proxy.stop()
+
+
+@pytest.fixture
+def proxied_env(tmp_path, tls_certs):
+    """make(proxy, *, extra=None) -> client env going through `proxy`, trusting the proxy's CA
+    and the test CA (for hosts the proxy passes through), nothing else."""
+
+    def make(proxy: Proxy, *, extra: dict[str, str | None] | None = None) -> dict[str, str]:
+        bundle = combined_bundle(tmp_path / f"client-bundle-{proxy.port}.pem", proxy.ca_cert,
+                                 tls_certs.ca_pem)
+        return client_env(tmp_path, proxy_url=proxy.url, ca_bundle=bundle, extra=extra)
+
+    return make

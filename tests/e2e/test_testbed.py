@@ -7,10 +7,18 @@ These are the baselines the proxy tests rely on ("without the proxy the same com
 from __future__ import annotations
 
 import base64
+import json
+import re
+import signal
+import socket
+import sys
+import time
 import zipfile
 
+import pytest
+
 from tests.helpers.clients import client_env, curl, installed, pip_install, uv_pip_install
-from tests.helpers.proxy import proxy_env
+from tests.helpers.proxy import ProxyStartError, proxy_env, start_credproxy
 from tests.helpers.wheels import make_wheel
 
 
@@ -201,3 +209,75 @@ def test_wheel_is_well_formed(tmp_path):
     assert {"some_pkg/__init__.py", "some_pkg-2.0.dist-info/WHEEL",
             "some_pkg-2.0.dist-info/RECORD"} <= names
     assert "Requires-Dist: dep>=1" in meta and "Name: Some.Pkg" in meta
+
+
+# ---- start_credproxy's own mechanics, against stand-in `serve` processes (the real serve is
+# exercised by the proxy's e2e tests once it is merged).
+
+_FAKE_SERVE = r"""
+import json, os, signal, socket, sys, time
+mode = os.environ["FAKE_MODE"]
+with open(os.environ["FAKE_LOG"], "w") as f:
+    json.dump({"argv": sys.argv[1:], "data_dir": os.environ.get("CREDPROXY_DATA_DIR")}, f)
+if mode == "exit":
+    sys.stderr.write("credproxy: error: port 8899 is already in use\n")
+    sys.exit(2)
+if mode == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+block = bytearray(30 * 1024 * 1024)  # a known peak for rss_peak_kb, before announcing
+del block
+if mode == "garbage":
+    print("hello", flush=True)
+elif mode != "silent":
+    print(f"credproxy listening on http://127.0.0.1:{s.getsockname()[1]}", flush=True)
+time.sleep(60)
+"""
+
+
+def _fake(tmp_path, mode):
+    from tests.helpers.proxy import ProxyStartError, proxy_env, start_credproxy
+
+    log = tmp_path / f"fake-{mode}.json"
+    env = proxy_env(tmp_path, extra={"FAKE_MODE": mode, "FAKE_LOG": str(log)})
+    return env, log, [sys.executable, "-c", _FAKE_SERVE]
+
+
+def test_start_credproxy_parses_port_and_stops_by_pid(tmp_path):
+    env, log, command = _fake(tmp_path, "ok")
+    proxy = start_credproxy(tmp_path, "--config", "x.toml", env=env, command=command)
+    try:
+        assert proxy.url == f"http://127.0.0.1:{proxy.port}"
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
+        recorded = json.loads(log.read_text())
+        assert recorded["argv"] == ["--port", "0", "--config", "x.toml"]
+        assert recorded["data_dir"] == str(tmp_path / "credproxy-data")
+        assert proxy.rss_peak_kb() >= 30 * 1024 > 0
+    finally:
+        assert proxy.stop() == -signal.SIGTERM
+    assert not proxy.alive()
+
+
+def test_start_credproxy_reports_early_exit_with_stderr(tmp_path):
+    env, _, command = _fake(tmp_path, "exit")
+    with pytest.raises(ProxyStartError, match=r"(?s)exited with 2 before listening.*port 8899 is already in use"):
+        start_credproxy(tmp_path, env=env, command=command)
+
+
+@pytest.mark.parametrize("mode, message", [("garbage", "unexpected first stdout line 'hello'"),
+                                           ("silent", "not listening after 1.0s")])
+def test_start_credproxy_fails_on_bad_or_missing_line_and_stops_it(tmp_path, mode, message):
+    env, log, command = _fake(tmp_path, mode)
+    started = time.monotonic()
+    with pytest.raises(ProxyStartError, match=re.escape(message)):
+        start_credproxy(tmp_path, env=env, command=command, timeout=1.0)
+    assert time.monotonic() - started < 10
+    assert log.exists()
+
+
+def test_proxy_stop_kills_a_process_that_ignores_sigterm(tmp_path):
+    env, _, command = _fake(tmp_path, "ignore-term")
+    proxy = start_credproxy(tmp_path, env=env, command=command)
+    assert proxy.stop(grace=0.5) == -signal.SIGKILL
