@@ -148,6 +148,36 @@ def test_echo_server_answers_401_unless_credentials_match(echo_factory, clean_en
     assert server.count(401) == 2 and server.count(200, auth=True) == 1
 
 
+def test_echo_server_can_answer_403_for_wrong_credentials(echo_factory, clean_env, tls_certs):
+    server = echo_factory(credentials=("carol", "pa55"), wrong_credentials_status=403)
+    codes = [
+        _status(curl("--cacert", str(tls_certs.ca_pem), *auth, "-o", "/dev/null", "-w",
+                     "%{http_code}", server.url_ip, env=clean_env))
+        for auth in ([], ["-u", "carol:wrong"])
+    ]
+    assert codes == ["401", "403"]
+
+
+def test_echo_server_status_and_redirect_paths(echo_server, clean_env, tls_certs):
+    ca = str(tls_certs.ca_pem)
+    teapot = curl("--cacert", ca, "-o", "/dev/null", "-w", "%{http_code}",
+                  echo_server.url_ip + "status/418", env=clean_env)
+    assert _status(teapot) == "418"
+    target = echo_server.url_ip + "landed"
+    moved = curl("--cacert", ca, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                 echo_server.url_ip + f"redirect/307?to={target}", env=clean_env)
+    assert _status(moved) == f"307 {target}"
+    assert [r.status for r in echo_server.requests] == [418, 307]
+
+
+def test_echo_server_on_ipv6_loopback(echo_factory, clean_env, tls_certs):
+    server = echo_factory(bind_host="::1")
+    assert server.url_ip == f"https://[::1]:{server.port}/"
+    result = curl("--cacert", str(tls_certs.ca_pem), server.url_ip + "v6", env=clean_env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["path"] == "/v6"
+
+
 def test_echo_server_streams_big_body(echo_server, clean_env, tls_certs, tmp_path):
     size = 20 * 1024 * 1024 + 3
     result = curl("--cacert", str(tls_certs.ca_pem), "-o", str(tmp_path / "big"), "-w",
