@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from tests.helpers.servers import die_with_parent
+
 CREDPROXY = Path(sys.executable).parent / "credproxy"
 _LISTENING = re.compile(r"credproxy listening on (http://127\.0\.0\.1:(\d+))\s*$")
 
@@ -164,7 +166,7 @@ def start_credproxy(
     cmd = [*(command or [str(CREDPROXY), "serve"]), "--port", "0", *args]
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, cwd=tmp)
+                                stderr=err, cwd=tmp, preexec_fn=die_with_parent)
     proxy = Proxy(proc=proc, url="", port=0, data_dir=Path(full_env["CREDPROXY_DATA_DIR"]),
                   stdout_path=stdout_path, stderr_path=stderr_path)
 

@@ -187,6 +187,19 @@ def stop_pid(proc: subprocess.Popen, *, grace: float = 5.0) -> None:
         proc.wait(timeout=grace)
 
 
+def die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child if the test process dies (a killed pytest must not leave
+    servers running on a shared machine). Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     """A port that was free a moment ago (for servers that cannot report a port-0 bind)."""
     with socket.socket() as s:
@@ -401,7 +414,8 @@ class PrivateIndex:
                 "tests.helpers.servers:index_wsgi_app()",
             ]
             proc = subprocess.Popen(cmd, env=env, cwd=d, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    preexec_fn=die_with_parent)
             try:
                 wait_for_port(port, proc=proc, timeout=start_timeout, what="gunicorn")
                 _wait_index_ready(port, certs.ca_pem, proc, start_timeout)
