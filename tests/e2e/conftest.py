@@ -97,13 +97,15 @@ def clean_env(tmp_path) -> dict[str, str]:
 
 @pytest.fixture
 def credproxy_factory(tmp_path, tls_certs):
-    """start(*serve_args, env=None, **kwargs) -> Proxy. Default env: proxy_env(tmp_path,
-    upstream_ca=certifi + test CA), test names resolved to 127.0.0.1. Stopped after the test."""
+    """start(*serve_args, env=None, extra_env=None, **kwargs) -> Proxy. Default env:
+    proxy_env(tmp_path, upstream_ca=certifi + test CA, extra=extra_env), test names resolved
+    to 127.0.0.1. Stopped after the test."""
     started: list[Proxy] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, **kwargs) -> Proxy:
+    def start(*args: str, env: dict[str, str] | None = None,
+              extra_env: dict[str, str | None] | None = None, **kwargs) -> Proxy:
         if env is None:
-            env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem)
+            env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem, extra=extra_env)
         proxy = start_credproxy(tmp_path, *args, env=env, name=f"credproxy{len(started)}",
                                 **kwargs)
         started.append(proxy)

@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 import zipfile
@@ -311,3 +312,62 @@ def test_proxy_stop_kills_a_process_that_ignores_sigterm(tmp_path):
     env, _, command = _fake(tmp_path, "ignore-term")
     proxy = start_credproxy(tmp_path, env=env, command=command)
     assert proxy.stop(grace=0.5) == -signal.SIGKILL
+
+
+# ---- the whole bed with the real proxy: fixtures, name mapping, trust, counters together.
+
+
+def _serve_exists() -> bool:
+    from tests.helpers.proxy import CREDPROXY
+
+    result = subprocess.run([str(CREDPROXY), "serve", "--help"], capture_output=True,
+                            timeout=30, stdin=subprocess.DEVNULL)
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(not _serve_exists(), reason="`credproxy serve` is not on this branch yet "
+                    "(branch proxy); this runs wherever it is merged")
+def test_pip_uv_curl_through_credproxy_get_credentials_from_index_env(
+    private_index, credproxy_factory, proxied_env, tmp_path, tls_certs
+):
+    from credproxy.credentials.model import secret_forms
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[index]]\nname = "private"\nurl = "{private_index.url}"\n')
+    proxy = credproxy_factory("--config", str(config), extra_env={
+        "UV_INDEX_PRIVATE_USERNAME": private_index.username,
+        "UV_INDEX_PRIVATE_PASSWORD": private_index.password,
+    })
+    env = proxied_env(proxy)
+    outputs = []
+
+    pip = pip_install(tmp_path / "pip", "--index-url", private_index.url, "private-pkg",
+                      env=env, timeout=60)
+    outputs.append(pip.stdout + pip.stderr)
+    assert pip.returncode == 0, pip.stderr + proxy.stderr()
+    assert installed(tmp_path / "pip") == {"private-pkg": "1.0", "private-dep": "1.0"}
+
+    uv = uv_pip_install(tmp_path / "uv", "--index-url", private_index.url, "private-pkg",
+                        env=env, timeout=60)
+    outputs.append(uv.stdout + uv.stderr)
+    assert uv.returncode == 0, uv.stderr + proxy.stderr()
+    assert installed(tmp_path / "uv") == {"private-pkg": "1.0", "private-dep": "1.0"}
+
+    page = curl(private_index.url + "private-pkg/", env=env)
+    outputs.append(page.stdout + page.stderr)
+    assert "private_pkg-1.0-py3-none-any.whl" in page.stdout
+    # Every request reached the index authenticated: the proxy injected up front.
+    assert private_index.count() == private_index.count(auth=True) > 0
+    assert private_index.count(401) == 0
+
+    # Without the proxy the same request is refused: the credential came from the proxy.
+    direct = curl("--cacert", str(tls_certs.ca_pem), "-o", "/dev/null", "-w", "%{http_code}",
+                  private_index.url_for("127.0.0.1", path="/simple/private-pkg/"),
+                  env=client_env(tmp_path))
+    assert _status(direct) == "401"
+
+    proxy.stop()
+    outputs += [proxy.stdout(), proxy.stderr()]
+    for form in secret_forms(private_index.password, private_index.username):
+        for text in outputs:
+            assert form not in text
