@@ -1,7 +1,7 @@
 """End-to-end fixtures: real servers on 127.0.0.1, hermetic clients, the real proxy.
 
 Session-scoped (started once): tls_certs, index_wheels, private_index_server.
-Per test: private_index (counters reset), echo_factory / echo_server / mtls_echo_server,
+Per test: private_index (counters reset), index_factory, echo_factory / echo_server / mtls_echo_server,
 clean_env, credproxy_factory, proxied_env. Everything started here is stopped here, by pid.
 """
 
@@ -59,6 +59,26 @@ def private_index(private_index_server) -> PrivateIndex:
     """The session's index with its counters reset for this test."""
     private_index_server.reset()
     return private_index_server
+
+
+@pytest.fixture
+def index_factory(tmp_path, tls_certs, index_wheels):
+    """start(username=..., password=..., wheels=[...]) -> another PrivateIndex (own port,
+    own credentials; default wheels: private-pkg + private-dep), stopped after the test."""
+    started: list[PrivateIndex] = []
+
+    def start(*, username: str = "bob", password: str = "other-s3cret",
+              wheels: list[Path] | None = None) -> PrivateIndex:
+        index = PrivateIndex.start(
+            tmp_path / f"index{len(started)}", tls_certs, username=username, password=password,
+            wheels=list(index_wheels.values()) if wheels is None else wheels,
+        )
+        started.append(index)
+        return index
+
+    yield start
+    for index in started:
+        index.stop()
 
 
 @pytest.fixture

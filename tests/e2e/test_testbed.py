@@ -18,7 +18,14 @@ import zipfile
 
 import pytest
 
-from tests.helpers.clients import client_env, curl, installed, pip_install, uv_pip_install
+from tests.helpers.clients import (
+    REAL_PYTHON,
+    client_env,
+    curl,
+    installed,
+    pip_install,
+    uv_pip_install,
+)
 from tests.helpers.proxy import ProxyStartError, proxy_env, start_credproxy
 from tests.helpers.wheels import make_wheel
 
@@ -111,6 +118,37 @@ def test_index_counts_per_test_and_sees_new_wheels(private_index, tmp_path, clea
     assert [r.auth for r in private_index.requests()] == [True, True, False]
     private_index.reset()
     assert private_index.count() == 0
+
+
+def test_second_index_has_its_own_port_credentials_and_counts(
+    private_index, index_factory, clean_env
+):
+    other = index_factory(username="bob", password="b0b-pw")
+    assert other.port != private_index.port
+    ca = str(other.ca)
+    url = other.url_for("127.0.0.1", path="/simple/private-dep/")
+    codes = [
+        _status(curl("--cacert", ca, "-u", user, "-o", "/dev/null", "-w", "%{http_code}", url,
+                     env=clean_env))
+        for user in (f"{private_index.username}:{private_index.password}", "bob:b0b-pw")
+    ]
+    assert codes == ["403", "200"]  # the first index's credentials are not valid here
+    assert other.counts() == {403: 1, 200: 1}
+    assert private_index.count() == 0
+
+
+def test_stock_pip_of_a_new_venv_installs_with_credentials(private_index, tmp_path, clean_env):
+    # The pip a user's fresh venv carries (older than ours) must work with the bed too.
+    # By name, not IP: pip 24.2's urllib3 on Python 3.13 fails TLS to IP literals
+    # ("check_hostname requires server_hostname"); the proxy tests use names anyway.
+    venv = tmp_path / "stock"
+    subprocess.run([REAL_PYTHON, "-m", "venv", venv], check=True, timeout=120,
+                   env=clean_env, capture_output=True)
+    result = pip_install(tmp_path / "target", "--index-url", private_index.creds_url("localhost"),
+                         "--cert", str(private_index.ca), "private-pkg", env=clean_env,
+                         python=venv / "bin" / "python", timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert installed(tmp_path / "target") == {"private-pkg": "1.0", "private-dep": "1.0"}
 
 
 def test_index_logs_hold_no_secret(private_index, tmp_path, clean_env):

@@ -91,12 +91,15 @@ def pip_install(
     *args: str,
     env: Mapping[str, str],
     timeout: float = 120,
+    python: os.PathLike | str | None = None,
 ) -> subprocess.CompletedProcess:
-    """`python -m pip install --target <target> <args>` with the venv's pip (26.x).
+    """`python -m pip install --target <target> <args>` with the venv's pip (26.x), or with
+    the pip of `python` (e.g. a `python -m venv` with its stock, older pip).
 
     Pass the index and trust explicitly, e.g. ("--index-url", url, "--cert", ca, "private-pkg").
     """
-    cmd = [sys.executable, "-m", "pip", "install", "--no-compile", "--target", str(target), *args]
+    cmd = [str(python or sys.executable), "-m", "pip", "install", "--no-compile", "--target",
+           str(target), *args]
     return run(cmd, env=env, timeout=timeout)
 
 

@@ -322,12 +322,15 @@ class PrivateIndex:
 
     @property
     def url_with_creds(self) -> str:
-        """Direct URL with this index's credentials (URL-encoded) in userinfo."""
+        """Direct URL (127.0.0.1) with this index's credentials (URL-encoded) in userinfo."""
+        return self.creds_url("127.0.0.1")
+
+    def creds_url(self, host: str = "127.0.0.1", path: str = "/simple/") -> str:
+        """URL for `host` with this index's credentials (URL-encoded) in userinfo."""
         from urllib.parse import quote
 
-        return self.url_for(
-            "127.0.0.1", userinfo=f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
-        )
+        userinfo = f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
+        return self.url_for(host, userinfo=userinfo, path=path)
 
     # ---- counters
 
