@@ -179,5 +179,11 @@ def ca_bundle(output, config_file) -> None:
         _fail(str(e))
 
 
+# auth login/logout/token/dir live in cli_auth.py (one file per concern)
+from .cli_auth import register as _register_auth_commands  # noqa: E402
+
+_register_auth_commands(auth)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
