@@ -29,7 +29,6 @@ def hermetic_env(tmp: Path, **extra: str) -> dict[str, str]:
     env.update({
         "HOME": str(home),
         "CREDPROXY_DATA_DIR": str(tmp / "data"),
-        "CREDPROXY_CONFIG": str(tmp / "no-config.toml"),
         "CREDPROXY_CREDENTIALS_DIR": str(tmp / "credentials"),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local/share"),
