@@ -206,3 +206,45 @@ def test_passthrough_for_hosts_without_policy(proxies, private_ca, tmp_path):
     assert out.stdout == "200", out.stderr
     # trusting only the proxy's CA fails: nothing was minted for this host
     assert intercepted[0] == 0
+
+
+@pytest.mark.parametrize("case, reason", [("expired", "expired"), ("mismatch", "hostname mismatch")])
+def test_verify_failures_name_their_reason(proxies, private_ca, tmp_path, case, reason):
+    import datetime
+
+    ca_file = tmp_path / "ca.pem"
+    private_ca.cert_pem.write_to_path(str(ca_file))
+    if case == "expired":
+        server = TlsServer(private_ca, ["pkgs.test"],
+                           not_after=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1))
+    else:
+        server = TlsServer(private_ca, ["elsewhere.test"])
+    with server as srv:
+        proxy = proxies(intercept_hosts=["pkgs.test"], resolve=["pkgs.test"], env={"SSL_CERT_FILE": str(ca_file)})
+        status, body = proxy.curl(f"https://pkgs.test:{srv.port}/")
+    assert status == 502
+    assert f"failed: {reason}" in body and "allow-insecure-host" in body
+
+
+def test_invalid_ssl_cert_file_trusts_nothing_and_says_so(proxies, tmp_path):
+    ca = trustme.CA()
+    with TlsServer(ca, ["pkgs.test"]) as srv:
+        proxy = proxies(intercept_hosts=["pkgs.test"], resolve=["pkgs.test"],
+                        env={"SSL_CERT_FILE": str(tmp_path / "nope.pem")})
+        status, body = proxy.curl(f"https://pkgs.test:{srv.port}/")
+    assert status == 502 and "unknown issuer" in body
+    log = proxy.log()
+    assert "Invalid SSL_CERT_FILE. Path does not exist" in log and "No default certificates will be trusted" in log
+
+
+def test_own_exported_bundle_as_ssl_cert_file_does_not_replace_roots(proxies, private_ca, tmp_path):
+    """With SSL_CERT_FILE = credproxy's exported bundle (holding the private CA), upstream trust
+    stays on the default roots: the private CA is not trusted upstream."""
+    bundle = tmp_path / "data" / "ca-bundle.pem"
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    private_ca.cert_pem.write_to_path(str(bundle))
+    with TlsServer(private_ca, ["pkgs.test"]) as srv:
+        proxy = proxies(intercept_hosts=["pkgs.test"], resolve=["pkgs.test"], env={"SSL_CERT_FILE": str(bundle)})
+        status, body = proxy.curl(f"https://pkgs.test:{srv.port}/")
+    assert status == 502 and "unknown issuer" in body
+    assert "credproxy's own exported bundle" in proxy.log()

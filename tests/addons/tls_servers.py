@@ -5,6 +5,7 @@ certificate the proxy sent. Optional client-certificate requirement, as gunicorn
 
 from __future__ import annotations
 
+import datetime
 import json
 import ssl
 import threading
@@ -37,8 +38,12 @@ class TlsServer:
     """HTTPS on 127.0.0.1:<free port> with a leaf from `ca` for `names`."""
 
     def __init__(self, ca: trustme.CA, names: list[str], name: str = "server",
-                 client_ca: trustme.CA | None = None, tls_max: ssl.TLSVersion | None = None):
-        leaf = ca.issue_cert(*names, "127.0.0.1", "localhost")
+                 client_ca: trustme.CA | None = None, tls_max: ssl.TLSVersion | None = None,
+                 not_after=None):
+        kw = {"not_after": not_after} if not_after is not None else {}
+        if not_after is not None:
+            kw["not_before"] = not_after - datetime.timedelta(days=30)
+        leaf = ca.issue_cert(*names, "127.0.0.1", "localhost", **kw)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         leaf.configure_cert(ctx)
         if client_ca is not None:
