@@ -28,6 +28,7 @@ from typing import IO, Iterable
 from mitmproxy import http, io
 
 from ..credentials.model import MASK, parse_authorization, redact_text, redact_url, split_userinfo
+from .auth import RETRY_MARK
 
 LOGGER_NAME = "credproxy.audit"
 #: the marker a redacted header value shows in a saved flow
@@ -221,8 +222,8 @@ class AuditLog:
         return record
 
     def _emit_request(self, flow: http.HTTPFlow) -> None:
-        if flow.request.method.upper() == "CONNECT":
-            return
+        if flow.request.method.upper() == "CONNECT" or RETRY_MARK in flow.metadata:
+            return  # the auth addon's re-send is reported on the client's flow, as a retry
         record = self.request_record(flow)
         secrets, usernames = flow_secrets(flow)
         self._write(record, secrets, usernames)
@@ -423,8 +424,8 @@ class RedactedFlowSaver:
         self._save(flow)
 
     def _save(self, flow: http.HTTPFlow) -> None:
-        if flow.request.method.upper() == "CONNECT":
-            return
+        if flow.request.method.upper() == "CONNECT" or RETRY_MARK in flow.metadata:
+            return  # the re-send's response ends up on the client's flow, saved once
         self._open()
         assert self._writer is not None and self._fo is not None
         self._writer.add(redacted_copy(flow))

@@ -272,3 +272,15 @@ def test_bearer_and_bare_tokens_are_masked_in_log_lines(value):
     meta = {"source": "hf-token", "action": "send", "reason": "sent tok_ABCDEF123456 upstream"}
     [line] = logged(Settings(verbose=1), make_flow(meta=meta, auth=value))
     assert "tok_ABCDEF123456" not in line
+
+
+def test_the_auth_addons_resend_copy_is_neither_logged_nor_saved(tmp_path):
+    from credproxy.addons.auth import RETRY_MARK
+
+    dup = make_flow(auth=basic(USER, SECRET))
+    dup.metadata = {RETRY_MARK: "some-flow-id"}
+    assert logged(Settings(), dup) == []
+    saver = audit.RedactedFlowSaver(str(tmp_path / "f"))
+    saver.response(dup)
+    saver.done()
+    assert not (tmp_path / "f").exists() or read_flows(tmp_path / "f") == []
