@@ -202,5 +202,16 @@ def doctor(url, config_file, host, port) -> None:
     sys.exit(1 if report.problems else 0)
 
 
+# auth login/logout/token/dir live in cli_auth.py (one file per concern)
+from .cli_auth import register as _register_auth_commands  # noqa: E402
+
+_register_auth_commands(auth)
+
+# explain lives in cli_explain.py
+from .cli_explain import register as _register_explain  # noqa: E402
+
+_register_explain(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
