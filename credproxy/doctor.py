@@ -20,16 +20,16 @@ from typing import Literal, Mapping
 from urllib.parse import urlsplit
 
 from . import paths
+from .proxy import envvars
 from .credentials.model import Credentials, redact_text, redact_url
 
 Status = Literal["ok", "problem", "info"]
 MARK = {"ok": "✓", "problem": "✗", "info": "-"}
 
-# the variables `credproxy env` sets (kept in step with credproxy/proxy/envvars.py)
-PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-NO_PROXY_VARS = ("NO_PROXY", "no_proxy")
-CA_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT", "GIT_SSL_CAINFO",
-           "NODE_EXTRA_CA_CERTS", "NPM_CONFIG_CAFILE")
+# the variables `credproxy env` sets, plus ALL_PROXY which some clients also honour
+PROXY_VARS = envvars.PROXY_VARS + ("ALL_PROXY", "all_proxy")
+NO_PROXY_VARS = envvars.NO_PROXY_VARS
+CA_VARS = envvars.CA_VARS
 ENV_FIX = 'eval "$(credproxy env)"'
 TIMEOUT = 5.0
 
@@ -249,36 +249,17 @@ def check_config(settings) -> list[Check]:
 
 
 def describe_tls(settings, url: str) -> list[str]:
-    """TLS settings for a URL: from credproxy.tlsrules when the upstream-TLS branch provides
-    `describe`, else from the settings' fields."""
-    try:
-        from . import tlsrules  # type: ignore[attr-defined]
-    except ImportError:
-        tlsrules = None
-    describe = getattr(tlsrules, "describe", None)
-    if describe is not None:
-        try:
-            described = describe(settings, url)
-        except Exception as e:  # a describe bug must not hide the rest of the report
-            return [f"TLS: could not describe ({type(e).__name__})"]
-        return [described] if isinstance(described, str) else [str(x) for x in described]
+    """The TLS settings that apply to the URL's host (credproxy.tlsrules), one line each."""
+    from .tlsrules import describe, format_description
+
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    lines = []
-    if parts.scheme == "http":
-        lines.append("TLS: none (plain http)")
-        return lines
-    roots = settings.ca_bundle or ("system trust store" if settings.system_certs else "public roots (certifi)")
-    lines.append(f"TLS: verify against {roots}")
-    for rule in settings.allow_insecure_host:
-        rule_host, _, rule_port = rule.partition(":")
-        if rule_host.lower() == host and (not rule_port or rule_port == str(parts.port or 443)):
-            lines.append(f"TLS: verification OFF (allow-insecure-host {rule})")
-    for rule in settings.client_certs:
-        pattern = rule.host.lower().split(":")[0]
-        if pattern == host or (pattern.startswith("*.") and host.endswith(pattern[1:])):
-            lines.append(f"TLS: client certificate {rule.cert} ({rule.host})")
-    return lines
+    if parts.scheme != "https":
+        return ["TLS: none (plain http)"]
+    try:
+        text = format_description(describe(settings, parts.hostname or "", parts.port or 443))
+    except Exception as e:  # a describe bug must not hide the rest of the report
+        return [f"TLS: could not describe ({type(e).__name__})"]
+    return [line.strip() for line in text.splitlines()]
 
 
 def check_index(resolver, settings, index, report: Report) -> Check:

@@ -104,13 +104,18 @@ def test_listener_that_is_not_credproxy_is_named():
     assert not up and "maybe not credproxy" in check.title and "--port" in check.fix
 
 
-def test_tls_description_from_settings():
-    settings = Settings(allow_insecure_host=["pkgs.test:8443"], ca_bundle="/etc/corp.pem",
-                        client_certs=[ClientCertRule("*.corp.example", "/c.pem")])
-    assert doctor.describe_tls(settings, "https://pkgs.test:8443/simple/") == [
-        "TLS: verify against /etc/corp.pem", "TLS: verification OFF (allow-insecure-host pkgs.test:8443)"]
-    assert doctor.describe_tls(settings, "https://pkgs.test/simple/") == ["TLS: verify against /etc/corp.pem"]
-    assert "client certificate /c.pem" in doctor.describe_tls(settings, "https://a.corp.example/")[1]
+def test_tls_description_names_insecure_hosts_and_client_certs(tmp_path):
+    client = trustme.CA().issue_cert("client.example")
+    pem = tmp_path / "client.pem"
+    pem.write_bytes(client.private_key_and_cert_chain_pem.bytes())
+    settings = Settings(allow_insecure_host=["pkgs.test:8443"],
+                        client_certs=[ClientCertRule("*.corp.example", str(pem))],
+                        env={"HOME": str(tmp_path)})
+    insecure = "\n".join(doctor.describe_tls(settings, "https://pkgs.test:8443/simple/"))
+    assert "verify:      NO" in insecure and "pkgs.test:8443" in insecure
+    assert "verify:      yes" in "\n".join(doctor.describe_tls(settings, "https://pkgs.test/simple/"))
+    assert str(pem) in "\n".join(doctor.describe_tls(settings, "https://a.corp.example/"))
+    assert doctor.describe_tls(settings, "http://pkgs.test/") == ["TLS: none (plain http)"]
 
 
 def test_report_render_masks_every_known_secret():
