@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from . import paths
 from .proxy import envvars
-from .credentials.model import Credentials, redact_text, redact_url
+from .credentials.model import MASK, Credentials, redact_text, redact_url
 
 Status = Literal["ok", "problem", "info"]
 MARK = {"ok": "✓", "problem": "✗", "info": "-"}
@@ -79,7 +79,8 @@ def probe_listener(host: str, port: int, timeout: float = 2.0) -> tuple[bool, st
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
-            sock.sendall(b"GET /credproxy-doctor HTTP/1.1\r\nHost: credproxy.invalid\r\nConnection: close\r\n\r\n")
+            # no Host header: the proxy cannot pick a destination, so it contacts nothing
+            sock.sendall(b"GET /credproxy-doctor HTTP/1.0\r\n\r\n")
             head = b""
             while b"\r\n\r\n" not in head and len(head) < 8192:
                 chunk = sock.recv(4096)
@@ -274,19 +275,23 @@ def check_index(resolver, settings, index, report: Report) -> Check:
         _remember(report, answer.credentials)
         if answer.skipped:
             continue
-        state = "found" if answer.found else "nothing"
+        state = f"found {answer.credentials.redacted()}" if answer.credentials is not None else "nothing"
+        if answer.found and not answer.preemptive:
+            state += " (only after a challenge)"
         details.append(f"{answer.source}: {state}{' — ' + answer.detail if answer.detail else ''}")
     decision = explanation.decision
+    on_challenge = getattr(explanation, "on_challenge", None)
     _remember(report, decision.credentials)
+    _remember(report, on_challenge.credentials if on_challenge is not None else None)
     details += describe_tls(settings, url)
     title = f"{index.display}"
     if decision.credentials is not None:
-        creds = decision.credentials
-        user = creds.username or "(no username)"
-        return Check("ok", f"{title}: {decision.source} answers, username {user}, secret {creds.redacted()}",
-                     details)
+        return Check("ok", f"{title}: {decision.source} answers: {_shown(decision.credentials)}", details)
     if decision.action == "leave":
         return Check("info", f"{title}: credentials left to the client ({decision.reason})", details)
+    if decision.action == "send" and on_challenge is not None and on_challenge.credentials is not None:
+        creds = on_challenge.credentials
+        return Check("ok", f"{title}: sent after a challenge, from {on_challenge.source}: {_shown(creds)}", details)
     if getattr(index, "authenticate", "auto") == "never":
         return Check("info", f"{title}: authenticate = never, no credential is sent", details)
     host = urlsplit(url).hostname or url
@@ -295,6 +300,13 @@ def check_index(resolver, settings, index, report: Report) -> Check:
            + f"   (or add 'machine {host}' to ~/.netrc)")
     return Check("problem", f"{title}: no source has a credential ({decision.reason or 'nothing matched'})",
                  details, fix)
+
+
+def _shown(creds: Credentials) -> str:
+    if creds.scheme == "bearer":
+        return f"bearer token {MASK}"
+    secret = MASK if creds.password is not None else "(none)"
+    return f"username {creds.username or '(none)'}, secret {secret}"
 
 
 def _env(name: str) -> str:
@@ -326,9 +338,13 @@ def check_url(url: str, settings, resolver, report: Report, proxy_up: bool, ca_p
     _remember(report, decision.credentials)
     for answer in explanation.answers:
         _remember(report, answer.credentials)
-    what = (f"{decision.source} ({decision.credentials.redacted()})" if decision.credentials
+    on_challenge = getattr(explanation, "on_challenge", None)
+    _remember(report, on_challenge.credentials if on_challenge is not None else None)
+    what = (f"{decision.source} ({_shown(decision.credentials)})" if decision.credentials
             else f"none ({decision.reason or 'no source matched'})")
-    checks.append(Check("info", f"credential that would be sent first: {what}"))
+    checks.append(Check("info", f"credential sent with the first request: {what}"))
+    if decision.credentials is None and on_challenge is not None and on_challenge.credentials is not None:
+        checks.append(Check("info", f"after a 401: {on_challenge.source} ({_shown(on_challenge.credentials)})"))
     if decision.action == "fail":
         checks.append(Check("problem", f"credproxy refuses to send the request: {decision.reason}",
                             fix=f"credproxy explain {shown}"))
