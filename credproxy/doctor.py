@@ -349,11 +349,13 @@ def check_url(url: str, settings, resolver, report: Report, proxy_up: bool, ca_p
         checks.append(Check("problem", f"credproxy refuses to send the request: {decision.reason}",
                             fix=f"credproxy explain {shown}"))
         return checks
+    through_proxy = proxy_up and ca_path is not None
+    via = "through the proxy" if through_proxy else "direct (no proxy running)"
     try:
-        if proxy_up and ca_path is not None:
-            status, via = _request_via_proxy(url, settings.host, settings.port, ca_path), "through the proxy"
+        if through_proxy:
+            status = _request_via_proxy(url, settings.host, settings.port, ca_path)
         else:
-            status, via = _request_direct(url, settings, resolver, decision, report), "direct (no proxy running)"
+            status = _request_direct(url, settings, resolver, decision, report)
     except (OSError, http.client.HTTPException, ssl.SSLError) as e:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e) or type(e).__name__
         fix = None
