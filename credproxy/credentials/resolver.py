@@ -2,36 +2,58 @@
 
 Answers one question for the proxy and for `credproxy explain`: what to do about the
 credentials of a request to URL. Thread-safe; the async entry points run anything that may
-block (a keyring subprocess, the OS keyring) in a worker thread so mitmproxy's event loop
-never waits on it.
+block (a keyring subprocess, the OS keyring, reading netrc or the store) in a worker thread so
+mitmproxy's event loop never waits on it.
+
+The decision logic is written once, as generators (`_plan_*`) that yield each source lookup
+they need and receive its Answer back. The sync entry points answer those lookups inline;
+the async ones answer them from a small thread pool, and wait for a lookup someone else
+already started without holding a thread. A cache hit yields nothing, so it never leaves the
+event loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import asyncio
+import ipaddress
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field, replace
+from typing import Callable, Generator, Hashable, Literal, Sequence
 
-from .index import Index
-from .model import Credentials
-from .sources.base import Answer
+from .index import Index, match_index
+from .model import Credentials, Realm, parse_authorization, path_segments, redact_url, split_userinfo, url_path
+from .sources.base import Answer, Source
+
+log = logging.getLogger(__name__)
 
 Action = Literal["leave", "inject", "send", "fail"]
+
+#: statuses after which a request that went out without credentials may be retried (uv §4.3)
+CHALLENGE_STATUSES = (401, 403, 404)
 
 
 @dataclass(frozen=True)
 class Decision:
     """What to do with one request.
 
-    - `leave`: forward exactly as the client sent it (client credentials, policy never).
+    - `leave`: forward exactly as the client sent it (client credentials, policy never,
+      plain http to a non-loopback host).
     - `inject`: set `Authorization` from `credentials` (found in `source`).
-    - `send`: forward without credentials; a challenge may follow (`Resolver.challenge`).
+    - `send`: forward without adding credentials (the client's own headers untouched); a
+      challenge may follow (`Resolver.challenge`).
     - `fail`: do not forward; answer the client with `reason` (e.g. `authenticate = always`
       and nothing found).
 
     `source` is the label for the request log: `client`, `index-url`, `env:UV_INDEX_<NAME>`,
     `netrc`, `store`, `uv-store`, `native`, `keyring`, `hf-token`, or `none`. `cached` is
     true when the credentials came from the session cache (then a 401 evicts them).
-    `preemptive` is false for a retry after a challenge. Nothing here prints a secret."""
+    `preemptive` is false for a retry after a challenge. `username` is the username the
+    lookups used (from a username-only client header), so a challenge asks with it again.
+    Nothing here prints a secret."""
 
     action: Action
     credentials: Credentials | None = field(default=None, repr=False)
@@ -40,20 +62,195 @@ class Decision:
     index: Index | None = None
     cached: bool = False
     preemptive: bool = True
+    username: str | None = None
 
     @property
     def header(self) -> str | None:
         return self.credentials.header_value() if self.action == "inject" and self.credentials else None
 
+    @property
+    def shown_credentials(self) -> str:
+        """The credential as `explain` shows it: `alice:****`, `Bearer ****`, or `-`."""
+        return self.credentials.redacted() if self.credentials is not None else "-"
+
 
 @dataclass(frozen=True)
 class Explanation:
-    """`credproxy explain URL`: each source asked in order, and the decision."""
+    """`credproxy explain URL`: each source asked in order, and the decision.
 
-    url: str
+    `on_challenge` is what a 401 would lead to when the decision is `send` (the netrc
+    `default` entry and the keyring for unconfigured hosts are only asked then)."""
+
+    url: str  # redacted
     index: Index | None
     answers: list[Answer]
     decision: Decision
+    on_challenge: Decision | None = None
+
+    def render(self) -> str:
+        """Human-readable, redacted: the matched index, each source, the decision."""
+        lines = [f"URL:      {self.url}"]
+        if self.index is not None:
+            lines.append(f"index:    {self.index.display} (root {self.index.root_url}, authenticate = {self.index.authenticate})")
+        else:
+            lines.append("index:    none configured for this URL")
+        lines.append("sources, in order:")
+        for answer in self.answers:
+            if answer.skipped:
+                status = "skipped"
+            elif answer.found:
+                status = "answered" + ("" if answer.preemptive else " (only after a challenge)")
+            else:
+                status = "no entry"
+            shown = f" [{answer.credentials.redacted()}]" if answer.credentials is not None else ""
+            lines.append(f"  {answer.source:<24} {status}{shown}" + (f": {answer.detail}" if answer.detail else ""))
+        d = self.decision
+        lines.append(f"decision: {d.action} from {d.source}" + (" (session cache)" if d.cached else ""))
+        lines.append(f"would send: {d.shown_credentials if d.action == 'inject' else 'no credentials added'}")
+        lines.append(f"reason:   {d.reason}")
+        if self.on_challenge is not None:
+            c = self.on_challenge
+            lines.append(f"on 401:   retry once with {c.shown_credentials} from {c.source}")
+        elif d.action == "send":
+            lines.append("on 401:   no source would answer; the client gets the 401")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+# --- the session cache ---------------------------------------------------------------------
+
+
+@dataclass
+class _CacheEntry:
+    credentials: Credentials = field(repr=False)
+    source: str
+
+
+class SessionCache:
+    """Credentials that worked, per realm and per URL prefix (realm root, index root, index
+    URL). Lookups take the longest matching prefix (uv takes the shortest, which lets an
+    index at `/` shadow one at `/b`). Each node keeps the last credential inserted (slot
+    None) and one per username. Not thread-safe by itself: the Resolver holds its lock."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[tuple[Realm, tuple[str, ...]], dict[str | None, _CacheEntry]] = {}
+
+    def insert(self, url: str, credentials: Credentials, source: str) -> None:
+        if credentials.is_empty:
+            return
+        node = self._nodes.setdefault(_key(url), {})
+        slots = [None] + ([credentials.username] if credentials.username else [])
+        for slot in slots:
+            old = node.get(slot)
+            # a username-only credential never clobbers a complete one (uv §6)
+            if old is None or credentials.is_complete or not old.credentials.is_complete:
+                node[slot] = _CacheEntry(credentials, source)
+
+    def lookup(self, url: str, username: str | None = None, min_segments: int = 0) -> tuple[_CacheEntry, str] | None:
+        """(entry, prefix shown) for the longest prefix of `url` holding complete credentials
+        (with `username` when given). Prefixes shorter than `min_segments` are ignored."""
+        realm, segments = _key(url)
+        for n in range(len(segments), min_segments - 1, -1):
+            node = self._nodes.get((realm, segments[:n]))
+            if not node:
+                continue
+            entry = node.get(username)
+            if entry is not None and entry.credentials.is_complete:
+                return entry, f"{realm}/" + "/".join(segments[:n])
+        return None
+
+    def evict(self, url: str, credentials: Credentials) -> int:
+        """Drop `credentials` from every prefix of `url` (not from sibling prefixes: another
+        index on the same host keeps what worked for it). Returns how many were dropped."""
+        realm, segments = _key(url)
+        dropped = 0
+        for n in range(len(segments) + 1):
+            node = self._nodes.get((realm, segments[:n]))
+            if not node:
+                continue
+            for slot in [s for s, e in node.items() if e.credentials == credentials]:
+                del node[slot]
+                dropped += 1
+        return dropped
+
+    def has_realm(self, realm: Realm) -> bool:
+        return any(r == realm and node for (r, _), node in self._nodes.items())
+
+    def __len__(self) -> int:
+        return sum(len(node) for node in self._nodes.values())
+
+
+def _key(url: str) -> tuple[Realm, tuple[str, ...]]:
+    return Realm.of(url), path_segments(url_path(url))
+
+
+# --- single-flight memo for slow sources -----------------------------------------------------
+
+
+@dataclass
+class _Flight:
+    future: Future
+    finished_at: float | None = None
+
+
+class SingleFlight:
+    """One lookup per key at a time; later askers wait for it. Found answers are kept;
+    "nothing found" expires after `negative_ttl` seconds on the injectable clock."""
+
+    def __init__(self, clock: Callable[[], float], negative_ttl: float):
+        self._clock = clock
+        self._ttl = negative_ttl
+        self._flights: dict[Hashable, _Flight] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, key: Hashable) -> tuple[Future, bool]:
+        """(future, leader). The leader must call `finish`; everyone reads the future."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                if flight.finished_at is None:
+                    return flight.future, False
+                answer: Answer = flight.future.result()
+                if answer.found or self._clock() - flight.finished_at < self._ttl:
+                    return flight.future, False
+            future: Future = Future()
+            # RUNNING: an asyncio waiter that is cancelled cannot cancel it for the others
+            future.set_running_or_notify_cancel()
+            self._flights[key] = _Flight(future)
+            return future, True
+
+    def finish(self, key: Hashable, future: Future, answer: Answer) -> None:
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None and flight.future is future:
+                flight.finished_at = self._clock()
+        future.set_result(answer)
+
+    def forget(self, credentials: Credentials) -> None:
+        """Drop finished lookups that produced `credentials` (rejected upstream)."""
+        with self._lock:
+            for key, flight in list(self._flights.items()):
+                if flight.finished_at is not None and flight.future.result().credentials == credentials:
+                    del self._flights[key]
+
+
+# --- the resolver ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """A source lookup the plan needs. `memo_key` set = slow source, single-flight."""
+
+    source: Source
+    url: str
+    username: str | None
+    index: Index | None
+    memo_key: Hashable | None = None
+
+
+Plan = Generator[_Ask, Answer, "Decision | None"]
 
 
 class Resolver:
@@ -73,29 +270,372 @@ class Resolver:
     The sync versions (`resolve`, `challenge`) may block on a keyring subprocess; the async
     ones never block the event loop."""
 
-    def __init__(self, settings, sources=None, *, clock=None, negative_ttl: float = 60.0):
-        raise NotImplementedError
+    def __init__(
+        self,
+        settings,
+        sources: Sequence[Source] | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        negative_ttl: float = 60.0,
+        wait_timeout: float = 120.0,
+        max_workers: int = 4,
+    ):
+        self.settings = settings
+        self.indexes: list[Index] = list(getattr(settings, "indexes", []) or [])
+        self.sources: list[Source] = list(sources) if sources is not None else default_sources(settings)
+        self._clock = clock or time.monotonic
+        self._wait_timeout = wait_timeout
+        self._lock = threading.Lock()
+        self._cache = SessionCache()
+        self._memo = SingleFlight(self._clock, negative_ttl)
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-resolver")
+        self._seed()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- §3: seed the cache from configured index credentials ---------------------------------
+
+    def _seed(self) -> None:
+        configured = next((s for s in self.sources if hasattr(s, "configured")), None)
+        if configured is None:
+            return
+        # lowest priority first, so the first-defined index wins a shared prefix (uv §3)
+        for index in reversed(self.indexes):
+            label, creds = configured.configured(index)
+            if creds is not None and creds.is_complete and index.authenticate != "never":
+                with self._lock:
+                    self._cache.insert(index.root_url, creds, label)
+                    self._cache.insert(index.url, creds, label)
+
+    # --- public API ---------------------------------------------------------------------------
 
     def resolve(self, url: str, client_authorization: str | None = None) -> Decision:
-        raise NotImplementedError
+        return self._run_sync(self._plan_resolve(url, client_authorization))
 
     async def aresolve(self, url: str, client_authorization: str | None = None) -> Decision:
-        raise NotImplementedError
+        return await self._run_async(self._plan_resolve(url, client_authorization))
 
     def challenge(self, url: str, sent: Decision, status: int) -> Decision | None:
         """After 401 (or 403/404 when `sent` carried no credentials and a source may exist):
         the credentials to re-send with once, or None (then the client gets the response)."""
-        raise NotImplementedError
+        return self._run_sync(self._plan_challenge(url, sent, status))
 
     async def achallenge(self, url: str, sent: Decision, status: int) -> Decision | None:
-        raise NotImplementedError
+        return await self._run_async(self._plan_challenge(url, sent, status))
 
     def record(self, url: str, decision: Decision, status: int) -> None:
         """Cache on success (status < 400); a rejected cached credential is evicted."""
-        raise NotImplementedError
+        if decision.action != "inject" or decision.credentials is None or decision.source == "client":
+            return
+        creds = decision.credentials
+        with self._lock:
+            if status < 400:
+                for prefix in self._cache_prefixes(url, decision.index):
+                    self._cache.insert(prefix, creds, decision.source)
+            elif status == 401:
+                self._cache.evict(url, creds)
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
-        raise NotImplementedError
+        realm = Realm(scheme.lower(), host.lower().strip("[]"), port)
+        if any(index.realm == realm for index in self.indexes):
+            return True
+        with self._lock:
+            if self._cache.has_realm(realm):
+                return True
+        for source in self.sources:
+            try:
+                if source.fast and source.knows_host(scheme, host, port):
+                    return True
+            except Exception:  # noqa: BLE001 - a broken source must not break interception
+                log.warning("credential source %s failed answering knows_host", getattr(source, "name", "?"))
+        return False
 
-    def explain(self, url: str) -> Explanation:
-        raise NotImplementedError
+    def explain(self, url: str, username: str | None = None) -> Explanation:
+        """Ask every source in order (nothing is sent upstream), then decide as `resolve`
+        would. URL userinfo counts as the client's credentials."""
+        clean, userinfo = _split_userinfo_safe(url)
+        authorization = None
+        if userinfo is not None:
+            username = username or userinfo.username
+            authorization = userinfo.header_value() if userinfo.is_complete else None
+        if authorization is None and username is not None:
+            authorization = Credentials.basic(username, None).header_value()
+        index = match_index(self.indexes, clean)
+        lookup_user = username
+        answers: list[Answer] = []
+        for source in self.sources:
+            slow_user = lookup_user if lookup_user is not None else (index.username if index else None)
+            if not source.fast:
+                skip = self._slow_skip_reason(source, index, slow_user, challenged=True)
+                if skip:
+                    answers.append(Answer(source.name, detail=f"skipped because {skip}", skipped=True))
+                    continue
+                answer = self._ask_sync(_Ask(source, clean, slow_user, index, self._memo_key(source, clean, index, slow_user)))
+            else:
+                answer = self._ask_sync(_Ask(source, clean, lookup_user, index))
+            if answer.found and not answer.credentials.is_complete and lookup_user is None:
+                lookup_user = answer.credentials.username
+            answers.append(answer)
+        decision = self._run_sync(self._plan_resolve(clean, authorization))
+        retry = None
+        if decision.action == "send":
+            retry = self._run_sync(self._plan_challenge(clean, decision, 401))
+        return Explanation(redact_url(url), index, answers, decision, retry)
+
+    # --- the plans ----------------------------------------------------------------------------
+
+    def _plan_resolve(self, url: str, client_authorization: str | None) -> Plan:
+        index = match_index(self.indexes, url)
+        shown = redact_url(url)
+        client: Credentials | None = None
+        if client_authorization:
+            client = parse_authorization(client_authorization)
+            if client is None:
+                # Not Basic/Bearer, or malformed: the client knows what it is doing (uv would
+                # overwrite it; a proxy should not replace a scheme it cannot read).
+                scheme = client_authorization.strip().partition(" ")[0][:20]
+                return Decision("leave", source="client", index=index,
+                                reason=f"the client sent its own Authorization ({scheme or 'empty'} scheme)")
+            if client.is_complete:
+                return Decision("leave", source="client", index=index,
+                                reason="the client sent complete credentials; forwarded as they are")
+        username = client.username if client is not None else None
+        if index is not None and index.authenticate == "never":
+            return Decision("leave", index=index, username=username,
+                            reason=f"index {index.display} has authenticate = never")
+        if not _may_carry_credentials(url, index):
+            return Decision("leave", index=index, username=username,
+                            reason=f"plain http to {Realm.of(url)} (not loopback, no index names it): credentials are never sent")
+        hit = self._cache_hit(url, username, index, challenged=False)
+        if hit is not None:
+            return hit
+        found = yield from self._plan_sources(url, username, index, challenged=False)
+        if found is not None and found.action == "inject":
+            return found
+        if index is not None and index.authenticate == "always":
+            if found is not None:  # a username but no password
+                return found
+            return Decision("fail", index=index, username=username,
+                            reason=f"Missing credentials for {shown}: index {index.display} has authenticate = always "
+                                   f"and no source ({', '.join(s.name for s in self.sources)}) has credentials for it")
+        later = [s.name for s in self.sources if not s.fast]
+        reason = "no source has credentials to send before the first request"
+        if later:
+            reason += f"; on a challenge {', '.join(later)} and the netrc default entry may be asked"
+        return Decision("send", index=index, username=username, reason=reason)
+
+    def _plan_challenge(self, url: str, sent: Decision, status: int) -> Plan:
+        if not sent.preemptive or sent.action in ("leave", "fail") or status not in CHALLENGE_STATUSES:
+            return None  # one retry per request; client/never/http requests are not ours
+        index = sent.index if sent.index is not None else match_index(self.indexes, url)
+        if sent.action == "inject":
+            if status != 401 or not sent.cached or sent.credentials is None:
+                return None  # fresh credentials that fail are final (uv: no loop over sources)
+            # cached credentials rejected (short-lived token, password changed): evict, ask again
+            with self._lock:
+                self._cache.evict(url, sent.credentials)
+            self._memo.forget(sent.credentials)
+            found = yield from self._plan_sources(url, sent.username, index, challenged=True)
+            if found is None or found.action != "inject" or found.credentials == sent.credentials:
+                return None
+            return replace(found, preemptive=False, reason=f"cached credentials from {sent.source} were rejected; " + found.reason)
+        # sent without credentials
+        if status != 401 and not self._may_have_source(url, index, sent.username):
+            return None
+        hit = self._cache_hit(url, sent.username, index, challenged=True)
+        if hit is None:
+            hit = yield from self._plan_sources(url, sent.username, index, challenged=True)
+        if hit is None or hit.action != "inject":
+            return None
+        return replace(hit, preemptive=False, reason=f"upstream answered {status}; " + hit.reason)
+
+    def _plan_sources(self, url: str, username: str | None, index: Index | None, challenged: bool) -> Plan:
+        """The first usable answer in chain order, as an `inject` Decision; a `fail` for an
+        incomplete credential under `always`; else None."""
+        lookup_user = username
+        for source in self.sources:
+            if source.fast:
+                answer = yield _Ask(source, url, lookup_user, index)
+            else:
+                slow_user = lookup_user if lookup_user is not None else (index.username if index else None)
+                if self._slow_skip_reason(source, index, slow_user, challenged):
+                    continue
+                answer = yield _Ask(source, url, slow_user, index, self._memo_key(source, url, index, slow_user))
+            if not answer.found:
+                continue
+            creds = answer.credentials
+            if not creds.is_complete:
+                # a username only (index URL `https://alice@h/`, UV_INDEX_X_USERNAME): look
+                # for its password in the later sources
+                if lookup_user is None:
+                    lookup_user = creds.username
+                continue
+            if not answer.preemptive and not challenged:
+                continue  # the netrc default entry: only after the upstream asked
+            how = "after a challenge" if challenged else "before sending"
+            return Decision("inject", creds, source=answer.source, index=index, username=username,
+                            preemptive=not challenged, reason=f"{answer.source} answered {how}: {answer.detail}")
+        if lookup_user is not None and index is not None and index.authenticate == "always":
+            return Decision("fail", index=index, username=username,
+                            reason=f"Incomplete credentials for {redact_url(url)}: a username but no password "
+                                   f"(index {index.display} has authenticate = always)")
+        return None
+
+    def _cache_hit(self, url: str, username: str | None, index: Index | None, challenged: bool) -> Decision | None:
+        # Before sending to an index, only prefixes within that index count; after a
+        # challenge the realm entry may answer too (uv: index URL, then realm).
+        floor = len(path_segments(index.root_path)) if index is not None and not challenged else 0
+        with self._lock:
+            found = self._cache.lookup(url, username, min_segments=floor)
+        if found is None:
+            return None
+        entry, prefix = found
+        return Decision("inject", entry.credentials, source=entry.source, index=index, username=username,
+                        cached=True, preemptive=not challenged,
+                        reason=f"session cache: {entry.source} credentials for {prefix}")
+
+    def _cache_prefixes(self, url: str, index: Index | None) -> list[str]:
+        realm = Realm.of(url)
+        prefixes = [f"{realm}/"]
+        if index is not None:
+            prefixes += [index.root_url, index.url]
+        return prefixes
+
+    def _slow_skip_reason(self, source: Source, index: Index | None, username: str | None, challenged: bool) -> str:
+        if index is None and not challenged:
+            return "slow sources are asked for unconfigured hosts only after a challenge"
+        if index is None and username is None:
+            return "no username is known and no index is configured for this URL (as uv)"
+        return ""
+
+    def _memo_key(self, source: Source, url: str, index: Index | None, username: str | None) -> Hashable:
+        return (source.name, index.url if index is not None else str(Realm.of(url)), username)
+
+    def _may_have_source(self, url: str, index: Index | None, username: str | None) -> bool:
+        """Whether a 403/404 to a request without credentials is worth a retry."""
+        if index is not None:
+            return True
+        parts = Realm.of(url)
+        if self.knows_host(parts.scheme, parts.host, parts.port):
+            return True
+        return username is not None and any(not s.fast for s in self.sources)
+
+    # --- answering lookups ----------------------------------------------------------------------
+
+    def _run_sync(self, plan: Plan):
+        try:
+            ask = next(plan)
+            while True:
+                ask = plan.send(self._ask_sync(ask))
+        except StopIteration as done:
+            return done.value
+
+    async def _run_async(self, plan: Plan):
+        try:
+            ask = next(plan)  # cache hits return here, on the loop, without a thread hop
+            while True:
+                ask = plan.send(await self._ask_async(ask))
+        except StopIteration as done:
+            return done.value
+
+    def _ask_sync(self, ask: _Ask) -> Answer:
+        if ask.memo_key is None:
+            return _call(ask)
+        future, leader = self._memo.begin(ask.memo_key)
+        if leader:
+            self._lead(ask, future)
+        try:
+            return future.result(timeout=self._wait_timeout)
+        except FutureTimeout:
+            return self._gave_up(ask)
+
+    async def _ask_async(self, ask: _Ask) -> Answer:
+        loop = asyncio.get_running_loop()
+        if ask.memo_key is None:
+            return await loop.run_in_executor(self._executor, _call, ask)
+        future, leader = self._memo.begin(ask.memo_key)
+        if leader:
+            # The lookup finishes (and wakes the others) even if this request is cancelled.
+            self._executor.submit(self._lead, ask, future)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self._wait_timeout)
+        except asyncio.TimeoutError:
+            return self._gave_up(ask)
+
+    def _lead(self, ask: _Ask, future: Future) -> None:
+        self._memo.finish(ask.memo_key, future, _call(ask))
+
+    def _gave_up(self, ask: _Ask) -> Answer:
+        message = f"{ask.source.name}: no answer within {self._wait_timeout:g}s; continuing without it"
+        log.warning("%s", message)
+        return Answer(ask.source.name, detail=message)
+
+
+def _call(ask: _Ask) -> Answer:
+    try:
+        return ask.source.lookup(ask.url, ask.username, ask.index)
+    except Exception as e:  # noqa: BLE001 - sources should not raise; if one does, go on
+        # the type only: an exception's text may quote a secret
+        message = f"{ask.source.name} failed: {type(e).__name__}"
+        log.warning("%s", message)
+        return Answer(ask.source.name, detail=message)
+
+
+def _split_userinfo_safe(url: str) -> tuple[str, Credentials | None]:
+    try:
+        return split_userinfo(url)
+    except ValueError:
+        from .model import without_userinfo
+
+        return without_userinfo(url), None
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _may_carry_credentials(url: str, index: Index | None) -> bool:
+    """https anywhere; plain http only to loopback or to an http index that names it."""
+    realm = Realm.of(url)
+    if realm.scheme == "https":
+        return True
+    if realm.scheme != "http":
+        return False
+    return is_loopback(realm.host) or (index is not None and index.realm.scheme == "http")
+
+
+# --- building the chain from settings ---------------------------------------------------------
+
+
+def default_sources(settings) -> list[Source]:
+    """The chain in design.md order, from Settings: index URL/env > hf-token > netrc > store >
+    uv-store > native (keyring-provider = native) > keyring (keyring-provider = subprocess)."""
+    from .sources.hf import HuggingFaceSource
+    from .sources.keyring_subprocess import KeyringSubprocessSource
+    from .sources.native import NativeKeyringSource
+    from .sources.netrc import NetrcSource
+    from .sources.store import StoreSource
+    from .sources.url_env import IndexCredentialsSource
+    from .store import default_store_path, uv_store_path
+
+    env = settings.env
+    sources: list[Source] = [IndexCredentialsSource(list(settings.indexes), env)]
+    if "UV_NO_HF_TOKEN" not in env:
+        sources.append(HuggingFaceSource(env))
+    sources.append(NetrcSource(env))
+    sources.append(StoreSource(default_store_path(env), name="store"))
+    sources.append(StoreSource(uv_store_path(env), name="uv-store"))
+    provider = getattr(settings, "keyring_provider", "disabled")
+    if provider == "native":
+        sources.append(NativeKeyringSource())
+    elif provider == "subprocess":
+        timeout = float(getattr(settings, "keyring_timeout", None) or env.get("CREDPROXY_KEYRING_TIMEOUT") or 10.0)
+        sources.append(KeyringSubprocessSource(timeout=timeout, env=env))
+    return sources

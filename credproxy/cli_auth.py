@@ -1,0 +1,228 @@
+"""`credproxy auth login|logout|token|dir`: uv's `uv auth` commands (uv §16) on credproxy's
+own store. Arguments, checks and messages follow uv 0.13.9; errors are one line
+`error: …` on stderr with exit code 2. Where we differ from uv: the stored service never keeps
+URL userinfo (uv 0.13.9 may write `https://user:secret@host/` into the file), and a URL that
+carries a secret is never echoed back in an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from .credentials.model import redact_url, split_userinfo, strip_simple
+from .credentials.store import Store, StoreEntry, StoreError, default_store_path, find, normalize_service
+
+TOKEN_USERNAME = "__token__"
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+class CliError(click.ClickException):
+    """One line on stderr, exit code 2 (uv's convention)."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class OneLineErrors(click.Command):
+    """Turns click's usage errors (missing argument, unknown option) into one `error:` line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            raise CliError(e.format_message()) from None
+
+
+# --- SERVICE -----------------------------------------------------------------------------------
+
+
+def parse_service(arg: str) -> str:
+    """uv's Service: a URL, or a bare host that gets `https://`. `https`, or `http` only for
+    loopback. Returns the URL (userinfo kept: login takes credentials from it)."""
+    shown = redact_url(arg)
+    m = _SCHEME_RE.match(arg)
+    url = arg if m else f"https://{arg}"
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+
+    def invalid(reason: str) -> CliError:
+        return CliError(f"invalid value '{shown}' for '<SERVICE>': {reason}")
+
+    if scheme not in ("http", "https"):
+        raise invalid(f"Unsupported scheme: {scheme}")
+    try:
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise invalid("invalid port number") from None
+    if not host or not parts.netloc:
+        raise invalid("empty host")
+    if scheme == "http" and host not in _LOCAL_HOSTS:
+        raise invalid("HTTPS is required for non-local hosts")
+    return url
+
+
+def _split(arg: str) -> tuple[str, str | None, str | None]:
+    """(service without userinfo, URL username, URL password)."""
+    url = parse_service(arg)
+    try:
+        clean, creds = split_userinfo(url)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    try:
+        clean = normalize_service(clean)  # uv's form: lower-case host, `/` path
+    except StoreError as e:
+        raise CliError(str(e)) from None
+    if creds is None:
+        return clean, None, None
+    return clean, creds.username, creds.password
+
+
+def _read_stdin_line() -> str:
+    return sys.stdin.readline().strip()
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _display(service: str, username: str | None) -> str:
+    if username and username != TOKEN_USERNAME:
+        return f"{username}@{service}"
+    return service
+
+
+def _store() -> Store:
+    return Store(default_store_path(os.environ))
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def register(auth: click.Group) -> None:
+    """Add the commands to the `auth` group of cli.py."""
+    for command in (login, logout, token, dir_command):
+        auth.add_command(command)
+
+
+@click.command(cls=OneLineErrors)
+@click.argument("service")
+@click.option("-u", "--username", help="The username to use for the service.")
+@click.option("--password", help="The password; `-` reads one line from stdin.")
+@click.option("-t", "--token", help="A token (stored with username __token__); `-` reads stdin.")
+@click.option("--keyring-provider", hidden=True, help="Accepted for uv compatibility; ignored.")
+def login(service: str, username: str | None, password: str | None, token: str | None, keyring_provider: str | None) -> None:
+    """Store credentials for SERVICE (a URL or a host; `/simple` is stripped)."""
+    if token is not None and username is not None:
+        raise CliError("the argument '--token <TOKEN>' cannot be used with '--username <USERNAME>'")
+    if token is not None and password is not None:
+        raise CliError("the argument '--token <TOKEN>' cannot be used with '--password <PASSWORD>'")
+    clean, url_username, url_password = _split(service)
+    root = strip_simple(clean)
+
+    if username is not None and url_username is not None:
+        raise CliError(
+            f"Cannot specify a username both via the URL and CLI; found `--username {username}` and `{url_username}`"
+        )
+    if token is not None and url_username is not None:
+        raise CliError(f"When using `--token`, a username cannot not be provided; found: {url_username}")
+    if username is None:
+        username = url_username
+    if username is None and token is not None:
+        username = TOKEN_USERNAME
+    if username is None:
+        if not _stdin_is_tty():
+            raise CliError("No username provided; did you mean to provide `--username` or `--token`?")
+        username = click.prompt("Enter username", err=True, default="", show_default=False)
+    if not username:
+        raise CliError("Username cannot be empty")
+
+    if password is not None and url_password is not None:
+        raise CliError("Cannot specify a password both via the URL and CLI")
+    if token is not None and url_password is not None:
+        raise CliError("Cannot include a password in the URL when using `--token`")
+    secret = token if token is not None else password
+    if secret == "-":
+        secret = _read_stdin_line()
+    if secret is None:
+        secret = url_password
+    if secret is None:
+        if not _stdin_is_tty():
+            raise CliError("No password provided; did you mean to provide `--password` or `--token`?")
+        secret = click.prompt("Enter password", err=True, hide_input=True, default="", show_default=False)
+    if not secret:
+        raise CliError("Password cannot be empty")
+
+    try:
+        _store().add(StoreEntry.basic(root, username, secret))
+    except StoreError as e:
+        raise CliError(str(e)) from None
+    click.echo(f"Stored credentials for {_display(root, username)}", err=True)
+
+
+@click.command(cls=OneLineErrors)
+@click.argument("service")
+@click.option("-u", "--username", help="The username (default __token__).")
+@click.option("--keyring-provider", hidden=True, help="Accepted for uv compatibility; ignored.")
+def logout(service: str, username: str | None, keyring_provider: str | None) -> None:
+    """Remove the credentials stored for SERVICE and USERNAME."""
+    clean, url_username, _ = _split(service)
+    root = strip_simple(clean)
+    given = username or url_username
+    username = given or TOKEN_USERNAME
+    store = _store()
+    try:
+        removed = store.remove(root, username)
+        if not removed and given is None:
+            removed = store.remove(root, None)  # a bearer entry (written by hand)
+    except StoreError as e:
+        raise CliError(str(e)) from None
+    if not removed:
+        raise CliError(f"No matching entry found for `{_display(root, username)}`")
+    click.echo(f"Removed credentials for {_display(root, username)}", err=True)
+
+
+@click.command(cls=OneLineErrors)
+@click.argument("service")
+@click.option("-u", "--username", help="The username (default __token__).")
+@click.option("--keyring-provider", hidden=True, help="Accepted for uv compatibility; ignored.")
+def token(service: str, username: str | None, keyring_provider: str | None) -> None:
+    """Print the password or token stored for SERVICE (longest matching prefix), alone."""
+    clean, url_username, _ = _split(service)
+    given = username or url_username
+    username = given or TOKEN_USERNAME
+    try:
+        entries = _store().read()
+        entry = find(entries, clean, username)
+        if entry is None and given is None:
+            bearer_only = [e for e in entries if e.scheme == "bearer"]
+            entry = find(bearer_only, clean, None)
+    except StoreError as e:
+        raise CliError(str(e)) from None
+    if entry is None:
+        raise CliError(f"Failed to fetch credentials for `{_display(clean, username)}`")
+    if not entry.secret:
+        what = "token" if entry.scheme == "bearer" else "password"
+        raise CliError(f"No {what} found for `{_display(clean, username)}`")
+    click.echo(entry.secret)
+
+
+@click.command("dir", cls=OneLineErrors)
+@click.argument("service", required=False)
+def dir_command(service: str | None) -> None:
+    """Print the directory of credproxy's credentials store."""
+    if service is not None:
+        parse_service(service)  # validated as uv validates it; the store is one file for all
+    click.echo(str(default_store_path(os.environ).parent))

@@ -1,0 +1,92 @@
+"""The plaintext credential store as a source: our own (`store`) and uv's (`uv-store`,
+read-only). The file is re-read when its mtime, size or inode changes, so an
+`auth login` while the proxy runs takes effect on the next request. A store that cannot be
+read, or an ambiguous match, is a skipped Answer with the message, never an exception."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..index import Index
+from ..model import Realm
+from ..store import Store, StoreEntry, StoreError, find
+from .base import Answer
+
+log = logging.getLogger(__name__)
+
+
+class StoreSource:
+    fast = True
+
+    def __init__(self, path: str | os.PathLike, name: str = "store"):
+        self.name = name
+        self.path = Path(path)
+        self._store = Store(self.path)
+        self._lock = threading.Lock()  # the resolver may ask from several threads at once
+        self._stamp: tuple[int, int, int] | None = None
+        self._entries: list[StoreEntry] = []
+        self._error: str | None = None
+        self.warnings: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"StoreSource({str(self.path)!r}, name={self.name!r})"
+
+    # --- loading ---------------------------------------------------------------------------
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _refresh(self) -> tuple[list[StoreEntry], str | None, bool]:
+        """(entries, error, exists), re-reading the file when it changed."""
+        with self._lock:
+            stamp = self._stat()
+            if stamp is None:
+                self._stamp, self._entries, self._error = None, [], None
+                return [], None, False
+            if stamp != self._stamp:
+                try:
+                    self._entries, self._error = self._store.read(), None
+                except StoreError as e:
+                    self._entries, self._error = [], f"{e}; {self.name} ignored"
+                    self.warnings.append(self._error)
+                    log.warning("%s", self._error)
+                # stat again after reading: a write racing the read shows up next time
+                self._stamp = stamp
+            return self._entries, self._error, True
+
+    # --- Source protocol -------------------------------------------------------------------
+
+    def lookup(self, url: str, username: str | None, index: Index | None) -> Answer:
+        entries, error, exists = self._refresh()
+        if error:
+            return Answer(self.name, detail=error, skipped=True)
+        if not exists:
+            return Answer(self.name, detail=f"no credentials file {self.path}")
+        try:
+            entry = find(entries, url, username)
+        except StoreError as e:
+            return Answer(self.name, detail=f"{e} (in {self.path})", skipped=True)
+        if entry is None:
+            who = f" for username {username!r}" if username is not None else ""
+            return Answer(self.name, detail=f"no entry{who} matching {_origin_path(url)} in {self.path}")
+        return Answer(self.name, entry.credentials, detail=f"entry {entry.display} in {self.path}")
+
+    def knows_host(self, scheme: str, host: str, port: int) -> bool:
+        entries, _error, _exists = self._refresh()
+        realm = Realm(scheme.lower(), host.lower().strip("[]"), port)
+        return any(Realm.of(e.service) == realm for e in entries)
+
+
+def _origin_path(url: str) -> str:
+    """The URL without userinfo, query or fragment: enough to say what was looked up."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path or '/'}"

@@ -1,0 +1,114 @@
+"""End-to-end fixtures: real servers on 127.0.0.1, hermetic clients, the real proxy.
+
+Session-scoped (started once): tls_certs, index_wheels, private_index_server.
+Per test: private_index (counters reset), echo_factory / echo_server / mtls_echo_server,
+clean_env, credproxy_factory. Everything started here is stopped here, by pid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.clients import client_env
+from tests.helpers.proxy import Proxy, proxy_env, start_credproxy
+from tests.helpers.servers import EchoServer, PrivateIndex, TestCerts, make_certs
+from tests.helpers.wheels import make_wheel
+
+INDEX_USERNAME = "alice"
+# Characters that need URL-encoding, so tests see encoding bugs and can scan encoded forms.
+INDEX_PASSWORD = "s3cret-Pa55:w@rd/%"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory) -> TestCerts:
+    """Trusted CA + server cert (pkgs/other/mirror/mtls.test, localhost, 127.0.0.1, ::1),
+    an independent untrusted CA (+ server cert), a client CA with a client cert."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def index_wheels(tmp_path_factory) -> dict[str, Path]:
+    """private-pkg 1.0 (requires private-dep) and private-dep 1.0, as wheel files."""
+    d = tmp_path_factory.mktemp("wheels")
+    return {
+        "private-pkg": make_wheel(d, "private-pkg", "1.0", requires=["private-dep"]),
+        "private-dep": make_wheel(d, "private-dep", "1.0"),
+    }
+
+
+@pytest.fixture(scope="session")
+def private_index_server(tmp_path_factory, tls_certs, index_wheels):
+    index = PrivateIndex.start(
+        tmp_path_factory.mktemp("index"), tls_certs, username=INDEX_USERNAME,
+        password=INDEX_PASSWORD, wheels=list(index_wheels.values()),
+    )
+    yield index
+    index.stop()
+
+
+@pytest.fixture
+def private_index(private_index_server) -> PrivateIndex:
+    """The session's index with its counters reset for this test."""
+    private_index_server.reset()
+    return private_index_server
+
+
+@pytest.fixture
+def echo_factory(tls_certs):
+    """start(**kwargs) -> EchoServer (see EchoServer: client_ca, credentials,
+    wrong_credentials_status, untrusted, host); all stopped after the test."""
+    started: list[EchoServer] = []
+
+    def start(**kwargs) -> EchoServer:
+        server = EchoServer.start(tls_certs, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def echo_server(echo_factory) -> EchoServer:
+    """other.test: answers everything, records Authorization."""
+    return echo_factory(host="other.test")
+
+
+@pytest.fixture
+def mtls_echo_server(echo_factory, tls_certs) -> EchoServer:
+    """mtls.test: the TLS handshake requires a client cert issued by tls_certs.client_ca_pem."""
+    return echo_factory(host="mtls.test", client_ca=tls_certs.client_ca_pem)
+
+
+@pytest.fixture
+def clean_env(tmp_path) -> dict[str, str]:
+    """client_env(tmp_path): no proxy, no CA, nothing from this machine."""
+    return client_env(tmp_path)
+
+
+@pytest.fixture
+def credproxy_factory(tmp_path, tls_certs):
+    """start(*serve_args, env=None, **kwargs) -> Proxy. Default env: proxy_env(tmp_path,
+    upstream_ca=certifi + test CA), test names resolved to 127.0.0.1. Stopped after the test."""
+    started: list[Proxy] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, **kwargs) -> Proxy:
+        if env is None:
+            env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem)
+        proxy = start_credproxy(tmp_path, *args, env=env, name=f"credproxy{len(started)}",
+                                **kwargs)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

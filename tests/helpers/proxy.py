@@ -1,0 +1,198 @@
+"""Run the real `credproxy serve` as a subprocess for end-to-end tests.
+
+    proxy = start_credproxy(tmp_path, "--some-flag", env=env)
+    ... client_env(tmp_path, proxy_url=proxy.url, ca_bundle=proxy.ca_bundle) ...
+    proxy.stop()
+
+Contract (PREAMBLE): `credproxy serve --port 0` prints `credproxy listening on
+http://127.0.0.1:PORT` as its first stdout line once the listener is up; state lives in
+CREDPROXY_DATA_DIR (always a temp dir here).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+CREDPROXY = Path(sys.executable).parent / "credproxy"
+_LISTENING = re.compile(r"credproxy listening on (http://127\.0\.0\.1:(\d+))\s*$")
+
+
+class ProxyStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class Proxy:
+    proc: subprocess.Popen = field(repr=False)
+    url: str  # http://127.0.0.1:PORT
+    port: int
+    data_dir: Path
+    stdout_path: Path
+    stderr_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.data_dir / "ca"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The proxy's CA certificate (mitmproxy confdir layout)."""
+        return self.ca_dir / "mitmproxy-ca-cert.pem"
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def rss_peak_kb(self) -> int:
+        """Peak resident set size (VmHWM) of the proxy process, in kB (Linux)."""
+        return _proc_status_kb(self.pid, "VmHWM")
+
+    def rss_kb(self) -> int:
+        return _proc_status_kb(self.pid, "VmRSS")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 5.0) -> int:
+        """SIGTERM, wait, then SIGKILL this pid only. Returns the exit code."""
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=grace)
+        return self.proc.returncode
+
+
+def _proc_status_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{key} not in /proc/{pid}/status")
+
+
+def proxy_env(
+    tmp_path: os.PathLike | str,
+    *,
+    upstream_ca: os.PathLike | str | None = None,
+    resolve: tuple[str, ...] | list[str] = ("pkgs.test", "other.test", "mirror.test", "mtls.test"),
+    extra: Mapping[str, str | None] | None = None,
+) -> dict[str, str]:
+    """A from-scratch environment for the proxy process (none of this machine's settings).
+
+    HOME/XDG dirs in tmp (no user netrc, store, keyring config), CREDPROXY_CONFIG pointing at
+    a file that does not exist unless the test writes it (tmp/credproxy-config.toml),
+    CREDPROXY_TEST_RESOLVE mapping `resolve` to 127.0.0.1, and with upstream_ca
+    SSL_CERT_FILE (replaces the default roots: pass certs.ca_plus_certifi_pem to keep public
+    roots). `extra` last; None removes a variable.
+    """
+    tmp = Path(tmp_path)
+    home = tmp / "proxy-home"
+    for sub in ("", ".config", ".local/share", ".cache"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "CREDPROXY_CONFIG": str(tmp / "credproxy-config.toml"),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+    }
+    if resolve:
+        env["CREDPROXY_TEST_RESOLVE"] = ",".join(f"{name}=127.0.0.1" for name in resolve)
+    if upstream_ca is not None:
+        env["SSL_CERT_FILE"] = str(upstream_ca)
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def start_credproxy(
+    tmp_path: os.PathLike | str,
+    *args: str,
+    env: Mapping[str, str],
+    data_dir: os.PathLike | str | None = None,
+    timeout: float = 20.0,
+    name: str = "credproxy",
+) -> Proxy:
+    """Start `credproxy serve --port 0 <args>`; wait (bounded) for its listening line.
+
+    `env` is used as given (build it with client_env or by hand), plus CREDPROXY_DATA_DIR
+    (tmp_path/<name>-data unless `data_dir`, or env, names one). On exit before listening,
+    or timeout, the process is stopped and ProxyStartError carries its stderr.
+    """
+    tmp = Path(tmp_path)
+    full_env = dict(env)
+    if data_dir is not None:
+        full_env["CREDPROXY_DATA_DIR"] = str(data_dir)
+    full_env.setdefault("CREDPROXY_DATA_DIR", str(tmp / f"{name}-data"))
+    Path(full_env["CREDPROXY_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    stdout_path, stderr_path = tmp / f"{name}.stdout", tmp / f"{name}.stderr"
+    cmd = [str(CREDPROXY), "serve", "--port", "0", *args]
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=err, cwd=tmp)
+    proxy = Proxy(proc=proc, url="", port=0, data_dir=Path(full_env["CREDPROXY_DATA_DIR"]),
+                  stdout_path=stdout_path, stderr_path=stderr_path)
+
+    deadline = time.monotonic() + timeout
+    while True:
+        first_line = _first_line(stdout_path)
+        if first_line is not None:
+            m = _LISTENING.match(first_line)
+            if m:
+                proxy.url, proxy.port = m.group(1), int(m.group(2))
+                return proxy
+            proxy.stop()
+            raise ProxyStartError(
+                f"unexpected first stdout line {first_line!r}; stderr:\n{proxy.stderr()[-4000:]}"
+            )
+        if proc.poll() is not None:
+            raise ProxyStartError(
+                f"credproxy serve exited with {proc.returncode} before listening; "
+                f"stderr:\n{proxy.stderr()[-4000:]}"
+            )
+        if time.monotonic() > deadline:
+            proxy.stop()
+            raise ProxyStartError(
+                f"credproxy serve not listening after {timeout}s; stderr:\n{proxy.stderr()[-4000:]}"
+            )
+        time.sleep(0.05)
+
+
+def _first_line(path: Path) -> str | None:
+    """The first complete stdout line, or None while it is still being written."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    end = data.find(b"\n")
+    return None if end < 0 else data[:end].decode(errors="replace")
