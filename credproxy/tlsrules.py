@@ -176,6 +176,16 @@ class HostPattern:
         return (0, len(self.host), 1 if self.port is not None else 0)
 
 
+def parse_host_patterns(texts: Iterable[str], origin: str) -> list[HostPattern]:
+    out = []
+    for text in texts:
+        try:
+            out.append(HostPattern.parse(text))
+        except ValueError as e:
+            raise ConfigError(f"{origin}: {e} (expected host, *.suffix or host:port)") from None
+    return out
+
+
 # --- PEM validation ------------------------------------------------------------------------------
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
@@ -467,7 +477,6 @@ _UNKNOWN_ISSUER = {2, 18, 19, 20, 21, 27, 28}
 _EXPIRED = {9, 10}  # not yet valid, expired
 _HOSTNAME = {62, 63, 64}  # hostname, email, IP address mismatch
 # TLS alert descriptions the server sends about our (missing) client certificate
-_ALERT_CERT_REQUIRED = 116
 _ALERT_CLIENT_CERT = {40, 42, 43, 44, 45, 46, 48, 116}
 
 

@@ -97,7 +97,8 @@ def mitmproxy_options(settings) -> dict:
 def addons(settings, wants_interception: Callable[[str, int], bool]) -> tuple[list, list]:
     """Addons to insert before TlsConfig, and after it (for per-connection patches)."""
     p = prepare(settings)
-    return ([Passthrough(p.plan, wants_interception, getattr(settings, "intercept", "auto"))],
+    listed = tlsrules.parse_host_patterns(getattr(settings, "intercept_hosts", []) or [], "intercept-hosts")
+    return ([Passthrough(p.plan, wants_interception, getattr(settings, "intercept", "auto"), listed)],
             [PerHostTls(p)])
 
 
@@ -106,8 +107,9 @@ class Passthrough:
     minted, the client sees the real server (mitmproxy-notes.md §3)."""
 
     def __init__(self, plan: tlsrules.TlsPlan, wants_interception: Callable[[str, int], bool],
-                 intercept: str = "auto"):
+                 intercept: str = "auto", listed: list[tlsrules.HostPattern] = ()):
         self.plan = plan
+        self.listed = list(listed)  # config `intercept-hosts`
         self.wants_interception = wants_interception
         self.intercept = intercept
 
@@ -119,7 +121,7 @@ class Passthrough:
         if not host or not address:
             return
         host, port = host.lower(), address[1]
-        if self.plan.customises(host, port):
+        if self.plan.customises(host, port) or any(p.matches(host, port) for p in self.listed):
             return
         try:
             wanted = self.wants_interception(host, port)
