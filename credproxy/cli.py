@@ -179,10 +179,38 @@ def ca_bundle(output, config_file) -> None:
         _fail(str(e))
 
 
+@main.command()
+@click.argument("url", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML).")
+@click.option("--host", default=None, help="The proxy's address to check (default from config, else 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port to check (default 8899).")
+def doctor(url, config_file, host, port) -> None:
+    """Check the set-up (proxy, CA, shell variables, config, indexes); with URL, one real
+    request. Every problem comes with the command that fixes it; exit 1 when there is one."""
+    import os
+
+    from .doctor import run_doctor
+    from .proxy.master import build_resolver
+
+    settings = _settings(config_file, host=host, port=port)
+    try:
+        resolver = build_resolver(settings)
+    except Exception as e:  # a broken source must not stop the other checks from running
+        _fail(f"cannot build the credential chain: {type(e).__name__}: {e}")
+    report = run_doctor(settings, resolver, url, env=os.environ)
+    click.echo(report.render(), nl=False)
+    sys.exit(1 if report.problems else 0)
+
+
 # auth login/logout/token/dir live in cli_auth.py (one file per concern)
 from .cli_auth import register as _register_auth_commands  # noqa: E402
 
 _register_auth_commands(auth)
+
+# explain lives in cli_explain.py
+from .cli_explain import register as _register_explain  # noqa: E402
+
+_register_explain(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import Callable, Generator, Hashable, Literal, Sequence
+from urllib.parse import urlsplit
 
 from .index import Index, match_index
 from .model import Credentials, Realm, parse_authorization, path_segments, redact_url, split_userinfo, url_path
@@ -311,9 +312,11 @@ class Resolver:
     # --- public API ---------------------------------------------------------------------------
 
     def resolve(self, url: str, client_authorization: str | None = None) -> Decision:
+        _check_url(url)
         return self._run_sync(self._plan_resolve(url, client_authorization))
 
     async def aresolve(self, url: str, client_authorization: str | None = None) -> Decision:
+        _check_url(url)
         return await self._run_async(self._plan_resolve(url, client_authorization))
 
     def challenge(self, url: str, sent: Decision, status: int) -> Decision | None:
@@ -337,7 +340,8 @@ class Resolver:
                 self._cache.evict(url, creds)
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
-        realm = Realm(scheme.lower(), host.lower().strip("[]"), port)
+        scheme, host = scheme.lower(), host.lower()
+        realm = Realm(scheme, host.strip("[]"), port)
         if any(index.realm == realm for index in self.indexes):
             return True
         with self._lock:
@@ -354,6 +358,7 @@ class Resolver:
     def explain(self, url: str, username: str | None = None) -> Explanation:
         """Ask every source in order (nothing is sent upstream), then decide as `resolve`
         would. URL userinfo counts as the client's credentials."""
+        _check_url(url)
         clean, userinfo = _split_userinfo_safe(url)
         authorization = None
         if userinfo is not None:
@@ -580,6 +585,18 @@ def _call(ask: _Ask) -> Answer:
         message = f"{ask.source.name} failed: {type(e).__name__}"
         log.warning("%s", message)
         return Answer(ask.source.name, detail=message)
+
+
+def _check_url(url: str) -> None:
+    """Raise ValueError for a URL we cannot take apart, without quoting it: a password with
+    an unencoded `/` or `#` makes urllib read part of it as the port or the path."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a non-numeric port
+    except ValueError:
+        raise ValueError("invalid URL: cannot parse its host and port (percent-encode special characters in the password)") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"invalid URL: expected http(s)://host/path, got scheme {parts.scheme[:10]!r}") from None
 
 
 def _split_userinfo_safe(url: str) -> tuple[str, Credentials | None]:
