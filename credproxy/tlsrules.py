@@ -571,24 +571,28 @@ def describe(settings, host: str, port: int = 443, plan: TlsPlan | None = None) 
     }
 
 
-def format_description(d: dict) -> str:
+def format_description(d: dict, style: str = "block") -> str:
+    """`block` (doctor): a heading and indented lines. `fields` (explain): `tls <key>:` lines
+    in explain's `key: value` layout."""
     if "error" in d:
         return f"TLS {d['host']}:{d['port']}: configuration error: {d['error']}"
-    lines = [f"TLS to {d['host']}:{d['port']}:",
-             f"  roots:       {d['roots']['description']}"]
     if d["verify"]:
-        lines.append("  verify:      yes (certificate and host name)")
+        verify = "yes (certificate and host name)"
     else:
-        lines.append(f"  verify:      NO (allow-insecure-host entry {d['insecure_entry']!r})")
+        verify = f"NO (allow-insecure-host entry {d['insecure_entry']!r})"
     c = d["client_cert"]
     if c is None:
-        lines.append("  client cert: none")
+        cert = "none"
     else:
         how = f"pattern {c['pattern']!r} from {c['origin']}" if c["pattern"] else c["origin"]
         chain = f", {c['chain_length']} certificate(s)" if c.get("chain_length") else ""
-        lines.append(f"  client cert: {c['path']} ({how}; {c.get('subject') or '?'}{chain})")
-    for w in d["warnings"]:
-        lines.append(f"  warning:     {w}")
+        cert = f"{c['path']} ({how}; {c.get('subject') or '?'}{chain})"
+    rows = [("roots", d["roots"]["description"]), ("verify", verify), ("client cert", cert)]
+    rows += [("warning", w) for w in d["warnings"]]
+    if style == "fields":
+        return "\n".join(f"{'tls ' + k + ':':<17}{v}" for k, v in rows)
+    lines = [f"TLS to {d['host']}:{d['port']}:"]
+    lines += [f"  {k + ':':<13}{v}" for k, v in rows]
     return "\n".join(lines)
 
 

@@ -236,3 +236,23 @@ cert = {_toml_str(tls_certs.client_combined_pem)}
     assert direct.returncode != 0
     for form in secret_forms(INDEX_PASSWORD, INDEX_USERNAME):
         assert form not in proxy.stderr() and form not in proxy.stdout()
+
+
+def test_explain_shows_the_tls_settings_for_the_host(tmp_path, tls_certs):
+    _config(tmp_path, f"""
+allow-insecure-host = ["mirror.test:8443"]
+
+[[client-cert]]
+host = "*.corp.test"
+cert = {_toml_str(tls_certs.client_combined_pem)}
+""")
+    env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_pem, extra={"CREDPROXY_DATA_DIR": str(tmp_path / "data")})
+    mirror = run([CREDPROXY, "explain", "https://mirror.test:8443/simple/"], env=env, timeout=60)
+    corp = run([CREDPROXY, "explain", "https://pkgs.corp.test/simple/"], env=env, timeout=60)
+    assert mirror.returncode == 0 and corp.returncode == 0, mirror.stderr + corp.stderr
+    assert "tls verify:      NO (allow-insecure-host entry 'mirror.test:8443')" in mirror.stdout
+    assert f"SSL_CERT_FILE={tls_certs.ca_pem}" in mirror.stdout and "tls roots:" in mirror.stdout
+    assert f"tls client cert: {tls_certs.client_combined_pem} (pattern '*.corp.test'" in corp.stdout
+    assert "tls verify:      yes" in corp.stdout
+    key_body = tls_certs.client_combined_pem.read_text().split("-----")[2].strip()[:40]
+    assert key_body not in corp.stdout + corp.stderr
