@@ -433,6 +433,18 @@ class TlsPlan:
                 or self.client_cert_for(host, port) is not None)
 
 
+def _expiry_warning(pem: ClientPem, label: str) -> list[str]:
+    """Servers reject an expired client certificate with a bare alert; say so up front."""
+    import datetime
+
+    not_after = datetime.datetime.fromisoformat(pem.not_after)
+    if not_after.tzinfo is None:
+        not_after = not_after.replace(tzinfo=datetime.timezone.utc)
+    if not_after < datetime.datetime.now(datetime.timezone.utc):
+        return [f"{label}: the client certificate {pem.path} expired on {pem.not_after[:10]}"]
+    return []
+
+
 def build_plan(settings) -> TlsPlan:
     """Validate everything once at start-up. ConfigError for bad config rules (naming the
     file); uv's warnings for bad environment values."""
@@ -457,12 +469,14 @@ def build_plan(settings) -> TlsPlan:
         except PemError as e:
             raise ConfigError(f"{rule.origin}: [[client-cert]] for {rule.host!r}: {e}") from None
         rules.append((pattern, rule, pem))
+        warnings += _expiry_warning(pem, f"[[client-cert]] {rule.host!r}")
 
     global_cert = None
     client_cert = _setting(settings, "ssl_client_cert", "SSL_CLIENT_CERT")
     if client_cert:
         try:
             global_cert = load_client_pem(client_cert)
+            warnings += _expiry_warning(global_cert, "SSL_CLIENT_CERT")
         except PemError as e:
             # uv's behaviour: warn and connect without a client certificate
             warnings.append(f"Ignoring invalid SSL_CLIENT_CERT: {e}")
