@@ -3,6 +3,9 @@ proxy, and print. Errors are one line on stderr and exit code 2 (uv's convention
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
 from . import __version__
@@ -22,6 +25,181 @@ def main() -> None:
 @main.group()
 def auth() -> None:
     """Manage stored credentials (uv-compatible credentials.toml)."""
+
+
+# --- proxy commands (serve, run, env, ca) ---------------------------------------------------
+
+
+def _fail(message: str) -> "NoReturn":  # noqa: F821
+    click.echo(f"credproxy: error: {message}", err=True)
+    sys.exit(2)
+
+
+def _settings(config_file: str | None = None, **overrides):
+    """Settings from the config layer when present; flags given on the command line win."""
+    from . import config as config_module
+
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    load = getattr(config_module, "load_settings", None)
+    try:
+        if load is not None:
+            return load(config_file=config_file, overrides=overrides)
+        settings = config_module.Settings()
+        for key, value in overrides.items():
+            setattr(settings, key, value)
+        return settings
+    except config_module.ConfigError as e:
+        _fail(str(e))
+
+
+def _serve_options(f):
+    f = click.option("--host", default=None, help="Listen address (default 127.0.0.1; non-loopback needs --proxyauth).")(f)
+    f = click.option("--port", type=click.IntRange(0, 65535), default=None, help="Listen port (default 8899; 0 picks a free one).")(f)
+    f = click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML).")(f)
+    f = click.option("--intercept-all", is_flag=True, default=False, help="Intercept TLS for every host (debugging).")(f)
+    f = click.option("--proxyauth", default=None, metavar="USER:TOKEN", envvar="CREDPROXY_PROXYAUTH",
+                     help="Require this proxy authentication from clients.")(f)
+    f = click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Request log format.")(f)
+    f = click.option("--save-flows", type=click.Path(dir_okay=False), default=None, help="Save redacted flows to FILE.")(f)
+    f = click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(f)
+    return f
+
+
+def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose):
+    from .proxy.master import ServeConfig, configure_logging
+
+    settings = _settings(
+        config_file, host=host, port=port, log_format=log_format, save_flows=save_flows,
+        verbose=verbose or None, intercept="all" if intercept_all else None,
+    )
+    configure_logging(getattr(settings, "verbose", 0) or 0)
+    config = ServeConfig(
+        host=host or getattr(settings, "host", None) or "127.0.0.1",
+        port=port if port is not None else getattr(settings, "port", 8899),
+        proxyauth=proxyauth or getattr(settings, "proxyauth", None),
+        intercept_all=intercept_all,
+    )
+    return settings, config
+
+
+@main.command()
+@_serve_options
+def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose) -> None:
+    """Run the proxy (127.0.0.1:8899 by default) until Ctrl-C or SIGTERM."""
+    from .proxy.master import ServeError, serve_forever
+
+    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose)
+    for warning in getattr(settings, "warnings", []) or []:
+        click.echo(f"credproxy: warning: {warning}", err=True)
+    try:
+        serve_forever(settings, config)
+    except ServeError as e:
+        _fail(str(e))
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@_serve_options
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, command) -> None:
+    """Run one command through an ephemeral proxy: credproxy run -- pip install ..."""
+    from .proxy.master import ServeError
+    from .proxy.run import run_command
+
+    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose)
+    if port is None:
+        config.port = 0  # ephemeral: a free port unless one was asked for
+    if not getattr(config, "host", None) or host is None:
+        config.host = "127.0.0.1"
+    try:
+        code = run_command(settings, config, list(command))
+    except ServeError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(str(e))
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--shell", "shell", type=click.Choice(["bash", "zsh", "fish", "powershell"]), default="bash", show_default=True)
+@click.option("--unset", is_flag=True, help="Print the commands that remove the variables.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None)
+@click.option("--host", default=None, help="The proxy's address (default from config, else 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default 8899).")
+def env(shell, unset, config_file, host, port) -> None:
+    """Print the variables that send clients through the proxy and make them trust it."""
+    from .certs.bundle import write_bundle
+    from .proxy.envvars import proxy_environment, render
+    from .proxy.master import url_host
+    from .proxy.run import client_url
+
+    if unset:
+        click.echo(render({}, shell, unset=True), nl=False)
+        return
+    settings = _settings(config_file, host=host, port=port)
+    host = host or getattr(settings, "host", None) or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"  # listening everywhere; reach it on loopback
+    port = port or getattr(settings, "port", None) or 8899
+    try:
+        bundle = write_bundle(settings)
+    except OSError as e:
+        _fail(str(e))
+    url = client_url(f"http://{url_host(host)}:{port}", getattr(settings, "proxyauth", None))
+    click.echo(render(proxy_environment(url, bundle), shell), nl=False)
+
+
+@main.group()
+def ca() -> None:
+    """The proxy's CA certificate and the combined trust bundle."""
+
+
+@ca.command("path")
+def ca_path() -> None:
+    """Print the proxy CA certificate's path (created on first use); import it elsewhere."""
+    from .certs.ca import CAError, ensure_ca
+
+    try:
+        click.echo(str(ensure_ca().cert_file))
+    except CAError as e:
+        _fail(str(e))
+
+
+@ca.command("bundle")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write here instead of the default.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None)
+def ca_bundle(output, config_file) -> None:
+    """Write public roots + configured upstream CA + the proxy CA into one PEM; print its path."""
+    from .certs.bundle import write_bundle
+    from .certs.ca import CAError
+
+    settings = _settings(config_file)
+    try:
+        click.echo(str(write_bundle(settings, Path(output) if output else None)))
+    except (OSError, CAError) as e:
+        _fail(str(e))
+
+
+@main.command()
+@click.argument("url", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML).")
+@click.option("--host", default=None, help="The proxy's address to check (default from config, else 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port to check (default 8899).")
+def doctor(url, config_file, host, port) -> None:
+    """Check the set-up (proxy, CA, shell variables, config, indexes); with URL, one real
+    request. Every problem comes with the command that fixes it; exit 1 when there is one."""
+    import os
+
+    from .doctor import run_doctor
+    from .proxy.master import build_resolver
+
+    settings = _settings(config_file, host=host, port=port)
+    try:
+        resolver = build_resolver(settings)
+    except Exception as e:  # a broken source must not stop the other checks from running
+        _fail(f"cannot build the credential chain: {type(e).__name__}: {e}")
+    report = run_doctor(settings, resolver, url, env=os.environ)
+    click.echo(report.render(), nl=False)
+    sys.exit(1 if report.problems else 0)
 
 
 # auth login/logout/token/dir live in cli_auth.py (one file per concern)

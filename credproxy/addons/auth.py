@@ -1,0 +1,327 @@
+"""Credentials on requests: inject before sending, re-send once after a challenge.
+
+Thin by design: every decision comes from the resolver (credproxy/credentials/resolver.py);
+this addon only translates flows into resolver calls and back.
+
+Hooks and why:
+- `requestheaders`: the only place where a new `Authorization` still reaches upstream for a
+  streamed body (mitmproxy-notes.md §5). The URL is built from `flow.request.scheme/host/
+  port/path`, the real destination, never from the client-controlled Host header.
+- `responseheaders`: decides per flow whether the body streams (everything that is not a
+  challenge we may answer) and records the outcome early so the cache fills before a large
+  download ends.
+- `response`: on a challenge (401; 403/404 when the request went out bare) asks the resolver
+  once and re-sends a copy of the request through mitmproxy's own replay machinery, so the
+  copy gets the same upstream TLS policy. The client gets the second response on its
+  existing connection: works for clients that do not follow redirects (curl without -L).
+
+Memory (docs/how-it-works.md): ordinary responses stream (flat memory). A challenge response
+is buffered (small). The re-sent request's response is kept in memory up to
+`RETRY_BUFFER_LIMIT`; a larger one is abandoned and the client is answered with a
+307 to the same URL: the credential is cached by then, so the repeated request is
+authenticated up front and streams. Request bodies up to `REQUEST_COPY_LIMIT` are kept so a
+re-send can carry them; larger uploads are not re-sent (the client sees the challenge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass, field
+
+from mitmproxy import ctx, http
+
+from ..credentials.model import redact_url
+from ..credentials.resolver import Decision
+
+logger = logging.getLogger("credproxy.auth")
+
+# Bodies larger than this stream (what `stream_large_bodies=1m` would do; we decide per flow
+# because the global option makes replayed responses lose their body).
+STREAM_THRESHOLD = 1 << 20
+# A request body up to this size is kept for a possible re-send (tee for streamed bodies).
+REQUEST_COPY_LIMIT = 16 << 20
+# The re-sent request's response is held in memory up to this size before it is sent on.
+RETRY_BUFFER_LIMIT = 32 << 20
+CHALLENGE_BODY_LIMIT = 1 << 20
+
+METADATA_KEY = "credproxy"
+# Marks the copy this addon re-sends, so hooks (ours and the audit log's) can tell it apart.
+RETRY_MARK = "credproxy_retry_of"
+
+
+@dataclass
+class _FlowState:
+    """Per flow, kept out of flow.metadata so a Decision (which holds a credential) can never
+    be serialised into a saved flow."""
+
+    url: str
+    decision: Decision
+    body_copy: bytearray | None = None
+    body_complete: bool = True
+    challenged: bool = False
+    recorded: bool = False
+
+
+@dataclass
+class _RetryState:
+    body: bytearray = field(default_factory=bytearray)
+    overflow: bool = False
+
+
+def request_url(request: http.Request) -> str:
+    """The destination URL as mitmproxy will connect to it (never the Host header)."""
+    host = request.host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(request.scheme)
+    netloc = host if request.port == default else f"{host}:{request.port}"
+    path = request.path if request.path.startswith("/") else "/" + request.path
+    if request.method.upper() == "CONNECT" or not request.path:
+        path = "/"
+    return f"{request.scheme}://{netloc}{path}"
+
+
+def _expected_length(message: http.Message) -> int | None:
+    value = message.headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _has_body(request: http.Request) -> bool:
+    length = _expected_length(request)
+    if length is not None:
+        return length > 0
+    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
+def _metadata(decision: Decision, retried: bool) -> dict:
+    return {
+        "source": decision.source,
+        "preemptive": decision.preemptive,
+        "retried": retried,
+        "action": decision.action,
+        "reason": decision.reason,
+        "cached": decision.cached,
+    }
+
+
+def _text_response(status: int, text: str) -> http.Response:
+    return http.Response.make(status, (text.rstrip("\n") + "\n").encode(), {"content-type": "text/plain; charset=utf-8"})
+
+
+class AuthAddon:
+    """One instance per proxy. `resolver` follows the Resolver contract."""
+
+    def __init__(self, resolver, *, retry_buffer_limit: int = RETRY_BUFFER_LIMIT):
+        self.resolver = resolver
+        self.retry_buffer_limit = retry_buffer_limit
+        self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = weakref.WeakKeyDictionary()
+        self._retries: weakref.WeakKeyDictionary[http.HTTPFlow, _RetryState] = weakref.WeakKeyDictionary()
+
+    # --- request ---------------------------------------------------------------------------
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        _drop_proxy_headers(flow.request)
+        if RETRY_MARK in flow.metadata or flow.response is not None:
+            return  # our own re-send carries its credentials already; or answered by proxyauth
+        url = request_url(flow.request)
+        client_auth = flow.request.headers.get("authorization")
+        try:
+            decision = await self.resolver.aresolve(url, client_auth)
+        except Exception as e:  # fail closed: never forward silently without the lookup
+            logger.error("credential lookup failed for %s: %s", redact_url(url), type(e).__name__)
+            flow.metadata[METADATA_KEY] = {
+                "source": "none", "preemptive": True, "retried": False,
+                "action": "fail", "reason": f"credential lookup failed ({type(e).__name__})", "cached": False,
+            }
+            flow.response = _text_response(
+                502, f"credproxy: looking up credentials for {redact_url(url)} failed ({type(e).__name__}); "
+                "see the proxy's log or run `credproxy explain URL`")
+            return
+
+        state = _FlowState(url=url, decision=decision)
+        self._flows[flow] = state
+        flow.metadata[METADATA_KEY] = _metadata(decision, retried=False)
+
+        if decision.action == "fail":
+            flow.response = _text_response(401, f"credproxy: {decision.reason or 'no credentials for ' + redact_url(url)}")
+            return
+        if decision.action == "inject" and decision.header:
+            flow.request.headers["authorization"] = decision.header
+
+        if decision.action in ("inject", "send") and _has_body(flow.request):
+            length = _expected_length(flow.request)
+            if length is None or length > STREAM_THRESHOLD:
+                state.body_copy = bytearray()
+                flow.request.stream = _tee(state)
+        elif _has_body(flow.request):
+            length = _expected_length(flow.request)
+            if length is None or length > STREAM_THRESHOLD:
+                flow.request.stream = True
+
+    # --- response --------------------------------------------------------------------------
+
+    async def responseheaders(self, flow: http.HTTPFlow) -> None:
+        assert flow.response is not None
+        retry_state = self._retries.get(flow)
+        if retry_state is not None:
+            self._stream_retry_into_buffer(flow, retry_state)
+            return
+        state = self._flows.get(flow)
+        if state is None:
+            _stream_if_large(flow.response)
+            return
+        if self._may_challenge(flow, state):
+            state.challenged = True
+            flow.response.stream = False
+            return
+        _stream_if_large(flow.response)
+        self._record(state, state.decision, flow.response.status_code)
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        state = self._flows.get(flow)
+        if state is None or flow.response is None:
+            return
+        if not state.challenged:
+            self._record(state, state.decision, flow.response.status_code)
+            return
+        status = flow.response.status_code
+        try:
+            retry = await self.resolver.achallenge(state.url, state.decision, status)
+        except Exception as e:
+            logger.error("credential lookup after %d for %s failed: %s", status, redact_url(state.url), type(e).__name__)
+            retry = None
+        if retry is None or retry.action != "inject" or not retry.header:
+            self._record(state, state.decision, status)
+            return
+        await self._resend(flow, state, retry)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._flows.pop(flow, None)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _may_challenge(self, flow: http.HTTPFlow, state: _FlowState) -> bool:
+        response = flow.response
+        assert response is not None
+        decision = state.decision
+        if decision.action not in ("inject", "send"):
+            return False
+        if response.status_code == 401:
+            pass
+        elif response.status_code in (403, 404) and decision.action == "send":
+            pass
+        else:
+            return False
+        if not state.body_complete:
+            return False  # the upload was larger than we keep: cannot re-send it
+        length = _expected_length(response)
+        return length is None or length <= CHALLENGE_BODY_LIMIT
+
+    def _record(self, state: _FlowState, decision: Decision, status: int) -> None:
+        if state.recorded or decision.action == "fail":  # a refused request never went upstream
+            return
+        state.recorded = True
+        try:
+            self.resolver.record(state.url, decision, status)
+        except Exception as e:
+            logger.error("recording the result for %s failed: %s", redact_url(state.url), type(e).__name__)
+
+    def _stream_retry_into_buffer(self, flow: http.HTTPFlow, retry_state: _RetryState) -> None:
+        """The re-sent copy's body goes into our own bounded buffer (the replay's mock client
+        would drop streamed data; mitmproxy's own buffering is unbounded)."""
+        assert flow.response is not None
+        length = _expected_length(flow.response)
+        if length is not None and length > self.retry_buffer_limit:
+            retry_state.overflow = True
+            flow.kill()  # do not download what we will not pass on
+            return
+        limit = self.retry_buffer_limit
+
+        def keep(chunk: bytes) -> bytes:
+            if not retry_state.overflow:
+                if len(retry_state.body) + len(chunk) > limit:
+                    retry_state.overflow = True
+                    retry_state.body = bytearray()
+                else:
+                    retry_state.body += chunk
+            return b""  # nothing goes to the replay's mock client
+
+        flow.response.stream = keep
+
+    async def _resend(self, flow: http.HTTPFlow, state: _FlowState, retry: Decision) -> None:
+        dup = flow.copy()
+        dup.response = None
+        dup.error = None
+        dup.is_replay = "request"
+        dup.metadata = {RETRY_MARK: flow.id}
+        if state.body_copy is not None:
+            dup.request.stream = False
+            dup.request.raw_content = bytes(state.body_copy)
+        dup.request.headers["authorization"] = retry.header or ""
+        retry_state = _RetryState()
+        self._retries[dup] = retry_state
+
+        await _replay(dup)
+
+        if dup.response is None:  # the re-send failed at the network level: keep the challenge
+            self._record(state, state.decision, flow.response.status_code if flow.response else 0)
+            return
+        status = dup.response.status_code
+        flow.metadata[METADATA_KEY] = _metadata(retry, retried=True)
+        self._record(state, retry, status)
+        if retry_state.overflow:
+            # Too large to hold: the credential is cached now, so a repeated request is
+            # authenticated up front and streams. Ask the client to repeat it.
+            if status < 400 and flow.request.method.upper() in ("GET", "HEAD"):
+                flow.response = http.Response.make(307, b"", {"location": flow.request.url})
+            return
+        response = dup.response
+        response.stream = False
+        response.raw_content = bytes(retry_state.body)
+        flow.response = response
+
+
+async def _replay(dup: http.HTTPFlow) -> None:
+    """Send `dup` upstream through mitmproxy's replay machinery and wait for the end.
+    Every addon sees it (upstream TLS rules apply); proxyauth skips replays."""
+    from mitmproxy.addons.clientplayback import ReplayHandler
+
+    handler = ReplayHandler(dup, ctx.options)
+    try:
+        await asyncio.wait_for(handler.replay(), timeout=300)
+    except asyncio.TimeoutError:
+        logger.error("re-sent request to %s timed out", redact_url(dup.request.url))
+
+
+def _tee(state: _FlowState):
+    """Pass an upload through unchanged while keeping a bounded copy for a re-send."""
+
+    def tee(chunk: bytes) -> bytes:
+        if state.body_copy is not None:
+            if len(state.body_copy) + len(chunk) > REQUEST_COPY_LIMIT:
+                state.body_copy = None
+                state.body_complete = False
+            else:
+                state.body_copy += chunk
+        return chunk
+
+    return tee
+
+
+def _stream_if_large(response: http.Response) -> None:
+    length = _expected_length(response)
+    if length is None or length > STREAM_THRESHOLD:
+        response.stream = True
+
+
+def _drop_proxy_headers(request: http.Request) -> None:
+    """Proxy-Authorization / Proxy-Connection are for us, never for the origin."""
+    for name in {k.lower() for k in request.headers.keys() if k.lower().startswith("proxy-")}:
+        del request.headers[name]

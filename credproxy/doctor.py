@@ -1,0 +1,461 @@
+"""`credproxy doctor [URL]`: is everything set up, and if not, the exact command that fixes it.
+
+Checks, in the order a user would debug: the proxy listener, the proxy's CA, the shell's
+proxy and CA variables, the configuration files, each configured index (which source would
+answer, the username, the secret redacted, TLS settings) and, with a URL, one real request
+(through the running proxy when there is one, else straight from the resolver's answer).
+
+Everything rendered goes through `redact_text` with every secret the resolver found, so a
+secret cannot reach the output even through an exception text.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Mapping
+from urllib.parse import urlsplit
+
+from . import paths
+from .proxy import envvars
+from .credentials.model import MASK, Credentials, redact_text, redact_url
+
+Status = Literal["ok", "problem", "info"]
+MARK = {"ok": "✓", "problem": "✗", "info": "-"}
+
+# the variables `credproxy env` sets, plus ALL_PROXY which some clients also honour
+PROXY_VARS = envvars.PROXY_VARS + ("ALL_PROXY", "all_proxy")
+NO_PROXY_VARS = envvars.NO_PROXY_VARS
+CA_VARS = envvars.CA_VARS
+ENV_FIX = 'eval "$(credproxy env)"'
+TIMEOUT = 5.0
+
+
+@dataclass
+class Check:
+    status: Status
+    title: str
+    details: list[str] = field(default_factory=list)
+    fix: str | None = None
+
+
+@dataclass
+class Report:
+    sections: list[tuple[str, list[Check]]] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+    usernames: list[str] = field(default_factory=list)
+
+    def add(self, title: str, checks: list[Check]) -> None:
+        self.sections.append((title, checks))
+
+    @property
+    def problems(self) -> list[Check]:
+        return [c for _, checks in self.sections for c in checks if c.status == "problem"]
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for title, checks in self.sections:
+            lines.append(title)
+            for check in checks:
+                lines.append(f"  {MARK[check.status]} {check.title}")
+                lines += [f"      {d}" for d in check.details]
+                if check.fix:
+                    lines.append(f"      fix: {check.fix}")
+        count = len(self.problems)
+        lines.append("")
+        lines.append("No problems found." if not count else f"{count} problem{'s' if count > 1 else ''} found.")
+        return redact_text("\n".join(lines) + "\n", self.secrets, self.usernames)
+
+
+# --- the listener ------------------------------------------------------------------------
+
+
+def probe_listener(host: str, port: int, timeout: float = 2.0) -> tuple[bool, str]:
+    """(something answers, what it is). An origin-form request makes a forward proxy answer
+    with an error page naming itself (`Server: mitmproxy ...`) without contacting anything."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            # no Host header: the proxy cannot pick a destination, so it contacts nothing
+            sock.sendall(b"GET /credproxy-doctor HTTP/1.0\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 8192:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+    except ConnectionRefusedError:
+        return False, "connection refused"
+    except OSError as e:
+        return False, e.strerror or str(e)
+    text = head.decode("latin-1")
+    if not text.startswith("HTTP/"):
+        return True, "something listens there but does not speak HTTP"
+    server = ""
+    for line in text.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "server":
+            server = value.strip()
+    if "mitmproxy" in server.lower():
+        return True, f"a proxy answers ({server}, credproxy's engine)"
+    return True, f"an HTTP server answers ({server or 'no Server header'}) — maybe not credproxy"
+
+
+def check_listener(host: str, port: int) -> tuple[Check, bool]:
+    shown = f"http://{_url_host(host)}:{port}"
+    up, what = probe_listener(host, port)
+    if not up:
+        return Check("problem", f"no proxy is running on {shown} ({what})",
+                     fix=f"start it: credproxy serve --port {port}   (or one command: credproxy run -- CMD)"), False
+    if "credproxy's engine" in what:
+        return Check("ok", f"proxy listening on {shown}: {what}"), True
+    return Check("problem", f"{shown}: {what}",
+                 fix=f"stop what listens on port {port}, or choose another: credproxy serve --port PORT"), False
+
+
+# --- the CA ------------------------------------------------------------------------------
+
+
+def ca_cert_path(env: Mapping[str, str]) -> Path:
+    return paths.ca_dir(env) / "mitmproxy-ca-cert.pem"
+
+
+def load_certs_der(path: Path) -> list[bytes]:
+    """DER of every certificate in a PEM file (empty when unreadable or not PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        data = path.read_bytes()
+        certs = x509.load_pem_x509_certificates(data)
+    except (OSError, ValueError):
+        return []
+    return [c.public_bytes(serialization.Encoding.DER) for c in certs]
+
+
+def fingerprint(der: bytes) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def check_ca(env: Mapping[str, str]) -> tuple[list[Check], bytes | None]:
+    path = ca_cert_path(env)
+    if not path.exists():
+        return [Check("problem", f"no CA certificate yet at {path}",
+                      fix="it is created on first start: credproxy serve (or credproxy ca path)")], None
+    ders = load_certs_der(path)
+    if not ders:
+        return [Check("problem", f"{path} is not a PEM certificate",
+                      fix=f"move it away and let credproxy create a new CA: mv {path} {path}.bad && credproxy serve")], None
+    checks = [Check("ok", f"CA certificate {path}", [f"SHA-256 {fingerprint(ders[0])}"])]
+    bundle = paths.bundle_path(env)
+    if not bundle.exists():
+        checks.append(Check("info", f"no combined trust bundle at {bundle} yet",
+                            ["written by credproxy env / credproxy run / credproxy ca bundle"]))
+    elif ders[0] not in load_certs_der(bundle):
+        checks.append(Check("problem", f"trust bundle {bundle} does not contain the current CA",
+                            fix="rewrite it: credproxy ca bundle"))
+    else:
+        checks.append(Check("ok", f"trust bundle {bundle} contains the CA"))
+    return checks, ders[0]
+
+
+# --- the shell's variables ---------------------------------------------------------------
+
+
+def check_environment(env: Mapping[str, str], host: str, port: int, ca_der: bytes | None,
+                      index_hosts: list[str]) -> list[Check]:
+    checks: list[Check] = []
+    pointing = []
+    for name in PROXY_VARS:
+        value = env.get(name)
+        if not value:
+            continue
+        shown = redact_url(value)
+        if _points_at(value, host, port):
+            pointing.append(name)
+            checks.append(Check("ok", f"{name}={shown} points at credproxy"))
+        else:
+            checks.append(Check("problem", f"{name}={shown} does not point at credproxy "
+                                f"(http://{_url_host(host)}:{port})", fix=ENV_FIX))
+    if not pointing:
+        checks.append(Check("problem", "no HTTPS_PROXY/https_proxy points at credproxy: clients go direct",
+                            fix=ENV_FIX))
+    for name in NO_PROXY_VARS:
+        value = env.get(name)
+        if not value:
+            continue
+        bypassed = [h for h in index_hosts if _no_proxy_matches(value, h)]
+        if bypassed:
+            checks.append(Check("problem", f"{name}={value} bypasses credproxy for {', '.join(bypassed)}",
+                                fix=f"remove {', '.join(bypassed)} from {name}, or: {ENV_FIX}"))
+    trusted = []
+    for name in CA_VARS:
+        value = env.get(name)
+        if not value:
+            continue
+        if not Path(value).exists():
+            checks.append(Check("problem", f"{name}={value}: file does not exist", fix=ENV_FIX))
+        elif ca_der is not None and ca_der in load_certs_der(Path(value)):
+            trusted.append(name)
+            checks.append(Check("ok", f"{name}={value} trusts credproxy's CA"))
+        else:
+            checks.append(Check("problem", f"{name}={value} does not contain credproxy's CA: clients reading "
+                                "it will reject the proxy's certificates", fix=ENV_FIX))
+    if pointing and not trusted:
+        checks.append(Check("problem", "proxy variables are set but no CA variable trusts credproxy's CA",
+                            fix=ENV_FIX))
+    return checks
+
+
+def _points_at(proxy_url: str, host: str, port: int) -> bool:
+    if "://" not in proxy_url:
+        proxy_url = "http://" + proxy_url
+    try:
+        parts = urlsplit(proxy_url)
+        got_port = parts.port or 80
+    except ValueError:
+        return False
+    loopback = {"127.0.0.1", "localhost", "::1"}
+    got = (parts.hostname or "").lower()
+    want = host.strip("[]").lower()
+    same_host = got == want or (got in loopback and want in loopback)
+    return same_host and got_port == port
+
+
+def _no_proxy_matches(value: str, host: str) -> bool:
+    for entry in value.split(","):
+        entry = entry.strip().lower().lstrip(".")
+        if entry.startswith("*."):
+            entry = entry[2:]
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return True
+    return False
+
+
+# --- configuration and indexes -----------------------------------------------------------
+
+
+def check_config(settings) -> list[Check]:
+    files = list(getattr(settings, "config_files", []) or [])
+    checks = [Check("info", f"read {f}") for f in files] or [Check("info", "no configuration file read")]
+    for warning in getattr(settings, "warnings", []) or []:
+        checks.append(Check("problem", str(warning), fix="edit the file named above"))
+    return checks
+
+
+def describe_tls(settings, url: str) -> list[str]:
+    """The TLS settings that apply to the URL's host (credproxy.tlsrules), one line each."""
+    from .tlsrules import describe, format_description
+
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return ["TLS: none (plain http)"]
+    try:
+        text = format_description(describe(settings, parts.hostname or "", parts.port or 443))
+    except Exception as e:  # a describe bug must not hide the rest of the report
+        return [f"TLS: could not describe ({type(e).__name__})"]
+    return [line.strip() for line in text.splitlines()]
+
+
+def check_index(resolver, settings, index, report: Report) -> Check:
+    url = index.url
+    try:
+        explanation = resolver.explain(url)
+    except Exception as e:
+        return Check("problem", f"{index.display}: the resolver failed ({type(e).__name__}: {e})",
+                     fix="run credproxy explain " + redact_url(url) + " for details")
+    details = []
+    for answer in explanation.answers:
+        _remember(report, answer.credentials)
+        if answer.skipped:
+            continue
+        state = f"found {answer.credentials.redacted()}" if answer.credentials is not None else "nothing"
+        if answer.found and not answer.preemptive:
+            state += " (only after a challenge)"
+        details.append(f"{answer.source}: {state}{' — ' + answer.detail if answer.detail else ''}")
+    decision = explanation.decision
+    on_challenge = getattr(explanation, "on_challenge", None)
+    _remember(report, decision.credentials)
+    _remember(report, on_challenge.credentials if on_challenge is not None else None)
+    details += describe_tls(settings, url)
+    title = f"{index.display}"
+    if decision.credentials is not None:
+        return Check("ok", f"{title}: {decision.source} answers: {_shown(decision.credentials)}", details)
+    if decision.action == "leave":
+        return Check("info", f"{title}: credentials left to the client ({decision.reason})", details)
+    if decision.action == "send" and on_challenge is not None and on_challenge.credentials is not None:
+        creds = on_challenge.credentials
+        return Check("ok", f"{title}: sent after a challenge, from {on_challenge.source}: {_shown(creds)}", details)
+    if getattr(index, "authenticate", "auto") == "never":
+        return Check("info", f"{title}: authenticate = never, no credential is sent", details)
+    host = urlsplit(url).hostname or url
+    fix = (f"store one: credproxy auth login {redact_url(index.root_url)} --username USER --password -"
+           + (f"   (or export UV_INDEX_{_env(index.name)}_USERNAME / _PASSWORD)" if index.name else "")
+           + f"   (or add 'machine {host}' to ~/.netrc)")
+    return Check("problem", f"{title}: no source has a credential ({decision.reason or 'nothing matched'})",
+                 details, fix)
+
+
+def _shown(creds: Credentials) -> str:
+    if creds.scheme == "bearer":
+        return f"bearer token {MASK}"
+    secret = MASK if creds.password is not None else "(none)"
+    return f"username {creds.username or '(none)'}, secret {secret}"
+
+
+def _env(name: str) -> str:
+    from .credentials.index import env_name
+
+    return env_name(name)
+
+
+def _remember(report: Report, creds: Credentials | None) -> None:
+    if creds is None:
+        return
+    if creds.secret:
+        report.secrets.append(creds.secret)
+    if creds.username:
+        report.usernames.append(creds.username)
+
+
+# --- one real request --------------------------------------------------------------------
+
+
+def check_url(url: str, settings, resolver, report: Report, proxy_up: bool, ca_path: Path | None) -> list[Check]:
+    checks: list[Check] = []
+    shown = redact_url(url)
+    try:
+        explanation = resolver.explain(url)
+    except Exception as e:
+        return [Check("problem", f"{shown}: the resolver failed ({type(e).__name__}: {e})")]
+    decision = explanation.decision
+    _remember(report, decision.credentials)
+    for answer in explanation.answers:
+        _remember(report, answer.credentials)
+    on_challenge = getattr(explanation, "on_challenge", None)
+    _remember(report, on_challenge.credentials if on_challenge is not None else None)
+    what = (f"{decision.source} ({_shown(decision.credentials)})" if decision.credentials
+            else f"none ({decision.reason or 'no source matched'})")
+    checks.append(Check("info", f"credential sent with the first request: {what}"))
+    if decision.credentials is None and on_challenge is not None and on_challenge.credentials is not None:
+        checks.append(Check("info", f"after a 401: {on_challenge.source} ({_shown(on_challenge.credentials)})"))
+    if decision.action == "fail":
+        checks.append(Check("problem", f"credproxy refuses to send the request: {decision.reason}",
+                            fix=f"credproxy explain {shown}"))
+        return checks
+    through_proxy = proxy_up and ca_path is not None
+    via = "through the proxy" if through_proxy else "direct (no proxy running)"
+    try:
+        if through_proxy:
+            status = _request_via_proxy(url, settings.host, settings.port, ca_path)
+        else:
+            status = _request_direct(url, settings, resolver, decision, report)
+    except (OSError, http.client.HTTPException, ssl.SSLError) as e:
+        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e) or type(e).__name__
+        fix = None
+        if isinstance(e, ssl.SSLCertVerificationError):
+            fix = ("trust the upstream's CA: ca-bundle = \"/path/ca.pem\" in the config "
+                   f"(or allow-insecure-host = [\"{urlsplit(url).hostname}\"] for a test server)")
+        checks.append(Check("problem", f"GET {shown} {via} failed: {reason}", fix=fix))
+        return checks
+    if status < 400:
+        checks.append(Check("ok", f"GET {shown} {via}: {status}"))
+    elif status in (401, 403):
+        checks.append(Check("problem", f"GET {shown} {via}: {status} — the upstream rejected "
+                            f"{'the credential from ' + decision.source if decision.credentials else 'the request without credentials'}",
+                            fix=f"store a working one: credproxy auth login {redact_url(url)} --username USER --password -"))
+    else:
+        checks.append(Check("problem", f"GET {shown} {via}: {status}"))
+    return checks
+
+
+def _request_via_proxy(url: str, proxy_host: str, proxy_port: int, ca_path: Path) -> int:
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=str(ca_path))
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            proxy_host, proxy_port, timeout=TIMEOUT, context=context)
+        conn.set_tunnel(parts.hostname or "", parts.port or 443)
+        target = path
+    else:
+        conn = http.client.HTTPConnection(proxy_host, proxy_port, timeout=TIMEOUT)
+        target = url
+    try:
+        conn.request("GET", target, headers={"Connection": "close", "User-Agent": "credproxy-doctor"})
+        response = conn.getresponse()
+        response.read(1 << 20)
+        return response.status
+    finally:
+        conn.close()
+
+
+def _request_direct(url: str, settings, resolver, decision, report: Report) -> int:
+    """As the proxy would: send with the decision, retry once on a challenge."""
+    status = _send_direct(url, settings, decision.header)
+    if status in (401, 403, 404):
+        retry = resolver.challenge(url, decision, status)
+        if retry is not None:
+            _remember(report, retry.credentials)
+            status = _send_direct(url, settings, retry.header)
+            resolver.record(url, retry, status)
+            return status
+    resolver.record(url, decision, status)
+    return status
+
+
+def _send_direct(url: str, settings, authorization: str | None) -> int:
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {"Connection": "close", "User-Agent": "credproxy-doctor"}
+    if authorization:
+        headers["Authorization"] = authorization
+    if parts.scheme == "https":
+        cafile = settings.ca_bundle or settings.env.get("SSL_CERT_FILE") or None
+        context = ssl.create_default_context(cafile=cafile)
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port or 443, timeout=TIMEOUT, context=context)
+    else:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=TIMEOUT)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read(1 << 20)
+        return response.status
+    finally:
+        conn.close()
+
+
+# --- all of it ---------------------------------------------------------------------------
+
+
+def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str] | None = None) -> Report:
+    """Every check; `env` is the shell's environment (the proxy variables, the data dir)."""
+    env = settings.env if env is None else env
+    report = Report()
+    listener, proxy_up = check_listener(settings.host, settings.port)
+    report.add("Proxy", [listener])
+    ca_checks, ca_der = check_ca(env)
+    report.add("CA", ca_checks)
+    index_hosts = sorted({(urlsplit(i.url).hostname or "").lower() for i in settings.indexes} - {""})
+    report.add("Shell environment", check_environment(env, settings.host, settings.port, ca_der, index_hosts))
+    report.add("Configuration", check_config(settings))
+    if settings.indexes:
+        report.add("Indexes", [check_index(resolver, settings, i, report) for i in settings.indexes])
+    else:
+        report.add("Indexes", [Check("info", "no index configured (only netrc, store, keyring and HF token apply)")])
+    if url:
+        report.add(f"Request {redact_url(url)}",
+                   check_url(url, settings, resolver, report, proxy_up, ca_cert_path(env) if ca_der else None))
+    return report
+
+
+def _url_host(host: str) -> str:
+    host = host.strip("[]")
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,320 @@
+"""Building and running the embedded mitmproxy (mitmproxy-notes.md §1).
+
+A plain `Master` (not DumpMaster: it prints flows and exits the process on a startup error)
+with mitmproxy's default addons, ours inserted just before `TlsConfig`, no terminal log. We
+check ourselves that the listener came up, because a plain Master only logs a bind error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import importlib.util
+import ipaddress
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from typing import Callable
+
+from .. import paths
+from ..addons import upstream_tls
+from ..addons.auth import AuthAddon
+from ..certs.ca import ensure_ca
+from . import name_override
+
+logger = logging.getLogger("credproxy.proxy")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8899
+
+
+class ServeError(Exception):
+    """A start-up problem the user must fix; the message is one line."""
+
+    exit_code = 2
+
+
+@dataclass
+class ServeConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    proxyauth: str | None = None  # "user:token"
+    intercept_all: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def url_host(host: str) -> str:
+    host = host.strip("[]")
+    return f"[{host}]" if ":" in host else host
+
+
+def _ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _free_port_on(hosts: list[str]) -> int:
+    """A port free on every host (so 127.0.0.1 and ::1 share it), like mitmproxy's own
+    get_free_port. Tiny race until we bind; acceptable for `--port 0`."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((hosts[0], 0))
+            port = s.getsockname()[1]
+            try:
+                for host in hosts[1:]:
+                    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                    with socket.socket(family, socket.SOCK_STREAM) as other:
+                        other.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise ServeError("could not find a free port on " + " and ".join(hosts))
+
+
+def check_listen_host(config: ServeConfig, settings) -> str | None:
+    """The proxyauth spec to use, or raise when a non-loopback address has none."""
+    proxyauth = config.proxyauth or getattr(settings, "proxyauth", None)
+    if proxyauth is not None and ":" not in proxyauth:
+        raise ServeError("--proxyauth must be USER:TOKEN")
+    if not is_loopback(config.host) and not proxyauth:
+        raise ServeError(
+            f"refusing to listen on {config.host}: other machines could use your credentials; "
+            "configure proxy authentication (--proxyauth USER:TOKEN) or listen on 127.0.0.1"
+        )
+    return proxyauth
+
+
+def _mitmproxy_major() -> int:
+    from mitmproxy import version
+
+    try:
+        return int(version.VERSION.split(".")[0])
+    except ValueError:
+        return 0
+
+
+def build_resolver(settings):
+    from ..credentials.resolver import Resolver, default_sources
+
+    return Resolver(settings, default_sources(settings))
+
+
+def audit_addons(settings) -> list:
+    """The request log, when that module is part of this build."""
+    if importlib.util.find_spec("credproxy.addons.audit") is None:
+        return []
+    from ..addons import audit
+
+    return list(audit.addons(settings))
+
+
+class _Lifecycle:
+    """Checks, once mitmproxy says it is running, that our listeners are really up."""
+
+    def __init__(self, proxy: "Proxy"):
+        self.proxy = proxy
+
+    async def running(self) -> None:
+        from mitmproxy import ctx
+
+        servers = list(ctx.master.addons.get("proxyserver").servers)
+        primary, *others = servers
+        if primary.last_exception is not None or not primary.listen_addrs:
+            self.proxy._fail_start(primary.last_exception)
+            return
+        for extra in others:
+            if extra.last_exception is not None:
+                logger.info("not listening on %s: %s", extra.mode.full_spec, extra.last_exception)
+        self.proxy._started(primary.listen_addrs[0][1])
+
+
+class Proxy:
+    """One embedded proxy. `run()` is a coroutine; `shutdown()` may be called from any thread."""
+
+    def __init__(self, settings, config: ServeConfig, *, resolver=None, install_signal_handlers: bool = True,
+                 on_listening: Callable[[str], None] | None = None):
+        self.settings = settings
+        self.config = config
+        self.resolver = resolver
+        self.install_signal_handlers = install_signal_handlers
+        self.on_listening = on_listening
+        self.port: int | None = None
+        self.url: str | None = None
+        self.master = None
+        self._error: ServeError | None = None
+        self._pending_shutdown = False
+
+    # called from the event loop --------------------------------------------------------------
+
+    def _fail_start(self, exc: BaseException | None) -> None:
+        port = self.config.port
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            self._error = ServeError(
+                f"port {port} on {self.config.host} is already in use; choose another with "
+                "--port PORT (or --port 0 for a free one)")
+        else:
+            reason = (getattr(exc, "strerror", None) or str(exc).splitlines()[0]) if exc else "unknown error"
+            self._error = ServeError(f"cannot listen on {url_host(self.config.host)}:{port}: {reason}")
+        self.master.shutdown()
+
+    def _started(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://{url_host(self.config.host)}:{port}"
+        _set_mitmproxy_log_level(self._verbose_level())
+        if self.on_listening is not None:
+            self.on_listening(self.url)
+
+    def _verbose_level(self) -> int:
+        verbose = getattr(self.settings, "verbose", 0) or 0
+        return logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.ERROR
+
+    def wants_interception(self, host: str, port: int) -> bool:
+        if self.config.intercept_all or getattr(self.settings, "intercept", "auto") == "all":
+            return True
+        return bool(self.resolver.knows_host("https", host, port))
+
+    # public ---------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        if self.master is not None:
+            self.master.shutdown()
+        else:
+            self._pending_shutdown = True
+
+    async def run(self) -> None:
+        from mitmproxy.addons import default_addons
+        from mitmproxy.addons.tlsconfig import TlsConfig
+        from mitmproxy.master import Master
+        from mitmproxy.options import Options
+
+        proxyauth = check_listen_host(self.config, self.settings)
+        try:
+            ca = ensure_ca()
+        except Exception as e:
+            raise ServeError(str(e)) from None
+        if self.resolver is None:
+            self.resolver = build_resolver(self.settings)
+        _load_fast_sources(self.resolver)
+
+        loop = asyncio.get_running_loop()
+        try:
+            name_override.install(loop, name_override.parse(os.environ.get(name_override.ENV_VAR, "")))
+        except ValueError as e:
+            raise ServeError(str(e)) from None
+
+        host = self.config.host.strip("[]")
+        hosts = [host]
+        if host in ("127.0.0.1", "localhost") and _ipv6_available():
+            hosts = ["127.0.0.1", "::1"]  # `localhost` may resolve to either
+        elif host == "localhost":
+            hosts = ["127.0.0.1"]
+        port = self.config.port
+        if port == 0 and len(hosts) > 1:
+            port = _free_port_on(hosts)
+        modes = [f"regular@{h}:{port}" for h in hosts]
+
+        # Bind errors are reported by us as one line; keep mitmproxy's own quiet until up.
+        _set_mitmproxy_log_level(logging.CRITICAL)
+        self.master = master = Master(Options(confdir=str(ca.directory)), with_termlog=False)
+        if self._pending_shutdown:
+            master.shutdown()
+
+        before_tls, after_tls = upstream_tls.addons(self.settings, self.wants_interception)
+        ours = [*before_tls, AuthAddon(self.resolver), *audit_addons(self.settings)]
+        addons = default_addons()
+        tls_index = next(i for i, a in enumerate(addons) if isinstance(a, TlsConfig))
+        addons[tls_index + 1:tls_index + 1] = list(after_tls)
+        addons[tls_index:tls_index] = ours
+        master.addons.add(*addons, _Lifecycle(self))
+
+        options = {
+            "mode": modes,
+            # HTTP/2 only where the h2 request-smuggling fix is available (mitmproxy >= 12).
+            "http2": _mitmproxy_major() >= 12,
+            "connection_strategy": "eager",
+        }
+        if proxyauth:
+            options["proxyauth"] = proxyauth
+        options.update(upstream_tls.mitmproxy_options(self.settings))
+        try:
+            master.options.update(**options)
+        except Exception as e:
+            raise ServeError(f"invalid proxy options: {str(e).splitlines()[0]}") from None
+
+        installed = []
+        if self.install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, master.shutdown)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+        try:
+            await master.run()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        if self._error is not None:
+            raise self._error
+
+
+def _load_fast_sources(resolver) -> None:
+    """Read netrc, the store, ... now, so a broken file is reported at start-up rather than on
+    some later request (or never, when another source answers first). Asking about a host
+    that cannot exist makes every fast source load its file; sources report their own
+    problems in the log."""
+    try:
+        resolver.knows_host("https", "credproxy-startup-check.invalid", 443)
+    except Exception as e:  # a broken source must not stop the proxy
+        logger.warning("a credential source failed to load: %s", type(e).__name__)
+
+
+def _set_mitmproxy_log_level(level: int) -> None:
+    logging.getLogger("mitmproxy").setLevel(level)
+
+
+def configure_logging(verbose: int) -> None:
+    """Quiet by default: our warnings and mitmproxy's errors, on stderr (never stdout, which
+    carries the `listening on` line)."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_credproxy", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("credproxy: %(levelname)s %(name)s: %(message)s"))
+        handler._credproxy = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING)
+    logging.getLogger("credproxy").setLevel(root.level)
+    _set_mitmproxy_log_level(logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.ERROR)
+
+
+def serve_forever(settings, config: ServeConfig, *, resolver=None, print_fn=print) -> None:
+    """`credproxy serve`: blocks until SIGINT/SIGTERM. Raises ServeError on start-up problems."""
+    try:
+        import signal as _signal
+
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+    except (AttributeError, ValueError):
+        pass
+
+    def announce(url: str) -> None:
+        print_fn(f"credproxy listening on {url}", flush=True)
+
+    proxy = Proxy(settings, config, resolver=resolver, on_listening=announce)
+    asyncio.run(proxy.run())
+
+
+__all__ = ["Proxy", "ServeConfig", "ServeError", "serve_forever", "configure_logging", "paths"]

@@ -1,0 +1,210 @@
+"""The auth addon with mitmproxy's own test helpers and a fake resolver (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+from mitmproxy.test import taddons, tflow
+
+from credproxy.addons.auth import AuthAddon, request_url
+from credproxy.credentials.model import secret_forms
+from credproxy.credentials.resolver import Decision
+
+from .fake_resolver import FakeResolver, inject
+
+SECRET = "s3cr3t-pa:ss/wörd"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def https_flow(host: str = "pkgs.test", port: int = 443, path: str = "/simple/pkg/", headers=None):
+    flow = tflow.tflow()
+    flow.request.scheme = "https"
+    flow.request.host = host
+    flow.request.port = port
+    flow.request.path = path
+    flow.request.headers["host"] = host
+    for name, value in (headers or {}).items():
+        flow.request.headers[name] = value
+    flow.response = None
+    return flow
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _requestheaders(addon, flow):
+    with taddons.context(addon):
+        await addon.requestheaders(flow)
+
+
+def test_url_is_built_from_the_destination_not_the_host_header():
+    flow = https_flow(host="pkgs.test", port=8443, path="/simple/a/?x=1", headers={"host": "evil.test"})
+    assert request_url(flow.request) == "https://pkgs.test:8443/simple/a/?x=1"
+    flow = https_flow(host="::1", port=443, path="/")
+    assert request_url(flow.request) == "https://[::1]/"
+
+
+def test_injects_resolved_credentials():
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET)})
+    addon = AuthAddon(resolver)
+    flow = https_flow()
+    run(_requestheaders(addon, flow))
+    assert flow.request.headers["authorization"] == basic("alice", SECRET)
+    assert flow.response is None
+    assert resolver.asked == [("https://pkgs.test/simple/pkg/", None)]
+    assert flow.metadata["credproxy"] == {
+        "source": "netrc", "preemptive": True, "retried": False,
+        "action": "inject", "reason": "", "cached": False,
+    }
+
+
+def test_host_header_does_not_choose_credentials():
+    # The client names a protected host in Host but connects elsewhere: no credentials.
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET)})
+    addon = AuthAddon(resolver)
+    flow = https_flow(host="other.test", headers={"host": "pkgs.test"})
+    run(_requestheaders(addon, flow))
+    assert "authorization" not in flow.request.headers
+    assert resolver.asked[0][0].startswith("https://other.test/")
+    assert flow.metadata["credproxy"]["action"] == "send"
+
+
+def test_client_credentials_are_left_alone():
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET)})
+    addon = AuthAddon(resolver)
+    own = basic("bob", "own-password")
+    flow = https_flow(headers={"authorization": own})
+    run(_requestheaders(addon, flow))
+    assert flow.request.headers["authorization"] == own
+    assert resolver.asked == [("https://pkgs.test/simple/pkg/", own)]
+    assert flow.metadata["credproxy"]["action"] == "leave"
+    assert flow.metadata["credproxy"]["source"] == "client"
+
+
+def test_proxy_headers_are_dropped():
+    resolver = FakeResolver()
+    addon = AuthAddon(resolver)
+    flow = https_flow(headers={"Proxy-Authorization": basic("proxyuser", "proxytoken"),
+                               "Proxy-Connection": "keep-alive"})
+    run(_requestheaders(addon, flow))
+    names = {k.lower() for k in flow.request.headers.keys()}
+    assert not any(n.startswith("proxy-") for n in names)
+
+
+def test_fail_answers_401_with_the_reason_and_sends_nothing():
+    reason = "index private requires authentication (authenticate = always) and no source has credentials"
+    resolver = FakeResolver({"pkgs.test": Decision("fail", source="none", reason=reason)})
+    addon = AuthAddon(resolver)
+    flow = https_flow()
+    run(_requestheaders(addon, flow))
+    assert flow.response is not None
+    assert flow.response.status_code == 401
+    assert reason in flow.response.get_text()
+    assert flow.metadata["credproxy"]["action"] == "fail"
+    assert flow.metadata["credproxy"]["reason"] == reason
+
+    async def finish():
+        with taddons.context(addon):
+            await addon.responseheaders(flow)
+            await addon.response(flow)
+
+    run(finish())
+    assert flow.response.status_code == 401
+    assert resolver.recorded == [], "nothing went upstream: nothing to record"
+
+
+def test_resolver_error_fails_closed_without_leaking():
+    class Broken(FakeResolver):
+        async def aresolve(self, url, client_authorization=None):
+            raise RuntimeError(f"boom {SECRET}")
+
+    addon = AuthAddon(Broken())
+    flow = https_flow()
+    run(_requestheaders(addon, flow))
+    assert flow.response.status_code == 502
+    body = flow.response.get_text()
+    for form in secret_forms(SECRET, "alice"):
+        assert form not in body
+        assert form not in repr(flow.metadata)
+
+
+def test_metadata_and_flow_state_never_hold_the_secret():
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET)})
+    addon = AuthAddon(resolver)
+    flow = https_flow()
+    run(_requestheaders(addon, flow))
+    saved = repr(flow.metadata)
+    for form in secret_forms(SECRET, "alice"):
+        assert form not in saved
+
+
+def test_success_is_recorded_once_and_large_responses_stream():
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET)})
+    addon = AuthAddon(resolver)
+    flow = https_flow()
+
+    async def cycle():
+        with taddons.context(addon):
+            await addon.requestheaders(flow)
+            flow.response = tflow.tresp(status_code=200)
+            flow.response.headers["content-length"] = str(200 << 20)
+            await addon.responseheaders(flow)
+            assert flow.response.stream is True
+            await addon.response(flow)
+
+    run(cycle())
+    assert resolver.recorded == [("https://pkgs.test/simple/pkg/", "inject", 200)]
+
+
+def test_401_after_bare_send_without_answer_reaches_the_client():
+    resolver = FakeResolver()  # nothing for this host, nothing on challenge
+    addon = AuthAddon(resolver)
+    flow = https_flow()
+
+    async def cycle():
+        with taddons.context(addon):
+            await addon.requestheaders(flow)
+            flow.response = tflow.tresp(status_code=401, content=b"login required")
+            await addon.responseheaders(flow)
+            assert flow.response.stream is False  # a challenge is held until we decide
+            await addon.response(flow)
+
+    run(cycle())
+    assert flow.response.status_code == 401
+    assert resolver.challenged == [("https://pkgs.test/simple/pkg/", 401)]
+    assert resolver.recorded == [("https://pkgs.test/simple/pkg/", "send", 401)]
+    assert flow.metadata["credproxy"]["retried"] is False
+
+
+@pytest.mark.parametrize("status, sent, expect_challenge", [
+    (401, "inject", True),
+    (403, "send", True),
+    (404, "send", True),
+    (403, "inject", False),  # pypiserver answers wrong credentials with 403: not a challenge
+    (404, "inject", False),
+    (401, "leave", False),  # the client's own credentials: its business
+    (500, "send", False),
+])
+def test_which_statuses_are_challenges(status, sent, expect_challenge):
+    decision = {"inject": inject("alice", SECRET), "send": Decision("send"), "leave": None}[sent]
+    resolver = FakeResolver({"pkgs.test": decision} if decision else {})
+    addon = AuthAddon(resolver)
+    headers = {"authorization": basic("bob", "own")} if sent == "leave" else None
+    flow = https_flow(headers=headers)
+
+    async def cycle():
+        with taddons.context(addon):
+            await addon.requestheaders(flow)
+            flow.response = tflow.tresp(status_code=status, content=b"x")
+            await addon.responseheaders(flow)
+            await addon.response(flow)
+
+    run(cycle())
+    assert bool(resolver.challenged) == expect_challenge
+    assert len(resolver.recorded) == 1
