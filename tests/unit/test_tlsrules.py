@@ -316,6 +316,11 @@ def test_native_tls_is_a_deprecated_alias(tmp_path):
     assert any("deprecated" in w for w in roots.warnings)
 
 
+def test_uv_system_certs_wins_over_its_deprecated_alias(tmp_path):
+    roots = tlsrules.decide_roots(settings(tmp_path, env={"UV_SYSTEM_CERTS": "false", "UV_NATIVE_TLS": "1"}))
+    assert roots.kind == "certifi" and not roots.warnings
+
+
 def test_ssl_cert_file_replaces_system_certs_too(tmp_path, ca_pem):
     roots = tlsrules.decide_roots(settings(tmp_path, env={"SSL_CERT_FILE": ca_pem}, system_certs=True))
     assert roots.kind == "custom"
