@@ -399,3 +399,19 @@ def test_expired_client_cert_is_a_warning(tmp_path):
     assert plan.global_cert is not None  # still used: the server decides
     expired = [w for w in plan.warnings if "expired on" in w and str(p) in w]
     assert len(expired) == 2
+
+
+@given(sub=_host, suffix=_host, port=_port)
+def test_wildcard_matches_subdomains_only(sub, suffix, port):
+    pattern = HostPattern.parse(f"*.{suffix}")
+    assert pattern.matches(f"{sub}.{suffix}", port)
+    assert not pattern.matches(suffix, port)
+    assert not pattern.matches(f"{sub}{suffix}", port) or f"{sub}{suffix}".endswith("." + suffix)
+
+
+@given(host=_host, port=_port)
+def test_specificity_order_holds_for_any_host(host, port):
+    ranked = [HostPattern.parse(f"{host}:{port}"), HostPattern.parse(host),
+              HostPattern.parse(f"*.x.{host}"), HostPattern.parse(f"*.{host}")]
+    keys = [p.specificity() for p in ranked]
+    assert keys == sorted(keys, reverse=True) and len(set(keys)) == 4
