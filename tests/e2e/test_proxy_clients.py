@@ -246,3 +246,57 @@ def test_200_mb_response_streams_with_flat_memory(tmp_path, tls_certs, credproxy
     assert server.requests[-1].authorization is not None
     peak_mb = proxy.rss_peak_kb() / 1024
     assert peak_mb < 150, f"proxy peak RSS {peak_mb:.0f} MB for a 200 MB response"
+
+
+# --- the re-send after a challenge: bodies and sizes ----------------------------------------------
+
+
+@pytest.fixture
+def challenged_echo(tmp_path, tls_certs, credproxy_factory, echo_factory):
+    """other.test requires Basic bob:...; the proxy knows it only from the netrc `default`
+    entry (used on a challenge), and other.test is a configured index so it is intercepted."""
+    server = echo_factory(host="other.test", credentials=("bob", "echo-secret"))
+    env = proxy_environment(tmp_path, tls_certs)
+    write_netrc(env, "default login bob password echo-secret\n")
+    Path(env["CREDPROXY_CONFIG"]).write_text(
+        f'[[index]]\nname = "echo"\nurl = "https://other.test:{server.port}/"\n')
+    proxy = credproxy_factory(env=env)
+    cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=client_bundle(tmp_path, proxy, tls_certs))
+    return server, proxy, cenv
+
+
+def test_challenged_upload_is_re_sent_with_its_body(tmp_path, challenged_echo):
+    server, proxy, cenv = challenged_echo
+    body = tmp_path / "upload.bin"
+    body.write_bytes(b"u" * (3 << 20))  # larger than the streaming threshold: tee'd
+    result = curl("-o", "/dev/null", "-w", "%{http_code}", "--data-binary", f"@{body}",
+                  server.url_for(path="/upload"), env=cenv, timeout=60)
+    assert result.stdout.strip() == "200", result.stderr
+    first, second = server.requests
+    assert (first.status, first.authorization is None) == (401, True)
+    assert second.status == 200 and second.authorization is not None
+    assert second.headers.get("Content-Length") == str(3 << 20)
+
+
+def test_challenged_download_within_the_buffer_limit_reaches_curl_without_L(challenged_echo):
+    server, proxy, cenv = challenged_echo
+    size = 5 << 20
+    result = curl("-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                  server.url_for(path=f"/big/{size}"), env=cenv, timeout=60)
+    assert result.stdout.strip() == f"200 {size}", result.stderr
+    assert [r.status for r in server.requests] == [401, 200]
+
+
+def test_challenged_download_over_the_buffer_limit_becomes_a_redirect_then_streams(challenged_echo):
+    server, proxy, cenv = challenged_echo
+    size = 100 << 20
+    url = server.url_for(path=f"/big/{size}")
+    # not held in memory: the client is told to repeat the request...
+    result = curl("-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", url, env=cenv, timeout=60)
+    assert result.stdout.strip() == f"307 {url}", result.stderr
+    # ...which is now authenticated up front (the credential was cached) and streams
+    result = curl("-o", "/dev/null", "-w", "%{http_code} %{size_download}", url, env=cenv, timeout=120)
+    assert result.stdout.strip() == f"200 {size}", result.stderr
+    assert server.requests[-1].authorization is not None
+    assert server.count(401) == 1
+    assert proxy.rss_peak_kb() / 1024 < 150
