@@ -142,7 +142,7 @@ def insecure_match(entries: Iterable[InsecureHost], scheme: str, host: str, port
 
 @dataclass(frozen=True)
 class HostPattern:
-    """`host`, `host:port`, `*.suffix` or `*.suffix:port`."""
+    """`host`, `host:port`, `[v6]:port`, `*.suffix`, `*.suffix:port`, or `*` (every host)."""
 
     text: str
     host: str  # for a wildcard: the suffix without "*."
@@ -152,6 +152,8 @@ class HostPattern:
     @classmethod
     def parse(cls, text: str) -> "HostPattern":
         raw = text.strip()
+        if raw == "*":  # every host: a wildcard with an empty suffix
+            return cls(text=text, host="", port=None, wildcard=True)
         wildcard = raw.startswith("*.")
         host, port = split_host_port(raw[2:] if wildcard else raw)
         if not host or "*" in host or "/" in host:
@@ -163,7 +165,7 @@ class HostPattern:
         if self.port is not None and self.port != port:
             return False
         if self.wildcard:
-            return host.endswith("." + self.host)
+            return not self.host or host.endswith("." + self.host)
         return host == self.host
 
     def specificity(self) -> tuple:

@@ -102,6 +102,9 @@ def test_uv_insecure_host_env_is_space_separated(tmp_path):
     ("*.corp.example", "corp.example", 443, False),
     ("*.corp.example", "evilcorp.example", 443, False),
     ("*.corp.example:8443", "pkgs.corp.example", 443, False),
+    ("*", "anything.example", 1, True),
+    ("[::1]:8443", "::1", 8443, True),
+    ("[::1]:8443", "[::1]", 443, False),
 ])
 def test_host_pattern_matching(pattern, host, port, expected):
     assert HostPattern.parse(pattern).matches(host, port) is expected
@@ -412,6 +415,6 @@ def test_wildcard_matches_subdomains_only(sub, suffix, port):
 @given(host=_host, port=_port)
 def test_specificity_order_holds_for_any_host(host, port):
     ranked = [HostPattern.parse(f"{host}:{port}"), HostPattern.parse(host),
-              HostPattern.parse(f"*.x.{host}"), HostPattern.parse(f"*.{host}")]
+              HostPattern.parse(f"*.x.{host}"), HostPattern.parse(f"*.{host}"), HostPattern.parse("*")]
     keys = [p.specificity() for p in ranked]
-    assert keys == sorted(keys, reverse=True) and len(set(keys)) == 4
+    assert keys == sorted(keys, reverse=True) and len(set(keys)) == 5
