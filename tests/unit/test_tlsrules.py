@@ -418,3 +418,17 @@ def test_specificity_order_holds_for_any_host(host, port):
               HostPattern.parse(f"*.x.{host}"), HostPattern.parse(f"*.{host}"), HostPattern.parse("*")]
     keys = [p.specificity() for p in ranked]
     assert keys == sorted(keys, reverse=True) and len(set(keys)) == 5
+
+
+def test_exported_bundle_keeps_the_upstream_roots_from_ssl_cert_file(tmp_path, ca_pem):
+    """`credproxy env` points clients' SSL_CERT_FILE at the bundle; a corporate CA the proxy
+    got from SSL_CERT_FILE must be in it, or clients lose it for passthrough hosts. The
+    bundle itself is never included again."""
+    from credproxy.certs.bundle import bundle_parts
+
+    s = settings(tmp_path, env={"SSL_CERT_FILE": ca_pem})
+    labels = {label: str(path) for label, path in bundle_parts(s, s.env)}
+    assert labels.get("upstream roots") == ca_pem
+    s.env["SSL_CERT_FILE"] = str(paths.bundle_path(s.env))
+    paths.bundle_path(s.env).write_text(open(ca_pem).read())
+    assert "upstream roots" not in {label for label, _ in bundle_parts(s, s.env)}
