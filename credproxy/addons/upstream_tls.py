@@ -126,8 +126,10 @@ class Passthrough:
             return
         try:
             wanted = self.wants_interception(host, port)
-        except Exception:  # a broken source must not turn into a silent passthrough
-            logger.exception("deciding interception for %s:%s failed; intercepting", host, port)
+        except Exception as e:  # a broken source must not turn into a silent passthrough
+            # the type only: a source's message could quote a credential
+            logger.warning("deciding interception for %s:%s failed (%s); intercepting", host, port,
+                           type(e).__name__)
             wanted = True
         if not wanted:
             data.ignore_connection = True

@@ -24,13 +24,13 @@ pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is ne
 
 
 class Proxy:
-    def __init__(self, tmp: Path, settings: dict, intercept_hosts=(), resolve=(), env=None):
+    def __init__(self, tmp: Path, settings: dict, intercept_hosts=(), resolve=(), env=None, broken_hosts=()):
         self.tmp = tmp
         self.confdir = tmp / "ca"
         data = tmp / "data"
         env_for_settings = {"CREDPROXY_DATA_DIR": str(data), **(env or {})}
         cfg = {"settings": {"env": env_for_settings, **settings},
-               "intercept_hosts": list(intercept_hosts),
+               "intercept_hosts": list(intercept_hosts), "broken_hosts": list(broken_hosts),
                "resolve": {n: "127.0.0.1" for n in resolve},
                "confdir": str(self.confdir)}
         cfg_file = tmp / f"harness-{os.getpid()}-{id(self)}.json"
@@ -266,3 +266,13 @@ def test_own_exported_bundle_as_ssl_cert_file_does_not_replace_roots(proxies, pr
         status, body = proxy.curl(f"https://pkgs.test:{srv.port}/")
     assert status == 502 and "unknown issuer" in body
     assert "credproxy's own exported bundle" in proxy.log()
+
+
+def test_a_failing_interception_decision_intercepts(proxies, private_ca):
+    """If deciding fails (a broken credential source), the host is intercepted rather than
+    silently passed through; the proxy keeps serving."""
+    with TlsServer(private_ca, ["pkgs.test"]) as srv:
+        proxy = proxies(broken_hosts=["pkgs.test"], resolve=["pkgs.test"])
+        status, body = proxy.curl(f"https://pkgs.test:{srv.port}/")
+    assert status == 502 and "unknown issuer" in body  # terminated by the proxy
+    assert "deciding interception for pkgs.test" in proxy.log()
