@@ -70,6 +70,18 @@ def _serve_options(f):
     return f
 
 
+def _check_upstream_tls(settings) -> None:
+    """Validate the upstream TLS settings (client-cert PEMs, host patterns) before starting:
+    a one-line error naming the file, not a traceback from inside the proxy."""
+    from .addons.upstream_tls import prepare
+    from .config import ConfigError
+
+    try:
+        prepare(settings)
+    except ConfigError as e:
+        _fail(str(e))
+
+
 def _tls_overrides(allow_insecure_host=(), system_certs=None, native_tls=None) -> dict:
     """Settings overrides from the upstream-TLS flags (None = not given)."""
     if native_tls and not system_certs:
@@ -86,6 +98,7 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
         verbose=verbose or None, intercept="all" if intercept_all else None, **_tls_overrides(**tls_flags),
     )
     configure_logging(getattr(settings, "verbose", 0) or 0)
+    _check_upstream_tls(settings)
     config = ServeConfig(
         host=host or getattr(settings, "host", None) or "127.0.0.1",
         port=port if port is not None else getattr(settings, "port", 8899),

@@ -78,7 +78,7 @@ def prepare(settings) -> Prepared:
         empty.mkdir(parents=True, exist_ok=True)
         ca_dir = str(empty)
     for warning in plan.warnings:
-        logger.warning("warning: %s", warning)
+        logger.warning("%s", warning)
     prepared = Prepared(plan=plan, ca_file=ca_file, ca_dir=ca_dir)
     _prepared[id(settings)] = (settings, prepared)
     return prepared

@@ -150,8 +150,9 @@ def test_invalid_client_cert_in_config_stops_start_naming_the_file(tmp_path, tls
     _config(tmp_path, f'[[client-cert]]\nhost = "pkgs.test"\ncert = {_toml_str(bad)}\n')
     env = proxy_env(tmp_path, extra={"CREDPROXY_DATA_DIR": str(tmp_path / "data")})
     out = run([CREDPROXY, "serve", "--port", "0"], env=env, timeout=30)
-    assert out.returncode != 0
+    assert out.returncode == 2
     assert str(bad) in out.stderr and "pkgs.test" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "credproxy listening" not in out.stdout
 
 
