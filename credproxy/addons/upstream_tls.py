@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-import weakref
 import tempfile
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,9 @@ class Prepared:
     ca_dir: str | None  # ... and ssl_verify_upstream_trusted_confdir
 
 
-_prepared: dict[int, tuple[object, Prepared]] = {}
+# the last settings object prepared: the CLI validates before starting, the proxy builds
+# from the same object, and start-up warnings are logged once
+_last_prepared: tuple[object, Prepared] | None = None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -61,9 +63,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def prepare(settings) -> Prepared:
     """Validate the TLS settings once (ConfigError for bad config rules) and turn the roots
     into what mitmproxy takes: one PEM file and/or one hashed directory."""
-    cached = _prepared.get(id(settings))
-    if cached is not None and cached[0] is settings:
-        return cached[1]
+    global _last_prepared
+    if _last_prepared is not None and _last_prepared[0] is settings:
+        return _last_prepared[1]
     plan = tlsrules.build_plan(settings)
     roots = plan.roots
     ca_file, ca_dir = roots.ca_file, roots.ca_dir
@@ -80,7 +82,7 @@ def prepare(settings) -> Prepared:
     for warning in plan.warnings:
         logger.warning("%s", warning)
     prepared = Prepared(plan=plan, ca_file=ca_file, ca_dir=ca_dir)
-    _prepared[id(settings)] = (settings, prepared)
+    _last_prepared = (settings, prepared)
     return prepared
 
 
