@@ -64,6 +64,26 @@ def test_private_ca_fails_with_default_roots_then_works_with_ssl_cert_file(
     assert json.loads(body)["path"] == "/"
 
 
+@pytest.mark.parametrize("how", ["SSL_CERT_DIR", "ca-bundle"])
+def test_ssl_cert_dir_and_config_ca_bundle_replace_the_roots(tmp_path, tls_certs, echo_factory,
+                                                             credproxy_factory, how):
+    server = echo_factory(host="mirror.test")
+    env = proxy_env(tmp_path)
+    if how == "SSL_CERT_DIR":
+        certs = tmp_path / "certs"
+        certs.mkdir()
+        (certs / "corp.crt").write_bytes(tls_certs.ca_pem.read_bytes())
+        (certs / "notes.txt").write_text("not a certificate")
+        env["SSL_CERT_DIR"] = f"{certs}:{tmp_path / 'missing'}"
+        _config(tmp_path, 'intercept-hosts = ["mirror.test"]\n')
+    else:
+        _config(tmp_path, f'intercept-hosts = ["mirror.test"]\nca-bundle = {_toml_str(tls_certs.ca_pem)}\n')
+        env["SSL_CERT_FILE"] = str(tls_certs.untrusted_ca_pem)  # ca-bundle wins, like uv's --cert
+    proxy = credproxy_factory(env=env)
+    status, body = _get(proxy, server.url, tmp_path)
+    assert status == 200, body + proxy.stderr()
+
+
 @pytest.mark.parametrize("given_by", ["config", "flag", "UV_INSECURE_HOST"])
 def test_allow_insecure_host_skips_only_that_host(tmp_path, tls_certs, echo_factory, credproxy_factory, given_by):
     listed = echo_factory(host="mirror.test", untrusted=True)
