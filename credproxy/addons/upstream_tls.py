@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,9 @@ class Prepared:
     ca_dir: str | None  # ... and ssl_verify_upstream_trusted_confdir
 
 
-_prepared: dict[int, tuple[object, Prepared]] = {}
+# the last settings object prepared: the CLI validates before starting, the proxy builds
+# from the same object, and start-up warnings are logged once
+_last_prepared: tuple[object, Prepared] | None = None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -60,9 +63,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def prepare(settings) -> Prepared:
     """Validate the TLS settings once (ConfigError for bad config rules) and turn the roots
     into what mitmproxy takes: one PEM file and/or one hashed directory."""
-    cached = _prepared.get(id(settings))
-    if cached is not None and cached[0] is settings:
-        return cached[1]
+    global _last_prepared
+    if _last_prepared is not None and _last_prepared[0] is settings:
+        return _last_prepared[1]
     plan = tlsrules.build_plan(settings)
     roots = plan.roots
     ca_file, ca_dir = roots.ca_file, roots.ca_dir
@@ -77,9 +80,9 @@ def prepare(settings) -> Prepared:
         empty.mkdir(parents=True, exist_ok=True)
         ca_dir = str(empty)
     for warning in plan.warnings:
-        logger.warning("warning: %s", warning)
+        logger.warning("%s", warning)
     prepared = Prepared(plan=plan, ca_file=ca_file, ca_dir=ca_dir)
-    _prepared[id(settings)] = (settings, prepared)
+    _last_prepared = (settings, prepared)
     return prepared
 
 
@@ -125,19 +128,20 @@ class Passthrough:
             return
         try:
             wanted = self.wants_interception(host, port)
-        except Exception:  # a broken source must not turn into a silent passthrough
-            logger.exception("deciding interception for %s:%s failed; intercepting", host, port)
+        except Exception as e:  # a broken source must not turn into a silent passthrough
+            # the type only: a source's message could quote a credential
+            logger.warning("deciding interception for %s:%s failed (%s); intercepting", host, port,
+                           type(e).__name__)
             wanted = True
         if not wanted:
             data.ignore_connection = True
 
 
-@dataclass
+@dataclass(eq=False)
 class _Watch:
     host: str
     port: int
-    ssl_conn: object
-    callback: object
+    ssl_conn: object  # keeps the SSL* alive (and its address unique) while watched
     alert: int | None = None
 
 
@@ -198,7 +202,7 @@ class PerHostTls:
         host, port = target
         rule = self.plan.for_host(host, port)
         ssl_conn = data.ssl_conn
-        watch = _Watch(host=host, port=port, ssl_conn=ssl_conn, callback=None)
+        watch = _Watch(host=host, port=port, ssl_conn=ssl_conn)
         per_host_cert = rule.client_cert is not None and rule.client_cert.pattern is not None
         if per_host_cert or not _PER_CONNECTION_INFO_CALLBACK:
             # our own context (full chain; alert watching where the per-connection info
@@ -209,12 +213,8 @@ class PerHostTls:
             if hasattr(SSL._lib, "SSL_set_post_handshake_auth") and rule.client_cert is not None:
                 SSL._lib.SSL_set_post_handshake_auth(ssl_conn._ssl, 1)
         else:
-            def on_info(_ssl, where, ret):
-                _note_alert(watch, where, ret)
-
-            watch.callback = SSL._ffi.callback("void (*)(const SSL *, int, int)", on_info)
-            SSL._lib.SSL_set_info_callback(ssl_conn._ssl, watch.callback)
-        ssl_conn._credproxy_watch = watch
+            SSL._lib.SSL_set_info_callback(ssl_conn._ssl, _shared_info_callback())
+        _WATCH_BY_SSL[_ssl_key(ssl_conn._ssl)] = watch
         if rule.insecure is not None:
             ssl_conn.set_verify(SSL.VERIFY_NONE, None)
         self._remember(self._watches, data.conn.id, watch)
@@ -299,8 +299,34 @@ def _note_alert(watch: _Watch, where: int, ret: int) -> None:
         watch.alert = ret & 0xFF
 
 
+# One cffi callback for every connection (not one closure each), dispatching on the SSL*
+# address. Weak values: an entry goes when its watch (which holds the SSL object) goes.
+_WATCH_BY_SSL: "weakref.WeakValueDictionary[int, _Watch]" = weakref.WeakValueDictionary()
+_info_callback = None
+
+
+def _ssl_key(ssl_ptr) -> int:
+    from OpenSSL import SSL
+
+    return int(SSL._ffi.cast("uintptr_t", ssl_ptr))
+
+
+def _shared_info_callback():
+    global _info_callback
+    if _info_callback is None:
+        from OpenSSL import SSL
+
+        def on_info(ssl_ptr, where, ret):
+            watch = _WATCH_BY_SSL.get(_ssl_key(ssl_ptr))
+            if watch is not None:
+                _note_alert(watch, where, ret)
+
+        _info_callback = SSL._ffi.callback("void (*)(const SSL *, int, int)", on_info)
+    return _info_callback
+
+
 def _on_info_context(ssl_conn, where: int, ret: int) -> None:
-    watch = getattr(ssl_conn, "_credproxy_watch", None)
+    watch = _WATCH_BY_SSL.get(_ssl_key(ssl_conn._ssl))
     if watch is not None:
         _note_alert(watch, where, ret)
 

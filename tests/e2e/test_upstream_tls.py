@@ -64,11 +64,42 @@ def test_private_ca_fails_with_default_roots_then_works_with_ssl_cert_file(
     assert json.loads(body)["path"] == "/"
 
 
-def test_allow_insecure_host_skips_only_that_host(tmp_path, tls_certs, echo_factory, credproxy_factory):
+@pytest.mark.parametrize("how", ["SSL_CERT_DIR", "ca-bundle"])
+def test_ssl_cert_dir_and_config_ca_bundle_replace_the_roots(tmp_path, tls_certs, echo_factory,
+                                                             credproxy_factory, how):
+    server = echo_factory(host="mirror.test")
+    env = proxy_env(tmp_path)
+    if how == "SSL_CERT_DIR":
+        certs = tmp_path / "certs"
+        certs.mkdir()
+        (certs / "corp.crt").write_bytes(tls_certs.ca_pem.read_bytes())
+        (certs / "notes.txt").write_text("not a certificate")
+        env["SSL_CERT_DIR"] = f"{certs}:{tmp_path / 'missing'}"
+        _config(tmp_path, 'intercept-hosts = ["mirror.test"]\n')
+    else:
+        _config(tmp_path, f'intercept-hosts = ["mirror.test"]\nca-bundle = {_toml_str(tls_certs.ca_pem)}\n')
+        env["SSL_CERT_FILE"] = str(tls_certs.untrusted_ca_pem)  # ca-bundle wins, like uv's --cert
+    proxy = credproxy_factory(env=env)
+    status, body = _get(proxy, server.url, tmp_path)
+    assert status == 200, body + proxy.stderr()
+
+
+@pytest.mark.parametrize("given_by", ["config", "flag", "UV_INSECURE_HOST"])
+def test_allow_insecure_host_skips_only_that_host(tmp_path, tls_certs, echo_factory, credproxy_factory, given_by):
     listed = echo_factory(host="mirror.test", untrusted=True)
     unlisted = echo_factory(host="other.test", untrusted=True)
-    _config(tmp_path, 'allow-insecure-host = ["mirror.test"]\nintercept-hosts = ["other.test"]\n')
-    proxy = credproxy_factory()  # upstream roots: certifi + the test CA (not the untrusted CA)
+    # upstream roots: certifi + the test CA (not the untrusted CA)
+    env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem)
+    args = []
+    if given_by == "config":
+        _config(tmp_path, 'allow-insecure-host = ["mirror.test"]\nintercept-hosts = ["other.test"]\n')
+    else:
+        _config(tmp_path, 'intercept-hosts = ["other.test"]\n')
+        if given_by == "flag":
+            args = ["--allow-insecure-host", "mirror.test"]
+        else:
+            env["UV_INSECURE_HOST"] = f"mirror.test:{listed.port} elsewhere.test"
+    proxy = credproxy_factory(*args, env=env)
     first = _get(proxy, listed.url, tmp_path)
     failed = _get(proxy, unlisted.url, tmp_path)
     again = _get(proxy, listed.url_for(path="/again"), tmp_path)
@@ -77,6 +108,19 @@ def test_allow_insecure_host_skips_only_that_host(tmp_path, tls_certs, echo_fact
     assert again[0] == 200
     assert [r.path for r in listed.requests] == ["/", "/again"]
     assert unlisted.requests == []
+
+
+@pytest.mark.parametrize("args, env_extra", [(["--system-certs"], {}), ([], {"UV_SYSTEM_CERTS": "1"}),
+                                              (["--native-tls"], {})])
+def test_system_certs_switch_to_the_os_store(tmp_path, echo_factory, credproxy_factory, args, env_extra):
+    server = echo_factory(host="mirror.test")  # the test CA is not in the OS store
+    _config(tmp_path, 'intercept-hosts = ["mirror.test"]\n')
+    proxy = credproxy_factory(*args, env=proxy_env(tmp_path, extra=env_extra))
+    status, body = _get(proxy, server.url, tmp_path)
+    assert status == 502 and "unknown issuer" in body
+    assert "add the CA to the OS store" in body  # the roots in use are the OS store's
+    if args == ["--native-tls"]:
+        assert "deprecated" in proxy.stderr()
 
 
 def test_ssl_client_cert_for_all_hosts(tmp_path, tls_certs, echo_factory, credproxy_factory):
@@ -126,8 +170,9 @@ def test_invalid_client_cert_in_config_stops_start_naming_the_file(tmp_path, tls
     _config(tmp_path, f'[[client-cert]]\nhost = "pkgs.test"\ncert = {_toml_str(bad)}\n')
     env = proxy_env(tmp_path, extra={"CREDPROXY_DATA_DIR": str(tmp_path / "data")})
     out = run([CREDPROXY, "serve", "--port", "0"], env=env, timeout=30)
-    assert out.returncode != 0
+    assert out.returncode == 2
     assert str(bad) in out.stderr and "pkgs.test" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "credproxy listening" not in out.stdout
 
 
