@@ -40,11 +40,15 @@ _COOKIE_RESPONSE_HEADERS = ("set-cookie",)
 
 
 def addons(settings) -> list:
-    """The audit addons for this configuration (the request log always; the flow saver with
-    `--save-flows`)."""
+    """The audit addons for this configuration: the request log always; the flow saver with
+    `--save-flows`; and the cycle collector that keeps a long-running proxy's memory flat
+    (memory.py; it rides along here so the proxy master needs no change)."""
+    from .memory import CycleCollector
+
     result: list = [AuditLog(settings)]
     if getattr(settings, "save_flows", None):
         result.append(RedactedFlowSaver(settings.save_flows))
+    result.append(CycleCollector())
     return result
 
 

@@ -183,9 +183,11 @@ def test_lines_go_to_stderr_by_default(capsys):
 
 
 def test_addons_adds_the_flow_saver_only_with_save_flows(tmp_path):
-    assert [type(a) for a in audit.addons(Settings())] == [audit.AuditLog]
+    from credproxy.addons.memory import CycleCollector
+
+    assert [type(a) for a in audit.addons(Settings())] == [audit.AuditLog, CycleCollector]
     kinds = [type(a) for a in audit.addons(Settings(save_flows=str(tmp_path / "f")))]
-    assert kinds == [audit.AuditLog, audit.RedactedFlowSaver]
+    assert kinds == [audit.AuditLog, audit.RedactedFlowSaver, CycleCollector]
 
 
 # --- --save-flows ------------------------------------------------------------------------
