@@ -161,7 +161,7 @@ class AuditLog:
         tunnel = self._tunnels.get(flow.client_conn.id)
         if tunnel is not None:
             tunnel.logged = True
-        error = flow.error.msg if flow.error else (flow.response.reason if flow.response else "")
+        error = flow.error.msg if flow.error else _connect_error_text(flow.response)
         status = flow.response.status_code if flow.response else None
         self._emit_tunnel(flow, tunnel, "connect-failed", status=status, error=error)
 
@@ -290,6 +290,17 @@ class _StderrHandler(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stderr
         super().emit(record)
+
+
+def _connect_error_text(response: http.Response | None) -> str:
+    """mitmproxy's 502 body for a failed CONNECT says why ("Cannot connect to X: [Errno 111]
+    Connect call failed ... If you plan to redirect ..."); keep the why, drop the advice
+    about its own options."""
+    if response is None:
+        return ""
+    text = response.get_text(strict=False) or ""
+    text = text.split(" If you plan to redirect", 1)[0].strip()
+    return text[:300] or response.reason
 
 
 def _iso(ts: float) -> str:
