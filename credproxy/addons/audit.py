@@ -421,8 +421,8 @@ class RedactedFlowSaver:
         self.path = path
         self._fo = None
         self._writer: io.FlowWriter | None = None
-
-    def running(self) -> None:
+        # open now: a path that cannot be written is a start-up error (OSError), not flows
+        # silently missing later
         self._open()
 
     def _open(self) -> None:
