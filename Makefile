@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 run: $(STAMP)
-	$(BIN)/credproxy --help
+	$(BIN)/credproxy serve
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -85,10 +85,28 @@ def explain(url: str, username: str | None, config_file: str | None) -> None:
     finally:
         resolver.close()
     text = explanation.render()
+    text += _tls_lines(settings, url, text.endswith("\n"))
     # Belt and braces: nothing in the rendering should hold a secret; mask any that does.
     secrets = [a.credentials.secret for a in explanation.answers if a.credentials is not None]
     names = [a.credentials.username for a in explanation.answers if a.credentials is not None]
     click.echo(redact_text(text, secrets, usernames=names))
+
+
+def _tls_lines(settings, url: str, explanation_ends_with_newline: bool) -> str:
+    """The upstream TLS settings for the URL's host (roots, client cert, insecure), as the
+    proxy would apply them (credproxy.tlsrules)."""
+    from urllib.parse import urlsplit
+
+    from .tlsrules import describe, format_description
+
+    try:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            return ""
+        text = format_description(describe(settings, parts.hostname, parts.port or 443), style="fields")
+    except Exception as e:  # noqa: BLE001 - a TLS description problem must not hide the rest
+        text = f"tls:             could not describe ({type(e).__name__})"
+    return text if explanation_ends_with_newline else "\n" + text
 
 
 def register(main: click.Group) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Literal, Mapping
 from urllib.parse import urlsplit
 
 from .credentials.index import Index, valid_index_name
-from .credentials.model import Realm, redact_url, without_userinfo
+from .credentials.model import MASK, Realm, redact_url, without_userinfo
 
 KeyringProvider = Literal["disabled", "subprocess", "native"]
 InterceptPolicy = Literal["auto", "all"]
@@ -105,10 +105,14 @@ def parse_boolish(value: str) -> bool | None:
 def safe_url(value: str) -> str:
     """A URL as it may appear in a message: userinfo masked, never the raw secret."""
     try:
-        return redact_url(value)
+        shown = redact_url(value)
     except ValueError:
-        # unparseable: show only what cannot be a secret
-        return "<unparseable URL>" if "@" in value else value
+        shown = value
+    if "@" in shown.replace(MASK + "@", ""):
+        # an `@` urlsplit did not take for userinfo (no scheme, a path, `u:p/w@h`): mask all
+        # up to the last one rather than guess where a secret ends
+        shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", lambda m: (m.group(1) or "") + MASK + "@", shown)
+    return shown
 
 
 def _quote(value: Any) -> str:
@@ -143,6 +147,15 @@ def url_problem(url: str) -> str | None:
     if not parts.hostname:
         return "an http:// or https:// URL with a host"
     return None
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of something that may not parse as a URL at all ("" for a path)."""
+    m = _SCHEME.match(url)
+    return m.group(1).lower() if m else ""
 
 
 def _url_key(url: str) -> tuple:
@@ -185,10 +198,14 @@ class _Problems:
 def _read_toml(path: Path) -> dict:
     """Parse a TOML file; ConfigError names the file and the line (tomllib's text has it)."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        raw = path.read_bytes()
+        return tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        text = str(exc)
+        if "(at end of document)" in text:  # tomllib gives no line there: the last one
+            last = raw.rstrip(b"\n").count(b"\n") + 1
+            text = text.replace("(at end of document)", f"(at end of document, line {last})")
+        raise ConfigError(f"{path}: invalid TOML: {text}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: invalid TOML: not UTF-8 text") from None
     except OSError as exc:
@@ -427,8 +444,7 @@ def _env_layer(env: Mapping[str, str], settings: Settings) -> _Layer:
             problems.append(f"{var}: expected index names of ASCII letters, digits, `.`, `_` or `-`, "
                             f"got {_quote(name)}")
             continue
-        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
-        if scheme not in ("http", "https"):
+        if url_scheme(url) not in ("http", "https"):
             # a local directory or file:// index: nothing for a proxy to authenticate
             settings.notes.append(f"{var}: ignored {safe_url(url)} (not an http(s) index)")
             continue
@@ -442,9 +458,10 @@ def _env_layer(env: Mapping[str, str], settings: Settings) -> _Layer:
             raise ConfigError(f"environment variable {problems[0]}")
         raise ConfigError("environment variables:\n" + "\n".join("  " + x for x in problems))
 
-    settings.ssl_cert_file = _env(env, "SSL_CERT_FILE")
-    settings.ssl_cert_dir = _env(env, "SSL_CERT_DIR")
-    settings.ssl_client_cert = _env(env, "SSL_CLIENT_CERT")
+    for attr, var in (("ssl_cert_file", "SSL_CERT_FILE"), ("ssl_cert_dir", "SSL_CERT_DIR"),
+                      ("ssl_client_cert", "SSL_CLIENT_CERT")):
+        if getattr(settings, attr) is None:  # a flag already set it
+            setattr(settings, attr, _env(env, var))
     return layer
 
 
@@ -539,7 +556,7 @@ def _uv_layer(path: Path, settings: Settings) -> _Layer | None:
         if not isinstance(url, str):
             warn(key, "a URL string", url)
             return
-        if urlsplit(url).scheme.lower() not in ("http", "https"):
+        if url_scheme(url) not in ("http", "https"):
             settings.notes.append(f"{path}: ignored {prefix}{key} {safe_url(url)} (not an http(s) index)")
             return
         if (why := url_problem(url)) is not None:
@@ -668,9 +685,10 @@ def _pip_layer(paths: list[Path], env: Mapping[str, str], settings: Settings) ->
         settings.config_files.append(str(path))
         for section in ("global", "install"):
             if parser.has_section(section):
-                for key in _PIP_KEYS:
-                    if parser.has_option(section, key):
-                        values[section][key] = (parser.get(section, key), f"pip.conf:{path}")
+                for option, value in parser.items(section):
+                    key = option.lstrip("-").replace("_", "-")  # pip accepts index_url, --index-url
+                    if key in _PIP_KEYS:
+                        values[section][key] = (value, f"pip.conf:{path}")
     env_vars = {"index-url": "PIP_INDEX_URL", "extra-index-url": "PIP_EXTRA_INDEX_URL",
                 "trusted-host": "PIP_TRUSTED_HOST"}
     layer = _Layer()
@@ -688,8 +706,7 @@ def _pip_layer(paths: list[Path], env: Mapping[str, str], settings: Settings) ->
                 if "@" not in item:
                     layer.allow_insecure_host.append(item)
                 continue
-            scheme = urlsplit(item).scheme.lower()
-            if scheme not in ("http", "https"):
+            if url_scheme(item) not in ("http", "https"):
                 settings.notes.append(f"{origin}: ignored {key} {safe_url(item)} (not an http(s) index)")
             elif (why := url_problem(item)) is not None:
                 settings.warnings.append(f"{origin}: ignored {key}: expected {why}, got {_quote(safe_url(item))}")
@@ -780,13 +797,19 @@ def _override_layer(overrides: Mapping[str, Any], settings: Settings) -> _Layer:
 _IMPORT_PREFIXES = ("uv.toml:", "pyproject.toml:", "pip.conf:", "env:PIP_")
 
 
-def merge_indexes(indexes: Iterable[Index]) -> list[Index]:
+def merge_indexes(indexes: Iterable[Index], notes: list[str] | None = None) -> list[Index]:
     """One Index per URL, in first-seen order. The first (highest layer) keeps its fields;
     name, username, publish-url and URL credentials it lacks come from later duplicates."""
     merged: dict[tuple, Index] = {}
     for index in indexes:
         key = _url_key(index.url)
         first = merged.get(key)
+        if index.name is not None and any(i.name == index.name for k, i in merged.items() if k != key):
+            # UV_INDEX_<NAME>_* must mean one index: the highest layer's keeps the name
+            if notes is not None:
+                notes.append(f"index name {_quote(index.name)} from {index.origin} is already used by "
+                             f"a higher-priority index; {index.url} is kept without it")
+            index = replace(index, name=None)
         if first is None:
             merged[key] = index
             continue
@@ -805,8 +828,7 @@ def derived_index_name(url: str) -> str:
     """A deterministic name for an imported index that has none: its host (and port), with
     characters an index name cannot hold replaced by `-`. UV_INDEX_<NAME>_* then apply."""
     realm = Realm.of(url)
-    base = realm.netloc.replace(":", "-")
-    return re.sub(r"[^A-Za-z0-9._-]", "-", base).strip("-") or "index"
+    return re.sub(r"[^A-Za-z0-9._]+", "-", realm.netloc).strip("-") or "index"
 
 
 def name_imported_indexes(indexes: list[Index]) -> list[Index]:
@@ -868,6 +890,9 @@ def load_settings(
         raise ConfigError(f"{path}: config file not found (named by {where})")
 
     uv_paths = [Path(p) for p in uv_config_files] if uv_config_files is not None else uv_config_paths(env, cwd_path)
+    if uv_config_files is None and env.get("UV_CONFIG_FILE") and not uv_paths[0].is_file():
+        settings.warnings.append(f"UV_CONFIG_FILE names {uv_paths[0]}, which does not exist; "
+                                 "no uv configuration imported")
     # highest priority first for combining: project, user, system
     for uv_path in reversed(uv_paths):
         if not uv_path.is_file():
@@ -894,7 +919,8 @@ def load_settings(
     settings.allow_insecure_host = _dedupe(h for layer in layers for h in layer.allow_insecure_host)
     settings.intercept_hosts = _dedupe(h for layer in layers for h in layer.intercept_hosts)
     settings.client_certs = [c for layer in layers for c in layer.client_certs]
-    settings.indexes = name_imported_indexes(merge_indexes(i for layer in layers for i in layer.indexes))
+    settings.indexes = name_imported_indexes(
+        merge_indexes((i for layer in layers for i in layer.indexes), settings.notes))
 
     # The bundle `credproxy env` exports holds the proxy's own CA: trusting it upstream would
     # let the proxy vouch for itself, so an SSL_CERT_FILE pointing there is not upstream trust.

@@ -176,6 +176,16 @@ class HostPattern:
         return (0, len(self.host), 1 if self.port is not None else 0)
 
 
+def parse_host_patterns(texts: Iterable[str], origin: str) -> list[HostPattern]:
+    out = []
+    for text in texts:
+        try:
+            out.append(HostPattern.parse(text))
+        except ValueError as e:
+            raise ConfigError(f"{origin}: {e} (expected host, *.suffix or host:port)") from None
+    return out
+
+
 # --- PEM validation ------------------------------------------------------------------------------
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
@@ -423,6 +433,18 @@ class TlsPlan:
                 or self.client_cert_for(host, port) is not None)
 
 
+def _expiry_warning(pem: ClientPem, label: str) -> list[str]:
+    """Servers reject an expired client certificate with a bare alert; say so up front."""
+    import datetime
+
+    not_after = datetime.datetime.fromisoformat(pem.not_after)
+    if not_after.tzinfo is None:
+        not_after = not_after.replace(tzinfo=datetime.timezone.utc)
+    if not_after < datetime.datetime.now(datetime.timezone.utc):
+        return [f"{label}: the client certificate {pem.path} expired on {pem.not_after[:10]}"]
+    return []
+
+
 def build_plan(settings) -> TlsPlan:
     """Validate everything once at start-up. ConfigError for bad config rules (naming the
     file); uv's warnings for bad environment values."""
@@ -447,12 +469,14 @@ def build_plan(settings) -> TlsPlan:
         except PemError as e:
             raise ConfigError(f"{rule.origin}: [[client-cert]] for {rule.host!r}: {e}") from None
         rules.append((pattern, rule, pem))
+        warnings += _expiry_warning(pem, f"[[client-cert]] {rule.host!r}")
 
     global_cert = None
     client_cert = _setting(settings, "ssl_client_cert", "SSL_CLIENT_CERT")
     if client_cert:
         try:
             global_cert = load_client_pem(client_cert)
+            warnings += _expiry_warning(global_cert, "SSL_CLIENT_CERT")
         except PemError as e:
             # uv's behaviour: warn and connect without a client certificate
             warnings.append(f"Ignoring invalid SSL_CLIENT_CERT: {e}")
@@ -467,7 +491,6 @@ _UNKNOWN_ISSUER = {2, 18, 19, 20, 21, 27, 28}
 _EXPIRED = {9, 10}  # not yet valid, expired
 _HOSTNAME = {62, 63, 64}  # hostname, email, IP address mismatch
 # TLS alert descriptions the server sends about our (missing) client certificate
-_ALERT_CERT_REQUIRED = 116
 _ALERT_CLIENT_CERT = {40, 42, 43, 44, 45, 46, 48, 116}
 
 
@@ -562,24 +585,28 @@ def describe(settings, host: str, port: int = 443, plan: TlsPlan | None = None) 
     }
 
 
-def format_description(d: dict) -> str:
+def format_description(d: dict, style: str = "block") -> str:
+    """`block` (doctor): a heading and indented lines. `fields` (explain): `tls <key>:` lines
+    in explain's `key: value` layout."""
     if "error" in d:
         return f"TLS {d['host']}:{d['port']}: configuration error: {d['error']}"
-    lines = [f"TLS to {d['host']}:{d['port']}:",
-             f"  roots:       {d['roots']['description']}"]
     if d["verify"]:
-        lines.append("  verify:      yes (certificate and host name)")
+        verify = "yes (certificate and host name)"
     else:
-        lines.append(f"  verify:      NO (allow-insecure-host entry {d['insecure_entry']!r})")
+        verify = f"NO (allow-insecure-host entry {d['insecure_entry']!r})"
     c = d["client_cert"]
     if c is None:
-        lines.append("  client cert: none")
+        cert = "none"
     else:
         how = f"pattern {c['pattern']!r} from {c['origin']}" if c["pattern"] else c["origin"]
         chain = f", {c['chain_length']} certificate(s)" if c.get("chain_length") else ""
-        lines.append(f"  client cert: {c['path']} ({how}; {c.get('subject') or '?'}{chain})")
-    for w in d["warnings"]:
-        lines.append(f"  warning:     {w}")
+        cert = f"{c['path']} ({how}; {c.get('subject') or '?'}{chain})"
+    rows = [("roots", d["roots"]["description"]), ("verify", verify), ("client cert", cert)]
+    rows += [("warning", w) for w in d["warnings"]]
+    if style == "fields":
+        return "\n".join(f"{'tls ' + k + ':':<17}{v}" for k, v in rows)
+    lines = [f"TLS to {d['host']}:{d['port']}:"]
+    lines += [f"  {k + ':':<13}{v}" for k, v in rows]
     return "\n".join(lines)
 
 

@@ -225,7 +225,7 @@ class AuthAddon:
         return length is None or length <= CHALLENGE_BODY_LIMIT
 
     def _record(self, state: _FlowState, decision: Decision, status: int) -> None:
-        if state.recorded:
+        if state.recorded or decision.action == "fail":  # a refused request never went upstream
             return
         state.recorded = True
         try:

@@ -97,7 +97,8 @@ def mitmproxy_options(settings) -> dict:
 def addons(settings, wants_interception: Callable[[str, int], bool]) -> tuple[list, list]:
     """Addons to insert before TlsConfig, and after it (for per-connection patches)."""
     p = prepare(settings)
-    return ([Passthrough(p.plan, wants_interception, getattr(settings, "intercept", "auto"))],
+    listed = tlsrules.parse_host_patterns(getattr(settings, "intercept_hosts", []) or [], "intercept-hosts")
+    return ([Passthrough(p.plan, wants_interception, getattr(settings, "intercept", "auto"), listed)],
             [PerHostTls(p)])
 
 
@@ -106,8 +107,9 @@ class Passthrough:
     minted, the client sees the real server (mitmproxy-notes.md §3)."""
 
     def __init__(self, plan: tlsrules.TlsPlan, wants_interception: Callable[[str, int], bool],
-                 intercept: str = "auto"):
+                 intercept: str = "auto", listed: list[tlsrules.HostPattern] = ()):
         self.plan = plan
+        self.listed = list(listed)  # config `intercept-hosts`
         self.wants_interception = wants_interception
         self.intercept = intercept
 
@@ -119,7 +121,7 @@ class Passthrough:
         if not host or not address:
             return
         host, port = host.lower(), address[1]
-        if self.plan.customises(host, port):
+        if self.plan.customises(host, port) or any(p.matches(host, port) for p in self.listed):
             return
         try:
             wanted = self.wants_interception(host, port)
@@ -157,9 +159,10 @@ class PerHostTls:
 
     # -- per-connection policy
 
-    def _client_context(self, pem_path: str):
-        """A context of our own for one client certificate: same roots as the global
-        options, key + full chain from the PEM. Built once, shared, never modified after."""
+    def _client_context(self, pem_path: str | None):
+        """A context of our own: same roots as the global options, the key + full chain from
+        `pem_path` (if any), and an info callback that records the server's alerts. Built
+        once per certificate, shared, never modified after."""
         from OpenSSL import SSL
 
         ctx = self._contexts.get(pem_path)
@@ -171,10 +174,12 @@ class PerHostTls:
 
                 ca_file = certifi.where()
             ctx.load_verify_locations(ca_file, ca_dir)
-            ctx.use_privatekey_file(pem_path)
-            ctx.use_certificate_chain_file(pem_path)
-            ctx.check_privatekey()
+            if pem_path is not None:
+                ctx.use_privatekey_file(pem_path)
+                ctx.use_certificate_chain_file(pem_path)
+                ctx.check_privatekey()
             ctx.set_verify(SSL.VERIFY_PEER, None)
+            ctx.set_info_callback(_on_info_context)
             self._contexts[pem_path] = ctx
         return ctx
 
@@ -193,29 +198,26 @@ class PerHostTls:
         host, port = target
         rule = self.plan.for_host(host, port)
         ssl_conn = data.ssl_conn
-        if rule.client_cert is not None and rule.client_cert.pattern is not None:
-            ssl_conn.set_context(self._client_context(rule.client_cert.path))
-            lib = SSL._lib
-            if hasattr(lib, "SSL_set_post_handshake_auth"):
-                lib.SSL_set_post_handshake_auth(ssl_conn._ssl, 1)
+        watch = _Watch(host=host, port=port, ssl_conn=ssl_conn, callback=None)
+        per_host_cert = rule.client_cert is not None and rule.client_cert.pattern is not None
+        if per_host_cert or not _PER_CONNECTION_INFO_CALLBACK:
+            # our own context (full chain; alert watching where the per-connection info
+            # callback is missing, cryptography < 45): set_SSL_CTX swaps certificate and
+            # context, while ciphers, versions, SNI, ALPN and verify settings stay this
+            # connection's own
+            ssl_conn.set_context(self._client_context(rule.client_cert.path if rule.client_cert else None))
+            if hasattr(SSL._lib, "SSL_set_post_handshake_auth") and rule.client_cert is not None:
+                SSL._lib.SSL_set_post_handshake_auth(ssl_conn._ssl, 1)
+        else:
+            def on_info(_ssl, where, ret):
+                _note_alert(watch, where, ret)
+
+            watch.callback = SSL._ffi.callback("void (*)(const SSL *, int, int)", on_info)
+            SSL._lib.SSL_set_info_callback(ssl_conn._ssl, watch.callback)
+        ssl_conn._credproxy_watch = watch
         if rule.insecure is not None:
             ssl_conn.set_verify(SSL.VERIFY_NONE, None)
-        self._watch(data.conn, host, port, ssl_conn)
-
-    def _watch(self, server, host: str, port: int, ssl_conn) -> None:
-        """Remember alerts the server sends on this connection (per-connection info callback;
-        the shared context is untouched)."""
-        from OpenSSL import SSL
-
-        watch = _Watch(host=host, port=port, ssl_conn=ssl_conn, callback=None)
-
-        def on_info(_ssl, where, ret):
-            if where & _SSL_CB_READ_ALERT == _SSL_CB_READ_ALERT and (ret >> 8) == 2:  # fatal
-                watch.alert = ret & 0xFF
-
-        watch.callback = SSL._ffi.callback("void (*)(const SSL *, int, int)", on_info)
-        SSL._lib.SSL_set_info_callback(ssl_conn._ssl, watch.callback)
-        self._remember(self._watches, server.id, watch)
+        self._remember(self._watches, data.conn.id, watch)
 
     def _remember(self, store: OrderedDict, key, value) -> None:
         store[key] = value
@@ -291,6 +293,28 @@ class PerHostTls:
             if watch.alert is not None:
                 self._record(flow.server_conn, f"the server sent TLS alert {_alert_name(watch.alert)}", None)
 
+
+def _note_alert(watch: _Watch, where: int, ret: int) -> None:
+    if where & _SSL_CB_READ_ALERT == _SSL_CB_READ_ALERT and (ret >> 8) == 2:  # a fatal alert
+        watch.alert = ret & 0xFF
+
+
+def _on_info_context(ssl_conn, where: int, ret: int) -> None:
+    watch = getattr(ssl_conn, "_credproxy_watch", None)
+    if watch is not None:
+        _note_alert(watch, where, ret)
+
+
+def _has_per_connection_info_callback() -> bool:
+    try:
+        from OpenSSL import SSL
+
+        return hasattr(SSL._lib, "SSL_set_info_callback")
+    except Exception:  # pragma: no cover
+        return False
+
+
+_PER_CONNECTION_INFO_CALLBACK = _has_per_connection_info_callback()
 
 _ALERTS = {40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate",
            44: "certificate_revoked", 45: "certificate_expired", 46: "certificate_unknown",

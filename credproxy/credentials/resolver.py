@@ -97,17 +97,27 @@ class Explanation:
             lines.append("index:    none configured for this URL")
         lines.append("sources, in order:")
         for answer in self.answers:
+            detail = answer.detail
             if answer.skipped:
-                status = "skipped"
-            elif answer.found:
+                for prefix in ("skipped because ", "skipped: "):
+                    detail = detail[len(prefix):] if detail.startswith(prefix) else detail
+                lines.append(f"  {answer.source:<24} skipped because {detail or 'not applicable'}")
+                continue
+            if answer.found:
                 status = "answered" + ("" if answer.preemptive else " (only after a challenge)")
+                status += f" [{answer.credentials.redacted()}]"
             else:
                 status = "no entry"
-            shown = f" [{answer.credentials.redacted()}]" if answer.credentials is not None else ""
-            lines.append(f"  {answer.source:<24} {status}{shown}" + (f": {answer.detail}" if answer.detail else ""))
+            lines.append(f"  {answer.source:<24} {status}" + (f": {detail}" if detail else ""))
         d = self.decision
         lines.append(f"decision: {d.action} from {d.source}" + (" (session cache)" if d.cached else ""))
-        lines.append(f"would send: {d.shown_credentials if d.action == 'inject' else 'no credentials added'}")
+        sends = {
+            "inject": d.shown_credentials,
+            "send": "no credentials added",
+            "leave": "the request exactly as the client sent it",
+            "fail": "nothing: the client gets 401 with the reason below",
+        }[d.action]
+        lines.append(f"would send: {sends}")
         lines.append(f"reason:   {d.reason}")
         if self.on_challenge is not None:
             c = self.on_challenge
@@ -227,7 +237,8 @@ class SingleFlight:
             flight = self._flights.get(key)
             if flight is not None and flight.future is future:
                 flight.finished_at = self._clock()
-        future.set_result(answer)
+            # under the lock: `begin` must never see a finished flight without its answer
+            future.set_result(answer)
 
     def forget(self, credentials: Credentials) -> None:
         """Drop finished lookups that produced `credentials` (rejected upstream)."""
@@ -269,7 +280,9 @@ class Resolver:
         resolver.knows_host(scheme, host, port)                      # intercept this host?
 
     The sync versions (`resolve`, `challenge`) may block on a keyring subprocess; the async
-    ones never block the event loop."""
+    ones never block the event loop. `explain(url, username=None)` asks every source and
+    returns an Explanation (redacted). All entry points raise ValueError (never quoting the
+    URL) for a URL that is not http(s)://host... . `close()` stops the worker threads."""
 
     def __init__(
         self,
@@ -283,17 +296,22 @@ class Resolver:
     ):
         self.settings = settings
         self.indexes: list[Index] = list(getattr(settings, "indexes", []) or [])
+        self._default_chain = sources is None
         self.sources: list[Source] = list(sources) if sources is not None else default_sources(settings)
         self._clock = clock or time.monotonic
         self._wait_timeout = wait_timeout
         self._lock = threading.Lock()
         self._cache = SessionCache()
         self._memo = SingleFlight(self._clock, negative_ttl)
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-resolver")
+        # Two pools: a hanging keyring holds a slow worker for up to its timeout, and must not
+        # stall the file lookups (netrc, store) of every other request.
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-lookup")
+        self._slow_executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-slow-lookup")
         self._seed()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._slow_executor.shutdown(wait=False, cancel_futures=True)
 
     # --- §3: seed the cache from configured index credentials ---------------------------------
 
@@ -377,11 +395,15 @@ class Resolver:
                     answers.append(Answer(source.name, detail=f"skipped because {skip}", skipped=True))
                     continue
                 answer = self._ask_sync(_Ask(source, clean, slow_user, index, self._memo_key(source, clean, index, slow_user)))
+                if index is None:
+                    answer = replace(answer, preemptive=False)  # unconfigured host: on challenge only
             else:
                 answer = self._ask_sync(_Ask(source, clean, lookup_user, index))
             if answer.found and not answer.credentials.is_complete and lookup_user is None:
                 lookup_user = answer.credentials.username
             answers.append(answer)
+        if self._default_chain and getattr(self.settings, "keyring_provider", "disabled") == "disabled":
+            answers.append(Answer("keyring", detail="keyring-provider = disabled (set it to subprocess or native)", skipped=True))
         decision = self._run_sync(self._plan_resolve(clean, authorization))
         retry = None
         if decision.action == "send":
@@ -509,7 +531,7 @@ class Resolver:
 
     def _slow_skip_reason(self, source: Source, index: Index | None, username: str | None, challenged: bool) -> str:
         if index is None and not challenged:
-            return "slow sources are asked for unconfigured hosts only after a challenge"
+            return "slow sources are asked for hosts without a configured index only after a challenge"
         if index is None and username is None:
             return "no username is known and no index is configured for this URL (as uv)"
         return ""
@@ -562,7 +584,7 @@ class Resolver:
         future, leader = self._memo.begin(ask.memo_key)
         if leader:
             # The lookup finishes (and wakes the others) even if this request is cancelled.
-            self._executor.submit(self._lead, ask, future)
+            self._slow_executor.submit(self._lead, ask, future)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self._wait_timeout)
         except asyncio.TimeoutError:

@@ -211,6 +211,7 @@ class Proxy:
             raise ServeError(str(e)) from None
         if self.resolver is None:
             self.resolver = build_resolver(self.settings)
+        _load_fast_sources(self.resolver)
 
         loop = asyncio.get_running_loop()
         try:
@@ -272,6 +273,17 @@ class Proxy:
                 loop.remove_signal_handler(sig)
         if self._error is not None:
             raise self._error
+
+
+def _load_fast_sources(resolver) -> None:
+    """Read netrc, the store, ... now, so a broken file is reported at start-up rather than on
+    some later request (or never, when another source answers first). Asking about a host
+    that cannot exist makes every fast source load its file; sources report their own
+    problems in the log."""
+    try:
+        resolver.knows_host("https", "credproxy-startup-check.invalid", 443)
+    except Exception as e:  # a broken source must not stop the proxy
+        logger.warning("a credential source failed to load: %s", type(e).__name__)
 
 
 def _set_mitmproxy_log_level(level: int) -> None:

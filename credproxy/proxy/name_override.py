@@ -42,4 +42,4 @@ def install(loop: asyncio.AbstractEventLoop, mapping: dict[str, str]) -> None:
         return await original(host, port, *args, **kwargs)
 
     loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
-    logger.warning("test name resolution active: %s", ", ".join(f"{k}={v}" for k, v in mapping.items()))
+    logger.info("test name resolution active: %s", ", ".join(f"{k}={v}" for k, v in mapping.items()))

@@ -109,6 +109,15 @@ def test_fail_answers_401_with_the_reason_and_sends_nothing():
     assert flow.metadata["credproxy"]["action"] == "fail"
     assert flow.metadata["credproxy"]["reason"] == reason
 
+    async def finish():
+        with taddons.context(addon):
+            await addon.responseheaders(flow)
+            await addon.response(flow)
+
+    run(finish())
+    assert flow.response.status_code == 401
+    assert resolver.recorded == [], "nothing went upstream: nothing to record"
+
 
 def test_resolver_error_fails_closed_without_leaking():
     class Broken(FakeResolver):

@@ -208,6 +208,14 @@ def test_passthrough_for_hosts_without_policy(proxies, private_ca, tmp_path):
     assert intercepted[0] == 0
 
 
+def test_config_intercept_hosts_are_intercepted(proxies, private_ca):
+    with TlsServer(private_ca, ["a.listed.test"]) as srv:
+        proxy = proxies({"intercept_hosts": ["*.listed.test"]}, resolve=["a.listed.test"])
+        status, body = proxy.curl(f"https://a.listed.test:{srv.port}/")
+    # the proxy terminated TLS (the client trusts only the proxy CA) and explains upstream
+    assert status == 502 and "unknown issuer" in body
+
+
 @pytest.mark.parametrize("case, reason", [("expired", "expired"), ("mismatch", "hostname mismatch")])
 def test_verify_failures_name_their_reason(proxies, private_ca, tmp_path, case, reason):
     import datetime

@@ -1,8 +1,8 @@
 """End-to-end fixtures: real servers on 127.0.0.1, hermetic clients, the real proxy.
 
 Session-scoped (started once): tls_certs, index_wheels, private_index_server.
-Per test: private_index (counters reset), echo_factory / echo_server / mtls_echo_server,
-clean_env, credproxy_factory. Everything started here is stopped here, by pid.
+Per test: private_index (counters reset), index_factory, echo_factory / echo_server / mtls_echo_server,
+clean_env, credproxy_factory, proxied_env. Everything started here is stopped here, by pid.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.clients import client_env
+from tests.helpers.clients import client_env, combined_bundle
 from tests.helpers.proxy import Proxy, proxy_env, start_credproxy
 from tests.helpers.servers import EchoServer, PrivateIndex, TestCerts, make_certs
 from tests.helpers.wheels import make_wheel
@@ -62,6 +62,26 @@ def private_index(private_index_server) -> PrivateIndex:
 
 
 @pytest.fixture
+def index_factory(tmp_path, tls_certs, index_wheels):
+    """start(username=..., password=..., wheels=[...]) -> another PrivateIndex (own port,
+    own credentials; default wheels: private-pkg + private-dep), stopped after the test."""
+    started: list[PrivateIndex] = []
+
+    def start(*, username: str = "bob", password: str = "other-s3cret",
+              wheels: list[Path] | None = None) -> PrivateIndex:
+        index = PrivateIndex.start(
+            tmp_path / f"index{len(started)}", tls_certs, username=username, password=password,
+            wheels=list(index_wheels.values()) if wheels is None else wheels,
+        )
+        started.append(index)
+        return index
+
+    yield start
+    for index in started:
+        index.stop()
+
+
+@pytest.fixture
 def echo_factory(tls_certs):
     """start(**kwargs) -> EchoServer (see EchoServer: client_ca, credentials,
     wrong_credentials_status, untrusted, host); all stopped after the test."""
@@ -97,13 +117,15 @@ def clean_env(tmp_path) -> dict[str, str]:
 
 @pytest.fixture
 def credproxy_factory(tmp_path, tls_certs):
-    """start(*serve_args, env=None, **kwargs) -> Proxy. Default env: proxy_env(tmp_path,
-    upstream_ca=certifi + test CA), test names resolved to 127.0.0.1. Stopped after the test."""
+    """start(*serve_args, env=None, extra_env=None, **kwargs) -> Proxy. Default env:
+    proxy_env(tmp_path, upstream_ca=certifi + test CA, extra=extra_env), test names resolved
+    to 127.0.0.1. Stopped after the test."""
     started: list[Proxy] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, **kwargs) -> Proxy:
+    def start(*args: str, env: dict[str, str] | None = None,
+              extra_env: dict[str, str | None] | None = None, **kwargs) -> Proxy:
         if env is None:
-            env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem)
+            env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem, extra=extra_env)
         proxy = start_credproxy(tmp_path, *args, env=env, name=f"credproxy{len(started)}",
                                 **kwargs)
         started.append(proxy)
@@ -112,3 +134,16 @@ def credproxy_factory(tmp_path, tls_certs):
     yield start
     for proxy in started:
         proxy.stop()
+
+
+@pytest.fixture
+def proxied_env(tmp_path, tls_certs):
+    """make(proxy, *, extra=None) -> client env going through `proxy`, trusting the proxy's CA
+    and the test CA (for hosts the proxy passes through), nothing else."""
+
+    def make(proxy: Proxy, *, extra: dict[str, str | None] | None = None) -> dict[str, str]:
+        bundle = combined_bundle(tmp_path / f"client-bundle-{proxy.port}.pem", proxy.ca_cert,
+                                 tls_certs.ca_pem)
+        return client_env(tmp_path, proxy_url=proxy.url, ca_bundle=bundle, extra=extra)
+
+    return make

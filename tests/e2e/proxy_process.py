@@ -26,10 +26,14 @@ def hermetic_env(tmp: Path, **extra: str) -> dict[str, str]:
     }
     home = tmp / "home"
     home.mkdir(exist_ok=True)
+    # An explicitly named config must exist; tests that need settings write into it.
+    config = tmp / "no-config.toml"
+    if not config.exists():
+        config.write_text("")
     env.update({
         "HOME": str(home),
         "CREDPROXY_DATA_DIR": str(tmp / "data"),
-        "CREDPROXY_CONFIG": str(tmp / "no-config.toml"),
+        "CREDPROXY_CONFIG": str(config),
         "CREDPROXY_CREDENTIALS_DIR": str(tmp / "credentials"),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local/share"),

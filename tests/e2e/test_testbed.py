@@ -7,10 +7,26 @@ These are the baselines the proxy tests rely on ("without the proxy the same com
 from __future__ import annotations
 
 import base64
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 import zipfile
 
-from tests.helpers.clients import client_env, curl, installed, pip_install, uv_pip_install
-from tests.helpers.proxy import proxy_env
+import pytest
+
+from tests.helpers.clients import (
+    REAL_PYTHON,
+    client_env,
+    curl,
+    installed,
+    pip_install,
+    uv_pip_install,
+)
+from tests.helpers.proxy import ProxyStartError, proxy_env, start_credproxy
 from tests.helpers.wheels import make_wheel
 
 
@@ -104,6 +120,37 @@ def test_index_counts_per_test_and_sees_new_wheels(private_index, tmp_path, clea
     assert private_index.count() == 0
 
 
+def test_second_index_has_its_own_port_credentials_and_counts(
+    private_index, index_factory, clean_env
+):
+    other = index_factory(username="bob", password="b0b-pw")
+    assert other.port != private_index.port
+    ca = str(other.ca)
+    url = other.url_for("127.0.0.1", path="/simple/private-dep/")
+    codes = [
+        _status(curl("--cacert", ca, "-u", user, "-o", "/dev/null", "-w", "%{http_code}", url,
+                     env=clean_env))
+        for user in (f"{private_index.username}:{private_index.password}", "bob:b0b-pw")
+    ]
+    assert codes == ["403", "200"]  # the first index's credentials are not valid here
+    assert other.counts() == {403: 1, 200: 1}
+    assert private_index.count() == 0
+
+
+def test_stock_pip_of_a_new_venv_installs_with_credentials(private_index, tmp_path, clean_env):
+    # The pip a user's fresh venv carries (older than ours) must work with the bed too.
+    # By name, not IP: pip 24.2's urllib3 on Python 3.13 fails TLS to IP literals
+    # ("check_hostname requires server_hostname"); the proxy tests use names anyway.
+    venv = tmp_path / "stock"
+    subprocess.run([REAL_PYTHON, "-m", "venv", venv], check=True, timeout=120,
+                   env=clean_env, capture_output=True)
+    result = pip_install(tmp_path / "target", "--index-url", private_index.creds_url("localhost"),
+                         "--cert", str(private_index.ca), "private-pkg", env=clean_env,
+                         python=venv / "bin" / "python", timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert installed(tmp_path / "target") == {"private-pkg": "1.0", "private-dep": "1.0"}
+
+
 def test_index_logs_hold_no_secret(private_index, tmp_path, clean_env):
     curl("--cacert", str(private_index.ca), "-o", "/dev/null", private_index.url_with_creds,
          env=clean_env)
@@ -138,6 +185,36 @@ def test_echo_server_answers_401_unless_credentials_match(echo_factory, clean_en
     ]
     assert codes == ["401", "401", "200"]
     assert server.count(401) == 2 and server.count(200, auth=True) == 1
+
+
+def test_echo_server_can_answer_403_for_wrong_credentials(echo_factory, clean_env, tls_certs):
+    server = echo_factory(credentials=("carol", "pa55"), wrong_credentials_status=403)
+    codes = [
+        _status(curl("--cacert", str(tls_certs.ca_pem), *auth, "-o", "/dev/null", "-w",
+                     "%{http_code}", server.url_ip, env=clean_env))
+        for auth in ([], ["-u", "carol:wrong"])
+    ]
+    assert codes == ["401", "403"]
+
+
+def test_echo_server_status_and_redirect_paths(echo_server, clean_env, tls_certs):
+    ca = str(tls_certs.ca_pem)
+    teapot = curl("--cacert", ca, "-o", "/dev/null", "-w", "%{http_code}",
+                  echo_server.url_ip + "status/418", env=clean_env)
+    assert _status(teapot) == "418"
+    target = echo_server.url_ip + "landed"
+    moved = curl("--cacert", ca, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                 echo_server.url_ip + f"redirect/307?to={target}", env=clean_env)
+    assert _status(moved) == f"307 {target}"
+    assert [r.status for r in echo_server.requests] == [418, 307]
+
+
+def test_echo_server_on_ipv6_loopback(echo_factory, clean_env, tls_certs):
+    server = echo_factory(bind_host="::1")
+    assert server.url_ip == f"https://[::1]:{server.port}/"
+    result = curl("--cacert", str(tls_certs.ca_pem), server.url_ip + "v6", env=clean_env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["path"] == "/v6"
 
 
 def test_echo_server_streams_big_body(echo_server, clean_env, tls_certs, tmp_path):
@@ -201,3 +278,134 @@ def test_wheel_is_well_formed(tmp_path):
     assert {"some_pkg/__init__.py", "some_pkg-2.0.dist-info/WHEEL",
             "some_pkg-2.0.dist-info/RECORD"} <= names
     assert "Requires-Dist: dep>=1" in meta and "Name: Some.Pkg" in meta
+
+
+# ---- start_credproxy's own mechanics, against stand-in `serve` processes (the real serve is
+# exercised by the proxy's e2e tests once it is merged).
+
+_FAKE_SERVE = r"""
+import json, os, signal, socket, sys, time
+mode = os.environ["FAKE_MODE"]
+with open(os.environ["FAKE_LOG"], "w") as f:
+    json.dump({"argv": sys.argv[1:], "data_dir": os.environ.get("CREDPROXY_DATA_DIR")}, f)
+if mode == "exit":
+    sys.stderr.write("credproxy: error: port 8899 is already in use\n")
+    sys.exit(2)
+if mode == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+block = bytearray(30 * 1024 * 1024)  # a known peak for rss_peak_kb, before announcing
+del block
+if mode == "garbage":
+    print("hello", flush=True)
+elif mode != "silent":
+    print(f"credproxy listening on http://127.0.0.1:{s.getsockname()[1]}", flush=True)
+time.sleep(60)
+"""
+
+
+def _fake(tmp_path, mode):
+    from tests.helpers.proxy import ProxyStartError, proxy_env, start_credproxy
+
+    log = tmp_path / f"fake-{mode}.json"
+    env = proxy_env(tmp_path, extra={"FAKE_MODE": mode, "FAKE_LOG": str(log)})
+    return env, log, [sys.executable, "-c", _FAKE_SERVE]
+
+
+def test_start_credproxy_parses_port_and_stops_by_pid(tmp_path):
+    env, log, command = _fake(tmp_path, "ok")
+    proxy = start_credproxy(tmp_path, "--config", "x.toml", env=env, command=command)
+    try:
+        assert proxy.url == f"http://127.0.0.1:{proxy.port}"
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
+        recorded = json.loads(log.read_text())
+        assert recorded["argv"] == ["--port", "0", "--config", "x.toml"]
+        assert recorded["data_dir"] == str(tmp_path / "credproxy-data")
+        assert proxy.rss_peak_kb() >= 30 * 1024 > 0
+    finally:
+        assert proxy.stop() == -signal.SIGTERM
+    assert not proxy.alive()
+
+
+def test_start_credproxy_reports_early_exit_with_stderr(tmp_path):
+    env, _, command = _fake(tmp_path, "exit")
+    with pytest.raises(ProxyStartError, match=r"(?s)exited with 2 before listening.*port 8899 is already in use"):
+        start_credproxy(tmp_path, env=env, command=command)
+
+
+@pytest.mark.parametrize("mode, message", [("garbage", "unexpected first stdout line 'hello'"),
+                                           ("silent", "not listening after 1.0s")])
+def test_start_credproxy_fails_on_bad_or_missing_line_and_stops_it(tmp_path, mode, message):
+    env, log, command = _fake(tmp_path, mode)
+    started = time.monotonic()
+    with pytest.raises(ProxyStartError, match=re.escape(message)):
+        start_credproxy(tmp_path, env=env, command=command, timeout=1.0)
+    assert time.monotonic() - started < 10
+    assert log.exists()
+
+
+def test_proxy_stop_kills_a_process_that_ignores_sigterm(tmp_path):
+    env, _, command = _fake(tmp_path, "ignore-term")
+    proxy = start_credproxy(tmp_path, env=env, command=command)
+    assert proxy.stop(grace=0.5) == -signal.SIGKILL
+
+
+# ---- the whole bed with the real proxy: fixtures, name mapping, trust, counters together.
+
+
+def _serve_exists() -> bool:
+    from tests.helpers.proxy import CREDPROXY
+
+    result = subprocess.run([str(CREDPROXY), "serve", "--help"], capture_output=True,
+                            timeout=30, stdin=subprocess.DEVNULL)
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(not _serve_exists(), reason="`credproxy serve` is not on this branch yet "
+                    "(branch proxy); this runs wherever it is merged")
+def test_pip_uv_curl_through_credproxy_get_credentials_from_index_env(
+    private_index, credproxy_factory, proxied_env, tmp_path, tls_certs
+):
+    from credproxy.credentials.model import secret_forms
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[index]]\nname = "private"\nurl = "{private_index.url}"\n')
+    proxy = credproxy_factory("--config", str(config), extra_env={
+        "UV_INDEX_PRIVATE_USERNAME": private_index.username,
+        "UV_INDEX_PRIVATE_PASSWORD": private_index.password,
+    })
+    env = proxied_env(proxy)
+    outputs = []
+
+    pip = pip_install(tmp_path / "pip", "--index-url", private_index.url, "private-pkg",
+                      env=env, timeout=60)
+    outputs.append(pip.stdout + pip.stderr)
+    assert pip.returncode == 0, pip.stderr + proxy.stderr()
+    assert installed(tmp_path / "pip") == {"private-pkg": "1.0", "private-dep": "1.0"}
+
+    uv = uv_pip_install(tmp_path / "uv", "--index-url", private_index.url, "private-pkg",
+                        env=env, timeout=60)
+    outputs.append(uv.stdout + uv.stderr)
+    assert uv.returncode == 0, uv.stderr + proxy.stderr()
+    assert installed(tmp_path / "uv") == {"private-pkg": "1.0", "private-dep": "1.0"}
+
+    page = curl(private_index.url + "private-pkg/", env=env)
+    outputs.append(page.stdout + page.stderr)
+    assert "private_pkg-1.0-py3-none-any.whl" in page.stdout
+    # Every request reached the index authenticated: the proxy injected up front.
+    assert private_index.count() == private_index.count(auth=True) > 0
+    assert private_index.count(401) == 0
+
+    # Without the proxy the same request is refused: the credential came from the proxy.
+    direct = curl("--cacert", str(tls_certs.ca_pem), "-o", "/dev/null", "-w", "%{http_code}",
+                  private_index.url_for("127.0.0.1", path="/simple/private-pkg/"),
+                  env=client_env(tmp_path))
+    assert _status(direct) == "401"
+
+    proxy.stop()
+    outputs += [proxy.stdout(), proxy.stderr()]
+    for form in secret_forms(private_index.password, private_index.username):
+        for text in outputs:
+            assert form not in text

@@ -91,12 +91,15 @@ def pip_install(
     *args: str,
     env: Mapping[str, str],
     timeout: float = 120,
+    python: os.PathLike | str | None = None,
 ) -> subprocess.CompletedProcess:
-    """`python -m pip install --target <target> <args>` with the venv's pip (26.x).
+    """`python -m pip install --target <target> <args>` with the venv's pip (26.x), or with
+    the pip of `python` (e.g. a `python -m venv` with its stock, older pip).
 
     Pass the index and trust explicitly, e.g. ("--index-url", url, "--cert", ca, "private-pkg").
     """
-    cmd = [sys.executable, "-m", "pip", "install", "--no-compile", "--target", str(target), *args]
+    cmd = [str(python or sys.executable), "-m", "pip", "install", "--no-compile", "--target",
+           str(target), *args]
     return run(cmd, env=env, timeout=timeout)
 
 
@@ -120,9 +123,8 @@ def uv_pip_install(
 
     venv=False: `--target <target> --python <real interpreter>` (no venv needed).
     venv=True: a fresh `uv venv` at `target` (created if missing), installed with its python.
-    Pass the index and trust explicitly, e.g. ("--index-url", url, "private-pkg"), trust via
-    client_env(ca_bundle=...) (SSL_CERT_FILE) or ("--cert"...) is not supported by every uv:
-    prefer the env.
+    Pass the index explicitly, e.g. ("--index-url", url, "private-pkg"); trust comes from
+    client_env(ca_bundle=...) (uv reads SSL_CERT_FILE).
     """
     if venv:
         if not (Path(target) / "bin" / "python").exists():
@@ -140,6 +142,16 @@ def curl(*args: str, env: Mapping[str, str], timeout: float = 30) -> subprocess.
     """
     cmd = ["curl", "-q", "--silent", "--show-error", "--max-time", str(int(timeout)), *args]
     return run(cmd, env=env, timeout=timeout + 10)
+
+
+def combined_bundle(path: os.PathLike | str, *pems: os.PathLike | str) -> Path:
+    """Write the concatenation of PEM files (e.g. proxy CA + test CA) to `path`.
+
+    A client behind the proxy needs the proxy's CA for intercepted hosts and the upstream's
+    CA for hosts the proxy passes through untouched."""
+    path = Path(path)
+    path.write_bytes(b"\n".join(Path(p).read_bytes().strip() + b"\n" for p in pems))
+    return path
 
 
 def installed(target: os.PathLike | str) -> dict[str, str]:

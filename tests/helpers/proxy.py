@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from tests.helpers.servers import die_with_parent
+
 CREDPROXY = Path(sys.executable).parent / "credproxy"
 _LISTENING = re.compile(r"credproxy listening on (http://127\.0\.0\.1:(\d+))\s*$")
 
@@ -120,6 +122,8 @@ def proxy_env(
         "XDG_DATA_HOME": str(home / ".local/share"),
         "XDG_CACHE_HOME": str(home / ".cache"),
         "CREDPROXY_CONFIG": str(tmp / "credproxy-config.toml"),
+        # The local store moves with this variable, not with the data dir.
+        "CREDPROXY_CREDENTIALS_DIR": str(tmp / "credproxy-credentials"),
         "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
     }
     if resolve:
@@ -141,9 +145,12 @@ def start_credproxy(
     data_dir: os.PathLike | str | None = None,
     timeout: float = 20.0,
     name: str = "credproxy",
+    command: list[str] | None = None,
 ) -> Proxy:
     """Start `credproxy serve --port 0 <args>`; wait (bounded) for its listening line.
 
+    `command` replaces `[.venv/bin/credproxy, "serve"]` (another build, or a fake in tests of
+    this helper).
     `env` is used as given (build it with client_env or by hand), plus CREDPROXY_DATA_DIR
     (tmp_path/<name>-data unless `data_dir`, or env, names one). On exit before listening,
     or timeout, the process is stopped and ProxyStartError carries its stderr.
@@ -156,10 +163,10 @@ def start_credproxy(
     Path(full_env["CREDPROXY_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     stdout_path, stderr_path = tmp / f"{name}.stdout", tmp / f"{name}.stderr"
-    cmd = [str(CREDPROXY), "serve", "--port", "0", *args]
+    cmd = [*(command or [str(CREDPROXY), "serve"]), "--port", "0", *args]
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, cwd=tmp)
+                                stderr=err, cwd=tmp, preexec_fn=die_with_parent)
     proxy = Proxy(proc=proc, url="", port=0, data_dir=Path(full_env["CREDPROXY_DATA_DIR"]),
                   stdout_path=stdout_path, stderr_path=stderr_path)
 

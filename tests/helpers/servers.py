@@ -9,7 +9,8 @@
   the header's value.
 - EchoServer.start(certs, ...): stdlib HTTPS server in a thread; records every request (path,
   Host, Authorization value) and serves `/big/<n>` (n bytes streamed), `/status/<code>`,
-  anything else -> 200 JSON describing the request. Optional client-cert requirement and
+  `/redirect/<301|302|307|308>?to=<url>`, anything else -> 200 JSON describing the request.
+  Binds 127.0.0.1 (or ::1 with bind_host="::1"). Optional client-cert requirement and
   Basic credentials (401 unless they match).
 
 Stop everything you start (fixtures do): servers are stopped by pid / by shutting the thread.
@@ -31,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import trustme
 
@@ -185,6 +187,19 @@ def stop_pid(proc: subprocess.Popen, *, grace: float = 5.0) -> None:
         proc.wait(timeout=grace)
 
 
+def die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child if the test process dies (a killed pytest must not leave
+    servers running on a shared machine). Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     """A port that was free a moment ago (for servers that cannot report a port-0 bind)."""
     with socket.socket() as s:
@@ -307,12 +322,15 @@ class PrivateIndex:
 
     @property
     def url_with_creds(self) -> str:
-        """Direct URL with this index's credentials (URL-encoded) in userinfo."""
+        """Direct URL (127.0.0.1) with this index's credentials (URL-encoded) in userinfo."""
+        return self.creds_url("127.0.0.1")
+
+    def creds_url(self, host: str = "127.0.0.1", path: str = "/simple/") -> str:
+        """URL for `host` with this index's credentials (URL-encoded) in userinfo."""
         from urllib.parse import quote
 
-        return self.url_for(
-            "127.0.0.1", userinfo=f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
-        )
+        userinfo = f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
+        return self.url_for(host, userinfo=userinfo, path=path)
 
     # ---- counters
 
@@ -399,7 +417,8 @@ class PrivateIndex:
                 "tests.helpers.servers:index_wsgi_app()",
             ]
             proc = subprocess.Popen(cmd, env=env, cwd=d, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    preexec_fn=die_with_parent)
             try:
                 wait_for_port(port, proc=proc, timeout=start_timeout, what="gunicorn")
                 _wait_index_ready(port, certs.ca_pem, proc, start_timeout)
@@ -455,6 +474,7 @@ class EchoRequest:
 
 
 _BIG = re.compile(r"^/big/(\d+)$")
+_REDIRECT = re.compile(r"^/redirect/(30[1278])$")
 _STATUS = re.compile(r"^/status/(\d{3})$")
 _CHUNK = 64 * 1024
 
@@ -504,14 +524,19 @@ class _EchoHandler(BaseHTTPRequestHandler):
             user, password = echo.credentials
             expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
             if rec.authorization != expected:
-                status = 401 if rec.authorization is None or echo.wrong_credentials_status == 401 \
-                    else echo.wrong_credentials_status
+                status = 401 if rec.authorization is None else echo.wrong_credentials_status
                 self._send(rec, status, b'{"error": "unauthorized"}',
                            [("WWW-Authenticate", 'Basic realm="echo"')])
                 return
         m = _BIG.match(rec.path.split("?", 1)[0])
         if m:
             self._send_big(rec, int(m.group(1)))
+            return
+        m = _REDIRECT.match(rec.path.split("?", 1)[0])
+        if m:
+            # /redirect/302?to=<url>: for tests of credentials (not) following a redirect.
+            target = parse_qs(urlsplit(rec.path).query).get("to", ["/"])[0]
+            self._send(rec, int(m.group(1)), b"{}", [("Location", target)])
             return
         m = _STATUS.match(rec.path.split("?", 1)[0])
         status = int(m.group(1)) if m else 200
@@ -542,6 +567,7 @@ class _EchoHandler(BaseHTTPRequestHandler):
 
 class _EchoHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    address_family = socket.AF_INET
     echo: "EchoServer"
 
     def get_request(self):
@@ -558,15 +584,18 @@ class _EchoHTTPServer(ThreadingHTTPServer):
 
 
 class EchoServer:
-    """HTTPS server in a thread on 127.0.0.1. Attributes: port, host (for url_for), requests
-    (list of EchoRequest), errors (TLS/handshake errors as strings), credentials, client_ca.
+    """HTTPS server in a thread on 127.0.0.1 (or ::1). Attributes: port, host (for url_for),
+    requests (list of EchoRequest), errors (TLS/handshake errors as strings), credentials,
+    client_ca. With credentials=(user, password): no Authorization -> 401, wrong ->
+    wrong_credentials_status (401, or e.g. 403 like pypiserver).
 
     url_for(host="other.test", path="/") / url (other.test form) / url_ip (127.0.0.1 form).
     """
 
     def __init__(self, certs: TestCerts, *, client_ca: Path | None = None,
                  credentials: tuple[str, str] | None = None, wrong_credentials_status: int = 401,
-                 untrusted: bool = False, host: str = "other.test"):
+                 untrusted: bool = False, host: str = "other.test",
+                 bind_host: str = "127.0.0.1"):
         self.certs = certs
         self.client_ca = client_ca
         self.credentials = credentials
@@ -576,7 +605,12 @@ class EchoServer:
         self._lock = threading.Lock()
         self._requests: list[EchoRequest] = []
         self._errors: list[str] = []
-        self._server = _EchoHTTPServer(("127.0.0.1", 0), _EchoHandler)
+        self.bind_host = bind_host
+        server_class = _EchoHTTPServer
+        if ":" in bind_host:
+            server_class = type("_EchoHTTPServer6", (_EchoHTTPServer,),
+                                {"address_family": socket.AF_INET6})
+        self._server = server_class((bind_host, 0), _EchoHandler)
         self._server.echo = self
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -584,7 +618,7 @@ class EchoServer:
                                         name=f"echo-{self.port}")
 
     def __repr__(self) -> str:
-        return f"<EchoServer https://127.0.0.1:{self.port} host={self.host}>"
+        return f"<EchoServer {self.url_ip} host={self.host}>"
 
     @classmethod
     def start(cls, certs: TestCerts, **kwargs) -> "EchoServer":
@@ -608,7 +642,8 @@ class EchoServer:
 
     @property
     def url_ip(self) -> str:
-        return self.url_for("127.0.0.1")
+        """The direct URL (bind address: 127.0.0.1, or [::1] with bind_host="::1")."""
+        return self.url_for(self.bind_host)
 
     def _add(self, rec: EchoRequest) -> None:
         with self._lock:

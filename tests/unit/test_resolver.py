@@ -595,7 +595,8 @@ def test_explain_lists_every_source_in_order():
     assert "answered (only after a challenge)" in text and "no entry" in text and "skipped" in text
     assert "on 401:   retry once with alice:**** from netrc" in text
     e = r.explain("https://h.test/x", username="alice")
-    assert e.answers[2].found and kr.calls
+    assert e.answers[2].found and not e.answers[2].preemptive and kr.calls
+    assert "keyring                  answered (only after a challenge) [alice:****]" in e.render()
 
 
 # --- default_sources -------------------------------------------------------------------------
@@ -643,3 +644,29 @@ def test_unparseable_url_is_an_error_without_the_secret(url):
             call(url)
         assert_no_secret(str(err.value))
         assert "invalid URL" in str(err.value)
+
+
+def test_explain_says_the_keyring_is_disabled(tmp_path):
+    env = {"HOME": str(tmp_path), "CREDPROXY_DATA_DIR": str(tmp_path / "data")}
+    e = Resolver(Settings(env=env)).explain("https://h.test/x")
+    assert e.answers[-1].source == "keyring" and e.answers[-1].skipped
+    assert "keyring                  skipped because keyring-provider = disabled" in e.render()
+
+
+def test_hanging_slow_sources_do_not_stall_fast_lookups():
+    indexes = [Index.from_url(f"https://h{i}.test/simple/") for i in range(6)]
+    kr = FakeSource("keyring", {}, fast=False, delay=1.5)
+    netrc = FakeSource("netrc", {"n.test": ALICE})
+    r = make([netrc, kr], indexes, max_workers=2)
+
+    async def main():
+        stuck = [asyncio.create_task(r.aresolve(f"https://h{i}.test/simple/x/")) for i in range(6)]
+        await asyncio.sleep(0.1)
+        start = time.monotonic()
+        d = await asyncio.wait_for(r.aresolve("https://n.test/x"), 10)
+        took = time.monotonic() - start
+        await asyncio.wait_for(asyncio.gather(*stuck), 20)
+        return d, took
+
+    d, took = asyncio.run(main())
+    assert d.source == "netrc" and took < 1.0

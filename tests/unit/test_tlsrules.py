@@ -380,3 +380,17 @@ def test_describe_all_lists_configured_hosts(tmp_path, pems):
                  client_certs=[ClientCertRule("mtls.test", pems["host"]), ClientCertRule("*.corp.test", pems["host"])])
     hosts = [(d["host"], d["port"]) for d in tlsrules.describe_all(s)]
     assert hosts == [("pkgs.test", 8443), ("mtls.test", 443), ("mirror.test", 443)]
+
+
+def test_expired_client_cert_is_a_warning(tmp_path):
+    import datetime
+
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=2)
+    cert = trustme.CA().issue_cert("old.test", not_before=past - datetime.timedelta(days=30), not_after=past)
+    p = tmp_path / "old.pem"
+    p.write_bytes(cert.private_key_and_cert_chain_pem.bytes())
+    plan = tlsrules.build_plan(settings(tmp_path, env={"SSL_CLIENT_CERT": str(p)},
+                                        client_certs=[ClientCertRule("a.test", str(p))]))
+    assert plan.global_cert is not None  # still used: the server decides
+    expired = [w for w in plan.warnings if "expired on" in w and str(p) in w]
+    assert len(expired) == 2
