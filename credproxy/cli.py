@@ -62,15 +62,28 @@ def _serve_options(f):
     f = click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Request log format.")(f)
     f = click.option("--save-flows", type=click.Path(dir_okay=False), default=None, help="Save redacted flows to FILE.")(f)
     f = click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(f)
+    # upstream TLS, as uv spells them
+    f = click.option("--allow-insecure-host", "--trusted-host", "allow_insecure_host", multiple=True,
+                     metavar="HOST[:PORT]", help="Skip upstream certificate checks for this host (repeatable).")(f)
+    f = click.option("--system-certs", is_flag=True, default=None, help="Verify upstream servers with the OS trust store.")(f)
+    f = click.option("--native-tls", is_flag=True, default=None, hidden=True, help="Deprecated alias of --system-certs.")(f)
     return f
 
 
-def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose):
+def _tls_overrides(allow_insecure_host=(), system_certs=None, native_tls=None) -> dict:
+    """Settings overrides from the upstream-TLS flags (None = not given)."""
+    if native_tls and not system_certs:
+        click.echo("credproxy: warning: --native-tls is deprecated; use --system-certs", err=True)
+        system_certs = True
+    return {"allow_insecure_host": list(allow_insecure_host) or None, "system_certs": system_certs}
+
+
+def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags):
     from .proxy.master import ServeConfig, configure_logging
 
     settings = _settings(
         config_file, host=host, port=port, log_format=log_format, save_flows=save_flows,
-        verbose=verbose or None, intercept="all" if intercept_all else None,
+        verbose=verbose or None, intercept="all" if intercept_all else None, **_tls_overrides(**tls_flags),
     )
     configure_logging(getattr(settings, "verbose", 0) or 0)
     config = ServeConfig(
@@ -84,11 +97,12 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
 
 @main.command()
 @_serve_options
-def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose) -> None:
+def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags) -> None:
     """Run the proxy (127.0.0.1:8899 by default) until Ctrl-C or SIGTERM."""
     from .proxy.master import ServeError, serve_forever
 
-    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose)
+    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
+                                    **tls_flags)
     for warning in getattr(settings, "warnings", []) or []:
         click.echo(f"credproxy: warning: {warning}", err=True)
     try:
@@ -100,12 +114,13 @@ def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_fl
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @_serve_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
-def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, command) -> None:
+def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, command, **tls_flags) -> None:
     """Run one command through an ephemeral proxy: credproxy run -- pip install ..."""
     from .proxy.master import ServeError
     from .proxy.run import run_command
 
-    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose)
+    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
+                                    **tls_flags)
     if port is None:
         config.port = 0  # ephemeral: a free port unless one was asked for
     if not getattr(config, "host", None) or host is None:

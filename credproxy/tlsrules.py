@@ -17,7 +17,6 @@ Rules follow uv (uv-auth-reference.md §14-§15) with these deliberate differenc
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import ssl
@@ -34,7 +33,6 @@ from . import paths
 from .config import ClientCertRule, ConfigError
 
 _TRUE = {"1", "true", "yes", "y", "on"}
-_FALSE = {"0", "false", "no", "n", "off", ""}
 
 
 def env_flag(value: str | None) -> bool:
@@ -144,7 +142,7 @@ def insecure_match(entries: Iterable[InsecureHost], scheme: str, host: str, port
 
 @dataclass(frozen=True)
 class HostPattern:
-    """`host`, `host:port`, `*.suffix` or `*.suffix:port`."""
+    """`host`, `host:port`, `[v6]:port`, `*.suffix`, `*.suffix:port`, or `*` (every host)."""
 
     text: str
     host: str  # for a wildcard: the suffix without "*."
@@ -154,6 +152,8 @@ class HostPattern:
     @classmethod
     def parse(cls, text: str) -> "HostPattern":
         raw = text.strip()
+        if raw == "*":  # every host: a wildcard with an empty suffix
+            return cls(text=text, host="", port=None, wildcard=True)
         wildcard = raw.startswith("*.")
         host, port = split_host_port(raw[2:] if wildcard else raw)
         if not host or "*" in host or "/" in host:
@@ -165,7 +165,7 @@ class HostPattern:
         if self.port is not None and self.port != port:
             return False
         if self.wildcard:
-            return host.endswith("." + self.host)
+            return not self.host or host.endswith("." + self.host)
         return host == self.host
 
     def specificity(self) -> tuple:
@@ -301,15 +301,16 @@ def _system_store() -> tuple[str | None, str | None]:
 
 
 def _wants_system_certs(settings) -> tuple[bool, list[str]]:
-    warnings = []
+    """settings.system_certs (config/CLI), else UV_SYSTEM_CERTS, else the deprecated
+    UV_NATIVE_TLS (with a warning) -- UV_SYSTEM_CERTS wins over its alias, as in uv."""
     env = settings.env
-    if getattr(settings, "system_certs", False) or env_flag(env.get("UV_SYSTEM_CERTS")):
-        return True, warnings
-    if env_flag(env.get("UV_NATIVE_TLS")) or getattr(settings, "native_tls", False):
-        warnings.append("UV_NATIVE_TLS / --native-tls is deprecated; use UV_SYSTEM_CERTS / "
-                        "`system-certs = true` (the system store is used)")
-        return True, warnings
-    return False, warnings
+    if getattr(settings, "system_certs", False):
+        return True, []
+    if env.get("UV_SYSTEM_CERTS", "").strip():
+        return env_flag(env["UV_SYSTEM_CERTS"]), []
+    if env_flag(env.get("UV_NATIVE_TLS")):
+        return True, ["UV_NATIVE_TLS is deprecated; use UV_SYSTEM_CERTS (the system store is used)"]
+    return False, []
 
 
 def decide_roots(settings) -> Roots:
@@ -630,10 +631,3 @@ def describe_all(settings) -> list[dict]:
             seen.setdefault((entry.host, entry.port or 443))
     return [describe(settings, h, p, plan=plan) for h, p in seen]
 
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(_norm_host(host))
-        return True
-    except ValueError:
-        return False

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -125,19 +126,20 @@ class Passthrough:
             return
         try:
             wanted = self.wants_interception(host, port)
-        except Exception:  # a broken source must not turn into a silent passthrough
-            logger.exception("deciding interception for %s:%s failed; intercepting", host, port)
+        except Exception as e:  # a broken source must not turn into a silent passthrough
+            # the type only: a source's message could quote a credential
+            logger.warning("deciding interception for %s:%s failed (%s); intercepting", host, port,
+                           type(e).__name__)
             wanted = True
         if not wanted:
             data.ignore_connection = True
 
 
-@dataclass
+@dataclass(eq=False)
 class _Watch:
     host: str
     port: int
-    ssl_conn: object
-    callback: object
+    ssl_conn: object  # keeps the SSL* alive (and its address unique) while watched
     alert: int | None = None
 
 
@@ -198,7 +200,7 @@ class PerHostTls:
         host, port = target
         rule = self.plan.for_host(host, port)
         ssl_conn = data.ssl_conn
-        watch = _Watch(host=host, port=port, ssl_conn=ssl_conn, callback=None)
+        watch = _Watch(host=host, port=port, ssl_conn=ssl_conn)
         per_host_cert = rule.client_cert is not None and rule.client_cert.pattern is not None
         if per_host_cert or not _PER_CONNECTION_INFO_CALLBACK:
             # our own context (full chain; alert watching where the per-connection info
@@ -209,11 +211,8 @@ class PerHostTls:
             if hasattr(SSL._lib, "SSL_set_post_handshake_auth") and rule.client_cert is not None:
                 SSL._lib.SSL_set_post_handshake_auth(ssl_conn._ssl, 1)
         else:
-            def on_info(_ssl, where, ret):
-                _note_alert(watch, where, ret)
-
-            watch.callback = SSL._ffi.callback("void (*)(const SSL *, int, int)", on_info)
-            SSL._lib.SSL_set_info_callback(ssl_conn._ssl, watch.callback)
+            _WATCH_BY_SSL[_ssl_key(ssl_conn._ssl)] = watch
+            SSL._lib.SSL_set_info_callback(ssl_conn._ssl, _shared_info_callback())
         ssl_conn._credproxy_watch = watch
         if rule.insecure is not None:
             ssl_conn.set_verify(SSL.VERIFY_NONE, None)
@@ -297,6 +296,32 @@ class PerHostTls:
 def _note_alert(watch: _Watch, where: int, ret: int) -> None:
     if where & _SSL_CB_READ_ALERT == _SSL_CB_READ_ALERT and (ret >> 8) == 2:  # a fatal alert
         watch.alert = ret & 0xFF
+
+
+# One cffi callback for every connection (not one closure each), dispatching on the SSL*
+# address. Weak values: an entry goes when its watch (which holds the SSL object) goes.
+_WATCH_BY_SSL: "weakref.WeakValueDictionary[int, _Watch]" = weakref.WeakValueDictionary()
+_info_callback = None
+
+
+def _ssl_key(ssl_ptr) -> int:
+    from OpenSSL import SSL
+
+    return int(SSL._ffi.cast("uintptr_t", ssl_ptr))
+
+
+def _shared_info_callback():
+    global _info_callback
+    if _info_callback is None:
+        from OpenSSL import SSL
+
+        def on_info(ssl_ptr, where, ret):
+            watch = _WATCH_BY_SSL.get(_ssl_key(ssl_ptr))
+            if watch is not None:
+                _note_alert(watch, where, ret)
+
+        _info_callback = SSL._ffi.callback("void (*)(const SSL *, int, int)", on_info)
+    return _info_callback
 
 
 def _on_info_context(ssl_conn, where: int, ret: int) -> None:

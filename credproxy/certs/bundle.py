@@ -62,6 +62,14 @@ def bundle_parts(settings, env: Mapping[str, str] | None = None, output: Path | 
         path = Path(ca_bundle).expanduser()
         if not _same_file(path, output):
             parts.append(("configured ca-bundle", path))
+    else:
+        # the upstream roots from SSL_CERT_FILE / SSL_CERT_DIR (a corporate CA): clients reach
+        # passthrough hosts themselves and need it too once their SSL_CERT_FILE is this bundle
+        from ..tlsrules import decide_roots
+
+        roots = decide_roots(settings)
+        if roots.kind == "custom":
+            parts += [("upstream roots", Path(f)) for f in roots.files if not _same_file(Path(f), output)]
     parts.append(("credproxy CA", ensure_ca(env).cert_file))
     return parts
 

@@ -24,13 +24,13 @@ pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is ne
 
 
 class Proxy:
-    def __init__(self, tmp: Path, settings: dict, intercept_hosts=(), resolve=(), env=None):
+    def __init__(self, tmp: Path, settings: dict, intercept_hosts=(), resolve=(), env=None, broken_hosts=()):
         self.tmp = tmp
         self.confdir = tmp / "ca"
         data = tmp / "data"
         env_for_settings = {"CREDPROXY_DATA_DIR": str(data), **(env or {})}
         cfg = {"settings": {"env": env_for_settings, **settings},
-               "intercept_hosts": list(intercept_hosts),
+               "intercept_hosts": list(intercept_hosts), "broken_hosts": list(broken_hosts),
                "resolve": {n: "127.0.0.1" for n in resolve},
                "confdir": str(self.confdir)}
         cfg_file = tmp / f"harness-{os.getpid()}-{id(self)}.json"
@@ -72,11 +72,13 @@ class Proxy:
                 self.proc.wait(5)
         self._stderr.close()
 
-    def curl(self, url: str, resolve_port: int | None = None) -> tuple[int, str]:
-        """curl through the proxy, trusting only the proxy's CA; (status, body)."""
+    def curl(self, url: str, *flags: str) -> tuple[int, str]:
+        """curl through the proxy, trusting only the proxy's CA; (status, body). With
+        --http2, the body ends with a line naming the HTTP version the client used."""
+        write_out = "\n%{http_version}\n%{http_code}" if "--http2" in flags else "\n%{http_code}"
         out = subprocess.run(
-            ["curl", "-sS", "--max-time", "20", "--proxy", f"http://127.0.0.1:{self.port}",
-             "--cacert", str(self.confdir / "mitmproxy-ca-cert.pem"), "-w", "\n%{http_code}", url],
+            ["curl", "-sS", *flags, "--max-time", "20", "--proxy", f"http://127.0.0.1:{self.port}",
+             "--cacert", str(self.confdir / "mitmproxy-ca-cert.pem"), "-w", write_out, url],
             capture_output=True, text=True, timeout=30,
             env={"PATH": os.environ.get("PATH", ""), "HOME": str(self.tmp)})
         body, _, status = out.stdout.rpartition("\n")
@@ -114,6 +116,14 @@ def test_private_ca_fails_with_default_roots_and_names_the_fix(proxies, private_
     assert status2 == 502
     # one warning line for the host, however many requests
     assert proxy.log().count("credproxy: TLS to upstream pkgs.test") == 1, proxy.log()
+
+
+def test_explained_502_over_http2(proxies, private_ca):
+    with TlsServer(private_ca, ["pkgs.test"]) as srv:
+        proxy = proxies(intercept_hosts=["pkgs.test"], resolve=["pkgs.test"])
+        status, body = proxy.curl(f"https://pkgs.test:{srv.port}/", "--http2")
+    assert status == 502 and "unknown issuer" in body
+    assert body.rsplit("\n", 1)[-1] == "2", body  # the client spoke HTTP/2 to the proxy
 
 
 def test_ssl_cert_file_replaces_roots(proxies, private_ca, tmp_path):
@@ -256,3 +266,13 @@ def test_own_exported_bundle_as_ssl_cert_file_does_not_replace_roots(proxies, pr
         status, body = proxy.curl(f"https://pkgs.test:{srv.port}/")
     assert status == 502 and "unknown issuer" in body
     assert "credproxy's own exported bundle" in proxy.log()
+
+
+def test_a_failing_interception_decision_intercepts(proxies, private_ca):
+    """If deciding fails (a broken credential source), the host is intercepted rather than
+    silently passed through; the proxy keeps serving."""
+    with TlsServer(private_ca, ["pkgs.test"]) as srv:
+        proxy = proxies(broken_hosts=["pkgs.test"], resolve=["pkgs.test"])
+        status, body = proxy.curl(f"https://pkgs.test:{srv.port}/")
+    assert status == 502 and "unknown issuer" in body  # terminated by the proxy
+    assert "deciding interception for pkgs.test" in proxy.log()

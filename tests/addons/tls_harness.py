@@ -5,6 +5,7 @@ around TlsConfig as the proxy branch does) for the upstream-TLS addon tests.
 
 CONFIG: {"settings": {Settings fields; client_certs as [{"host","cert"}]},
          "intercept_hosts": ["host", ...],   # what wants_interception(host, port) says yes to
+         "broken_hosts": ["host", ...],      # ... raises for
          "resolve": {"name": "127.0.0.1"},   # test names, resolved inside this process only
          "confdir": "/tmp/..."}
 Prints `listening on PORT` once the listener is up; logs go to stderr.
@@ -48,7 +49,14 @@ async def main(cfg: dict) -> None:
     opts = Options(listen_host="127.0.0.1", listen_port=0, confdir=cfg["confdir"])
     master = Master(opts)
     addons = default_addons()
-    before, after = upstream_tls.addons(settings, lambda host, port: host.lower() in wanted)
+    broken = {h.lower() for h in cfg.get("broken_hosts", [])}
+
+    def wants_interception(host: str, port: int) -> bool:
+        if host.lower() in broken:
+            raise RuntimeError("a credential source failed")
+        return host.lower() in wanted
+
+    before, after = upstream_tls.addons(settings, wants_interception)
     i = next(i for i, a in enumerate(addons) if isinstance(a, TlsConfig))
     addons[i + 1:i + 1] = after
     addons[i:i] = before

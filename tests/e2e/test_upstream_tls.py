@@ -64,11 +64,22 @@ def test_private_ca_fails_with_default_roots_then_works_with_ssl_cert_file(
     assert json.loads(body)["path"] == "/"
 
 
-def test_allow_insecure_host_skips_only_that_host(tmp_path, tls_certs, echo_factory, credproxy_factory):
+@pytest.mark.parametrize("given_by", ["config", "flag", "UV_INSECURE_HOST"])
+def test_allow_insecure_host_skips_only_that_host(tmp_path, tls_certs, echo_factory, credproxy_factory, given_by):
     listed = echo_factory(host="mirror.test", untrusted=True)
     unlisted = echo_factory(host="other.test", untrusted=True)
-    _config(tmp_path, 'allow-insecure-host = ["mirror.test"]\nintercept-hosts = ["other.test"]\n')
-    proxy = credproxy_factory()  # upstream roots: certifi + the test CA (not the untrusted CA)
+    # upstream roots: certifi + the test CA (not the untrusted CA)
+    env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem)
+    args = []
+    if given_by == "config":
+        _config(tmp_path, 'allow-insecure-host = ["mirror.test"]\nintercept-hosts = ["other.test"]\n')
+    else:
+        _config(tmp_path, 'intercept-hosts = ["other.test"]\n')
+        if given_by == "flag":
+            args = ["--allow-insecure-host", "mirror.test"]
+        else:
+            env["UV_INSECURE_HOST"] = f"mirror.test:{listed.port} elsewhere.test"
+    proxy = credproxy_factory(*args, env=env)
     first = _get(proxy, listed.url, tmp_path)
     failed = _get(proxy, unlisted.url, tmp_path)
     again = _get(proxy, listed.url_for(path="/again"), tmp_path)
@@ -77,6 +88,19 @@ def test_allow_insecure_host_skips_only_that_host(tmp_path, tls_certs, echo_fact
     assert again[0] == 200
     assert [r.path for r in listed.requests] == ["/", "/again"]
     assert unlisted.requests == []
+
+
+@pytest.mark.parametrize("args, env_extra", [(["--system-certs"], {}), ([], {"UV_SYSTEM_CERTS": "1"}),
+                                              (["--native-tls"], {})])
+def test_system_certs_switch_to_the_os_store(tmp_path, echo_factory, credproxy_factory, args, env_extra):
+    server = echo_factory(host="mirror.test")  # the test CA is not in the OS store
+    _config(tmp_path, 'intercept-hosts = ["mirror.test"]\n')
+    proxy = credproxy_factory(*args, env=proxy_env(tmp_path, extra=env_extra))
+    status, body = _get(proxy, server.url, tmp_path)
+    assert status == 502 and "unknown issuer" in body
+    assert "add the CA to the OS store" in body  # the roots in use are the OS store's
+    if args == ["--native-tls"]:
+        assert "deprecated" in proxy.stderr()
 
 
 def test_ssl_client_cert_for_all_hosts(tmp_path, tls_certs, echo_factory, credproxy_factory):

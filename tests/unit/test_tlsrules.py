@@ -102,6 +102,9 @@ def test_uv_insecure_host_env_is_space_separated(tmp_path):
     ("*.corp.example", "corp.example", 443, False),
     ("*.corp.example", "evilcorp.example", 443, False),
     ("*.corp.example:8443", "pkgs.corp.example", 443, False),
+    ("*", "anything.example", 1, True),
+    ("[::1]:8443", "::1", 8443, True),
+    ("[::1]:8443", "[::1]", 443, False),
 ])
 def test_host_pattern_matching(pattern, host, port, expected):
     assert HostPattern.parse(pattern).matches(host, port) is expected
@@ -316,6 +319,11 @@ def test_native_tls_is_a_deprecated_alias(tmp_path):
     assert any("deprecated" in w for w in roots.warnings)
 
 
+def test_uv_system_certs_wins_over_its_deprecated_alias(tmp_path):
+    roots = tlsrules.decide_roots(settings(tmp_path, env={"UV_SYSTEM_CERTS": "false", "UV_NATIVE_TLS": "1"}))
+    assert roots.kind == "certifi" and not roots.warnings
+
+
 def test_ssl_cert_file_replaces_system_certs_too(tmp_path, ca_pem):
     roots = tlsrules.decide_roots(settings(tmp_path, env={"SSL_CERT_FILE": ca_pem}, system_certs=True))
     assert roots.kind == "custom"
@@ -394,3 +402,33 @@ def test_expired_client_cert_is_a_warning(tmp_path):
     assert plan.global_cert is not None  # still used: the server decides
     expired = [w for w in plan.warnings if "expired on" in w and str(p) in w]
     assert len(expired) == 2
+
+
+@given(sub=_host, suffix=_host, port=_port)
+def test_wildcard_matches_subdomains_only(sub, suffix, port):
+    pattern = HostPattern.parse(f"*.{suffix}")
+    assert pattern.matches(f"{sub}.{suffix}", port)
+    assert not pattern.matches(suffix, port)
+    assert not pattern.matches(f"{sub}{suffix}", port) or f"{sub}{suffix}".endswith("." + suffix)
+
+
+@given(host=_host, port=_port)
+def test_specificity_order_holds_for_any_host(host, port):
+    ranked = [HostPattern.parse(f"{host}:{port}"), HostPattern.parse(host),
+              HostPattern.parse(f"*.x.{host}"), HostPattern.parse(f"*.{host}"), HostPattern.parse("*")]
+    keys = [p.specificity() for p in ranked]
+    assert keys == sorted(keys, reverse=True) and len(set(keys)) == 5
+
+
+def test_exported_bundle_keeps_the_upstream_roots_from_ssl_cert_file(tmp_path, ca_pem):
+    """`credproxy env` points clients' SSL_CERT_FILE at the bundle; a corporate CA the proxy
+    got from SSL_CERT_FILE must be in it, or clients lose it for passthrough hosts. The
+    bundle itself is never included again."""
+    from credproxy.certs.bundle import bundle_parts
+
+    s = settings(tmp_path, env={"SSL_CERT_FILE": ca_pem})
+    labels = {label: str(path) for label, path in bundle_parts(s, s.env)}
+    assert labels.get("upstream roots") == ca_pem
+    s.env["SSL_CERT_FILE"] = str(paths.bundle_path(s.env))
+    paths.bundle_path(s.env).write_text(open(ca_pem).read())
+    assert "upstream roots" not in {label for label, _ in bundle_parts(s, s.env)}
