@@ -48,7 +48,7 @@ class OneLineErrors(click.Command):
 def parse_service(arg: str) -> str:
     """uv's Service: a URL, or a bare host that gets `https://`. `https`, or `http` only for
     loopback. Returns the URL (userinfo kept: login takes credentials from it)."""
-    shown = redact_url(arg)
+    shown = _shown(arg)
     m = _SCHEME_RE.match(arg)
     url = arg if m else f"https://{arg}"
     parts = urlsplit(url)
@@ -69,6 +69,16 @@ def parse_service(arg: str) -> str:
     if scheme == "http" and host not in _LOCAL_HOSTS:
         raise invalid("HTTPS is required for non-local hosts")
     return url
+
+
+def _shown(arg: str) -> str:
+    """The argument for an error message, with any userinfo masked, even when it does not
+    parse as a URL (`user:secret@host` reads as scheme `user`)."""
+    if "://" in arg:
+        return redact_url(arg)
+    if "@" in arg:
+        return "****@" + arg.rpartition("@")[2]
+    return arg
 
 
 def _split(arg: str) -> tuple[str, str | None, str | None]:

@@ -24,6 +24,7 @@ core stays independent; default_store_path mirrors it).
 from __future__ import annotations
 
 import errno
+import functools
 import fcntl
 import os
 import re
@@ -42,7 +43,9 @@ FILE_NAME = "credentials.toml"
 LOCK_SUFFIX = ".lock"
 #: how long a reader waits for a writer's lock before reading anyway (writes are atomic, so
 #: reading without the lock still sees a whole file)
-READ_LOCK_TIMEOUT = 5.0
+READ_LOCK_TIMEOUT = 1.0
+#: how long a writer waits for the lock (held by another credproxy or uv) before giving up
+WRITE_LOCK_TIMEOUT = 30.0
 
 
 class StoreError(Exception):
@@ -244,27 +247,18 @@ def normalize_service_for_file(service: str, where: str) -> str:
         raise StoreError(f"invalid credentials file {where}: {e}") from None
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
 def _toml_string(value: str) -> str:
-    """A TOML basic string: every character TOML forbids raw is escaped."""
-    out = ['"']
-    for ch in value:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        return _ESCAPES.get(ch) or f"\\u{ord(ch):04X}"
+
+    return '"' + _NEEDS_ESCAPE.sub(escape, value) + '"'
 
 
 def dumps(entries: list[StoreEntry]) -> str:
@@ -356,6 +350,7 @@ class Store:
         parse raises StoreError before anything is written."""
         self._ensure_dir()
         with self._exclusive_lock():
+            self._remove_stale_temp_files()
             before = self._read_unlocked()
             after = change(list(before))
             if after == before and not write_if_unchanged:
@@ -375,10 +370,24 @@ class Store:
         else:
             os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
 
+    def _temp_prefix(self) -> str:
+        return f".{self.path.name}."
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of writers that were killed mid-write. Only called under the exclusive
+        lock, when no other credproxy writer can be using one."""
+        try:
+            names = os.listdir(self.path.parent)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(self._temp_prefix()) and name.endswith(".tmp"):
+                _unlink_quietly(str(self.path.parent / name))
+
     def _write_atomic(self, text: str) -> None:
         directory = self.path.parent
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)  # 0600
+            fd, tmp = tempfile.mkstemp(prefix=self._temp_prefix(), suffix=".tmp", dir=directory)  # 0600
         except OSError as e:
             raise StoreError(f"cannot write credentials file {self.path}: {e.strerror}") from None
         try:
@@ -404,7 +413,20 @@ class Store:
         except OSError as e:
             raise StoreError(f"cannot open lock file {self.lock_path}: {e.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + WRITE_LOCK_TIMEOUT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise StoreError(f"cannot lock {self.lock_path}: {e.strerror}") from None
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"timed out after {WRITE_LOCK_TIMEOUT:.0f}s waiting for the lock on {self.lock_path} "
+                            "(another credproxy or uv process holds it)"
+                        ) from None
+                    time.sleep(0.005)
             yield
         finally:
             os.close(fd)  # closing releases the lock
@@ -443,16 +465,15 @@ def find(entries: list[StoreEntry], url: str, username: str | None = None) -> St
     for e in entries:
         if _without_userinfo(e.service) == _without_userinfo(target) and e.username == username:
             return e
-    realm = Realm.of(target)
-    path = url_path(target)
+    realm, path = _realm_and_path(target)
     best: list[StoreEntry] = []
     best_len = -1
     for e in entries:
         if username is not None and e.username != username:
             continue
-        if Realm.of(e.service) != realm:
+        service_realm, service_path = _realm_and_path(e.service)
+        if service_realm != realm:
             continue
-        service_path = url_path(e.service)
         if not is_path_prefix(service_path, path):
             continue
         length = len(service_path.encode())
@@ -469,6 +490,12 @@ def find(entries: list[StoreEntry], url: str, username: str | None = None) -> St
             f"(usernames {names}), specify which username to use"
         )
     return best[0]
+
+
+@functools.lru_cache(maxsize=4096)
+def _realm_and_path(service: str) -> tuple[Realm, str]:
+    """Parsed once per service string: the proxy looks up on every request."""
+    return Realm.of(service), url_path(service)
 
 
 def _without_userinfo(url: str) -> str:

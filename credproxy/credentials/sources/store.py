@@ -9,11 +9,12 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Mapping
 from urllib.parse import urlsplit
 
 from ..index import Index
 from ..model import Realm
-from ..store import Store, StoreEntry, StoreError, find
+from ..store import Store, StoreEntry, StoreError, default_store_path, find, uv_store_path
 from .base import Answer
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,17 @@ class StoreSource:
         entries, _error, _exists = self._refresh()
         realm = Realm(scheme.lower(), host.lower().strip("[]"), port)
         return any(Realm.of(e.service) == realm for e in entries)
+
+
+def store_sources(env: Mapping[str, str] | None = None) -> list[StoreSource]:
+    """Our store, then uv's read-only (design.md order); one source when both are the same
+    file (e.g. CREDPROXY_CREDENTIALS_DIR and UV_CREDENTIALS_DIR point at one directory)."""
+    env = os.environ if env is None else env
+    ours, uvs = default_store_path(env), uv_store_path(env)
+    sources = [StoreSource(ours, name="store")]
+    if os.path.abspath(uvs) != os.path.abspath(ours):
+        sources.append(StoreSource(uvs, name="uv-store"))
+    return sources
 
 
 def _origin_path(url: str) -> str:

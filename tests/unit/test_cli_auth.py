@@ -1,0 +1,295 @@
+"""`credproxy auth …` as a user runs it: the installed console script in a subprocess with a
+hermetic environment. Messages and exit codes follow uv 0.13.9 (uv-auth-reference.md §16)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from credproxy.credentials.model import secret_forms
+from credproxy.credentials.store import Store, StoreEntry
+
+CREDPROXY = str(Path(sys.executable).parent / "credproxy")
+TIMEOUT = 20
+
+
+@pytest.fixture
+def env(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "CREDPROXY_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+@pytest.fixture
+def store(env):
+    return Store(Path(env["CREDPROXY_DATA_DIR"]) / "credentials.toml")
+
+
+def cli(env, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CREDPROXY, "auth", *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=TIMEOUT,
+    )
+
+
+def entries(store):
+    return [(e.service, e.username, e.scheme, e.secret) for e in store.read()]
+
+
+def assert_no_secret(result, secret, username=None):
+    for form in secret_forms(secret, username):
+        assert form not in result.stdout and form not in result.stderr, f"{form!r} leaked"
+
+
+# --- login -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "service, stored",
+    [
+        ("example.com", "https://example.com/"),
+        ("example.com/simple/", "https://example.com/"),
+        ("https://Example.COM/org/repo/+simple", "https://example.com/org/repo"),
+        ("https://example.com/org/SIMPLE", "https://example.com/org"),
+        ("https://example.com:443/org/", "https://example.com/org/"),
+        ("http://localhost:9000/simple", "http://localhost:9000/"),
+        ("http://127.0.0.1:9000", "http://127.0.0.1:9000/"),
+        ("http://[::1]:9000/", "http://[::1]:9000/"),
+    ],
+)
+def test_login_normalises_service(env, store, service, stored):
+    r = cli(env, "login", service, "--username", "alice", "--password", "pw-1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    assert r.stderr == f"Stored credentials for alice@{stored}\n"
+    assert entries(store) == [(stored, "alice", "basic", "pw-1")]
+    assert_no_secret(r, "pw-1", "alice")
+
+
+def test_login_token_stores_token_username(env, store):
+    r = cli(env, "login", "pkgs.example", "--token", "tok-abc")
+    assert r.returncode == 0 and r.stderr == "Stored credentials for https://pkgs.example/\n"
+    assert entries(store) == [("https://pkgs.example/", "__token__", "basic", "tok-abc")]
+    assert_no_secret(r, "tok-abc", "__token__")
+
+
+@pytest.mark.parametrize("flag", ["--password", "--token"])
+def test_secret_from_stdin_one_line_trimmed(env, store, flag):
+    extra = [] if flag == "--token" else ["-u", "alice"]
+    r = cli(env, "login", "pkgs.example", *extra, flag, "-", stdin="  line-secret \nsecond line\n")
+    assert r.returncode == 0, r.stderr
+    assert store.read()[0].secret == "line-secret"
+    assert_no_secret(r, "line-secret")
+
+
+def test_credentials_from_url_userinfo(env, store):
+    r = cli(env, "login", "https://carol:p%40ss@pkgs.example/simple")
+    assert r.returncode == 0, r.stderr
+    # unlike uv 0.13.9, the secret does not end up in the service string
+    assert entries(store) == [("https://pkgs.example/", "carol", "basic", "p@ss")]
+    assert "p@ss" not in store.path.read_text().split("password")[0]
+    assert_no_secret(r, "p@ss", "carol")
+    assert_no_secret(r, "p%40ss")
+
+
+def test_login_replaces_and_keeps_other_usernames(env, store):
+    assert cli(env, "login", "pkgs.example", "-u", "alice", "--password", "one").returncode == 0
+    assert cli(env, "login", "pkgs.example", "-u", "bob", "--password", "two").returncode == 0
+    assert cli(env, "login", "pkgs.example", "-u", "alice", "--password", "three").returncode == 0
+    assert sorted(entries(store)) == [
+        ("https://pkgs.example/", "alice", "basic", "three"),
+        ("https://pkgs.example/", "bob", "basic", "two"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["example.com:8080", "-u", "a", "--password", "p"], "invalid value 'example.com:8080' for '<SERVICE>': Unsupported scheme: example.com"),
+        (["ftp://example.com", "-u", "a", "--password", "p"], "invalid value 'ftp://example.com' for '<SERVICE>': Unsupported scheme: ftp"),
+        (["http://example.com", "-u", "a", "--password", "p"], "invalid value 'http://example.com' for '<SERVICE>': HTTPS is required for non-local hosts"),
+        (["example.com", "-u", "a"], "No password provided; did you mean to provide `--password` or `--token`?"),
+        (["example.com", "--password", "p"], "No username provided; did you mean to provide `--username` or `--token`?"),
+        (["example.com", "-u", "", "--password", "p"], "Username cannot be empty"),
+        (["example.com", "-u", "a", "--password", ""], "Password cannot be empty"),
+        (["example.com", "--token", ""], "Password cannot be empty"),
+        (["https://x:y@example.com", "-u", "a", "--password", "p"], "Cannot specify a username both via the URL and CLI; found `--username a` and `x`"),
+        (["https://x:y@example.com", "--password", "p"], "Cannot specify a password both via the URL and CLI"),
+        (["https://x@example.com", "--token", "t"], "When using `--token`, a username cannot not be provided; found: x"),
+        (["https://:y@example.com", "--token", "t"], "Cannot include a password in the URL when using `--token`"),
+        (["example.com", "--token", "t", "-u", "a"], "the argument '--token <TOKEN>' cannot be used with '--username <USERNAME>'"),
+        (["example.com", "--token", "t", "--password", "p"], "the argument '--token <TOKEN>' cannot be used with '--password <PASSWORD>'"),
+        ([], "Missing argument 'SERVICE'"),  # click's own errors: wording varies by version
+        (["example.com", "--bogus"], "No such option"),
+    ],
+)
+def test_login_errors_are_one_line_exit_2(env, store, args, message):
+    r = cli(env, "login", *args)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.startswith(f"error: {message}") and r.stderr.count("\n") == 1, r.stderr
+    assert not store.path.exists()
+
+
+def test_error_never_echoes_a_url_secret(env):
+    r = cli(env, "login", "ftp://u:topsecret-9@example.com", "--password", "p")
+    assert r.returncode == 2 and "ftp://u:****@example.com" in r.stderr
+    assert_no_secret(r, "topsecret-9", "u")
+    # no scheme: uv reads `u` as the scheme and would echo the whole argument
+    r = cli(env, "login", "u:topsecret-9@example.com", "--password", "p")
+    assert r.returncode == 2 and r.stderr == "error: invalid value '****@example.com' for '<SERVICE>': Unsupported scheme: u\n"
+    assert_no_secret(r, "topsecret-9", "u")
+
+
+def test_login_into_corrupt_store_fails_and_keeps_file(env, store):
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text('[[credential]]\nservice = "https://h/"\nusername = "u"\npassword = "old-secret\n')
+    before = store.path.read_bytes()
+    r = cli(env, "login", "pkgs.example", "-u", "alice", "--password", "new-secret")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: cannot parse credentials file ") and str(store.path) in r.stderr
+    assert r.stderr.count("\n") == 1
+    assert store.path.read_bytes() == before
+    assert_no_secret(r, "old-secret")
+    assert_no_secret(r, "new-secret")
+
+
+# --- logout ------------------------------------------------------------------------------------
+
+
+def test_logout(env, store):
+    store.add(StoreEntry.basic("https://pkgs.example/", "alice", "alice-pw-zz"))
+    store.add(StoreEntry.basic("https://pkgs.example/", "__token__", "pt"))
+    r = cli(env, "logout", "pkgs.example/simple", "-u", "alice")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "Removed credentials for alice@https://pkgs.example/\n")
+    assert_no_secret(r, "alice-pw-zz", "alice")
+    r = cli(env, "logout", "pkgs.example", "-u", "alice")
+    assert (r.returncode, r.stderr) == (2, "error: No matching entry found for `alice@https://pkgs.example/`\n")
+    r = cli(env, "logout", "https://pkgs.example/")  # default username __token__
+    assert (r.returncode, r.stderr) == (0, "Removed credentials for https://pkgs.example/\n")
+    assert entries(store) == []
+    r = cli(env, "logout", "https://pkgs.example/")
+    assert (r.returncode, r.stderr) == (2, "error: No matching entry found for `https://pkgs.example/`\n")
+
+
+# --- token -------------------------------------------------------------------------------------
+
+
+def test_token_prints_secret_alone_with_prefix_match(env, store):
+    store.add(StoreEntry.basic("https://pkgs.example/org", "alice", "alice-secret"))
+    store.add(StoreEntry.basic("https://pkgs.example/", "__token__", "root-token"))
+    r = cli(env, "token", "https://pkgs.example/org/simple/x", "-u", "alice")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "alice-secret\n", "")
+    r = cli(env, "token", "pkgs.example/org/x")  # default username __token__
+    assert (r.returncode, r.stdout, r.stderr) == (0, "root-token\n", "")
+
+
+def test_token_bearer_entry(env, store):
+    store.add(StoreEntry.bearer("https://api.example/", "bearer-tok"))
+    r = cli(env, "token", "api.example/v1")
+    assert (r.returncode, r.stdout) == (0, "bearer-tok\n")
+
+
+def test_token_errors(env, store):
+    store.add(StoreEntry.basic("https://pkgs.example/", "alice", "alice-only-secret"))
+    r = cli(env, "token", "pkgs.example", "-u", "nobody")
+    assert_no_secret(r, "alice-only-secret", "alice")
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", "error: Failed to fetch credentials for `nobody@https://pkgs.example/`\n")
+    store.add(StoreEntry.basic("https://pkgs.example/", "nopw", None))
+    r = cli(env, "token", "pkgs.example", "-u", "nopw")
+    assert (r.returncode, r.stderr) == (2, "error: No password found for `nopw@https://pkgs.example/`\n")
+    r = cli(env, "token", "http://example.com")
+    assert r.returncode == 2 and "HTTPS is required for non-local hosts" in r.stderr
+
+
+def test_token_on_corrupt_store_reports_file_without_secret(env, store):
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text('[[credential]]\nservice = "https://h/"\nusername = "u"\npassword = "corrupt-secret\n')
+    r = cli(env, "token", "https://h/", "-u", "u")
+    assert r.returncode == 2 and str(store.path) in r.stderr and "line 4" in r.stderr
+    assert_no_secret(r, "corrupt-secret")
+
+
+# --- dir ---------------------------------------------------------------------------------------
+
+
+def test_dir(env, tmp_path):
+    r = cli(env, "dir")
+    assert (r.returncode, r.stdout) == (0, env["CREDPROXY_DATA_DIR"] + "\n")
+    r = cli(env, "dir", "pkgs.example")
+    assert (r.returncode, r.stdout) == (0, env["CREDPROXY_DATA_DIR"] + "\n")
+    r = cli({**env, "CREDPROXY_CREDENTIALS_DIR": str(tmp_path / "c")}, "dir")
+    assert r.stdout == str(tmp_path / "c") + "\n"
+    r = cli(env, "dir", "ftp://x")
+    assert r.returncode == 2 and "Unsupported scheme: ftp" in r.stderr
+
+
+# --- prompts on a terminal ---------------------------------------------------------------------
+
+
+def _acquire_controlling_tty() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_prompts_on_a_tty_with_hidden_password(env, store):
+    """With stdin a terminal and nothing given, login asks; the password is not echoed."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [CREDPROXY, "auth", "login", "pkgs.example"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_acquire_controlling_tty,
+    )
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = TIMEOUT) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {marker!r} in {seen!r}"
+            ready, _, _ = select.select([master], [], [], remaining)
+            if ready:
+                try:
+                    chunk = os.read(master, 1024)
+                except OSError:
+                    chunk = b""
+                assert chunk, f"terminal closed before {marker!r}: {seen!r}"
+                seen += chunk
+
+    try:
+        read_until(b"Enter username:")
+        os.write(master, b"tty-user\n")
+        read_until(b"Enter password:")
+        os.write(master, b"tty-hidden-pw\n")
+        read_until(b"Stored credentials for tty-user@https://pkgs.example/")
+        assert proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=TIMEOUT)
+        os.close(master)
+    assert b"tty-hidden-pw" not in seen
+    assert entries(store) == [("https://pkgs.example/", "tty-user", "basic", "tty-hidden-pw")]
