@@ -211,9 +211,8 @@ class PerHostTls:
             if hasattr(SSL._lib, "SSL_set_post_handshake_auth") and rule.client_cert is not None:
                 SSL._lib.SSL_set_post_handshake_auth(ssl_conn._ssl, 1)
         else:
-            _WATCH_BY_SSL[_ssl_key(ssl_conn._ssl)] = watch
             SSL._lib.SSL_set_info_callback(ssl_conn._ssl, _shared_info_callback())
-        ssl_conn._credproxy_watch = watch
+        _WATCH_BY_SSL[_ssl_key(ssl_conn._ssl)] = watch
         if rule.insecure is not None:
             ssl_conn.set_verify(SSL.VERIFY_NONE, None)
         self._remember(self._watches, data.conn.id, watch)
@@ -325,7 +324,7 @@ def _shared_info_callback():
 
 
 def _on_info_context(ssl_conn, where: int, ret: int) -> None:
-    watch = getattr(ssl_conn, "_credproxy_watch", None)
+    watch = _WATCH_BY_SSL.get(_ssl_key(ssl_conn._ssl))
     if watch is not None:
         _note_alert(watch, where, ret)
 
