@@ -96,6 +96,6 @@ def test_verbose_explains_why_no_credential_was_sent(tmp_path):
         assert world.get("retry.test", "/private/simple/g/").status == 401
         quiet = world.stop()
     [line] = [line for line in stderr.splitlines() if "/private/simple/g/" in line]
-    assert " 401 source=none auth=-" in line and 'reason="' in line
+    assert " 401 source=none auth=-" in line and 'reason="upstream answered 401; not re-sent: ' in line
     [plain] = [line for line in quiet.splitlines() if "/private/simple/g/" in line]
     assert "reason=" not in plain
