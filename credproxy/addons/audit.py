@@ -40,11 +40,15 @@ _COOKIE_RESPONSE_HEADERS = ("set-cookie",)
 
 
 def addons(settings) -> list:
-    """The audit addons for this configuration (the request log always; the flow saver with
-    `--save-flows`)."""
+    """The audit addons for this configuration: the request log always; the flow saver with
+    `--save-flows`; and the cycle collector that keeps a long-running proxy's memory flat
+    (memory.py; it rides along here so the proxy master needs no change)."""
+    from .memory import CycleCollector
+
     result: list = [AuditLog(settings)]
     if getattr(settings, "save_flows", None):
         result.append(RedactedFlowSaver(settings.save_flows))
+    result.append(CycleCollector())
     return result
 
 
@@ -157,7 +161,7 @@ class AuditLog:
         tunnel = self._tunnels.get(flow.client_conn.id)
         if tunnel is not None:
             tunnel.logged = True
-        error = flow.error.msg if flow.error else (flow.response.reason if flow.response else "")
+        error = flow.error.msg if flow.error else _connect_error_text(flow.response)
         status = flow.response.status_code if flow.response else None
         self._emit_tunnel(flow, tunnel, "connect-failed", status=status, error=error)
 
@@ -288,6 +292,17 @@ class _StderrHandler(logging.StreamHandler):
         super().emit(record)
 
 
+def _connect_error_text(response: http.Response | None) -> str:
+    """mitmproxy's 502 body for a failed CONNECT says why ("Cannot connect to X: [Errno 111]
+    Connect call failed ... If you plan to redirect ..."); keep the why, drop the advice
+    about its own options."""
+    if response is None:
+        return ""
+    text = response.get_text(strict=False) or ""
+    text = text.split(" If you plan to redirect", 1)[0].strip()
+    return text[:300] or response.reason
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -406,8 +421,8 @@ class RedactedFlowSaver:
         self.path = path
         self._fo = None
         self._writer: io.FlowWriter | None = None
-
-    def running(self) -> None:
+        # open now: a path that cannot be written is a start-up error (OSError), not flows
+        # silently missing later
         self._open()
 
     def _open(self) -> None:

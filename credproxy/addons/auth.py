@@ -199,6 +199,10 @@ class AuthAddon:
             retry = None
         if retry is None or retry.action != "inject" or not retry.header:
             self._record(state, state.decision, status)
+            meta = flow.metadata.get(METADATA_KEY)
+            if isinstance(meta, dict):  # for the request log's -v: why nothing was re-sent
+                why = retry.reason if retry is not None and retry.reason else "no source had credentials"
+                meta["reason"] = f"upstream answered {status}; not re-sent: {why}"
             return
         await self._resend(flow, state, retry)
 

@@ -119,7 +119,10 @@ def audit_addons(settings) -> list:
         return []
     from ..addons import audit
 
-    return list(audit.addons(settings))
+    try:
+        return list(audit.addons(settings))
+    except OSError as e:  # --save-flows FILE cannot be written
+        raise ServeError(f"cannot write {e.filename or 'the flow file'}: {e.strerror or e}") from None
 
 
 class _Lifecycle:

@@ -183,9 +183,11 @@ def test_lines_go_to_stderr_by_default(capsys):
 
 
 def test_addons_adds_the_flow_saver_only_with_save_flows(tmp_path):
-    assert [type(a) for a in audit.addons(Settings())] == [audit.AuditLog]
+    from credproxy.addons.memory import CycleCollector
+
+    assert [type(a) for a in audit.addons(Settings())] == [audit.AuditLog, CycleCollector]
     kinds = [type(a) for a in audit.addons(Settings(save_flows=str(tmp_path / "f")))]
-    assert kinds == [audit.AuditLog, audit.RedactedFlowSaver]
+    assert kinds == [audit.AuditLog, audit.RedactedFlowSaver, CycleCollector]
 
 
 # --- --save-flows ------------------------------------------------------------------------
@@ -212,7 +214,6 @@ def test_saved_flows_are_redacted_copies_and_the_live_flow_is_untouched(tmp_path
     flow = secret_flow()
     before = flow.get_state()
     with taddons.context(saver):
-        saver.running()
         saver.response(flow)
         saver.done()
     assert flow.get_state() == before  # the live flow still carries what goes upstream
@@ -284,3 +285,8 @@ def test_the_auth_addons_resend_copy_is_neither_logged_nor_saved(tmp_path):
     saver.response(dup)
     saver.done()
     assert not (tmp_path / "f").exists() or read_flows(tmp_path / "f") == []
+
+
+def test_unwritable_save_flows_path_fails_at_start_up(tmp_path):
+    with pytest.raises(OSError):
+        audit.addons(Settings(save_flows=str(tmp_path / "missing-dir" / "flows.mitm")))

@@ -237,3 +237,14 @@ def test_port_in_use_names_the_port_and_how_to_choose_another(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         world.start()
         normal_request_succeeds(world)
+
+
+def test_unwritable_save_flows_file_is_a_one_line_start_up_error(tmp_path):
+    with World(tmp_path, config_extra=INDEX, extra_env=ENV_CREDS) as world:
+        env = {k: v for k, v in world.env.items() if k != "CREDPROXY_TEST_RESOLVE"}
+        missing = tmp_path / "no-such-dir" / "flows.mitm"
+        result = world.cli("serve", "--port", "0", "--save-flows", str(missing), timeout=30, env=env)
+        assert result.returncode == 2
+        assert result.stderr.strip() == f"credproxy: error: cannot write {missing}: No such file or directory"
+        world.start("--save-flows", str(tmp_path / "flows.mitm"))
+        normal_request_succeeds(world)

@@ -132,3 +132,48 @@ def _login(world: World):
         credproxy_cmd("auth", "login", f"https://store.test:{world.port}/", "--username", USER, "--password", "-"),
         input=SECRET + "\n", env=world.env, capture_output=True, text=True, timeout=30,
     )
+
+
+def test_real_pip_and_uv_through_the_proxy_leave_no_secret_anywhere(tmp_path, private_index, credproxy_factory):
+    """Real clients against the testbed's pypiserver: the credential comes from the proxy's
+    netrc; pip's and uv's output, the JSON request log and the saved flows stay clean."""
+    from credproxy.credentials.model import secret_forms
+    from tests.helpers.clients import client_env, installed, pip_install, uv_pip_install
+
+    from .conftest import INDEX_PASSWORD, INDEX_USERNAME
+
+    def clean(label: str, text: str) -> None:
+        found = [f for f in secret_forms(INDEX_PASSWORD, INDEX_USERNAME) if f in text]
+        assert found == [], f"{label} contains {found}"
+
+    netrc = tmp_path / "proxy-home" / ".netrc"
+    netrc.parent.mkdir(parents=True, exist_ok=True)
+    netrc.write_text(f"machine pkgs.test login {INDEX_USERNAME} password {INDEX_PASSWORD}\n")
+    netrc.chmod(0o600)
+    (tmp_path / "credproxy-config.toml").write_text("")  # proxy_env names it; it must exist
+    flows_file = tmp_path / "pip-uv.mitm"
+    proxy = credproxy_factory("--log-format", "json", "--save-flows", str(flows_file), "-v")
+    env = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=proxy.ca_cert)
+    index_url = private_index.url_for("pkgs.test")
+
+    pip = pip_install(tmp_path / "pip-target", "--index-url", index_url, "private-pkg", env=env)
+    assert pip.returncode == 0, pip.stderr
+    uv = uv_pip_install(tmp_path / "uv-target", "--index-url", index_url, "--no-cache", "private-pkg", env=env)
+    assert uv.returncode == 0, uv.stderr
+    assert "private-pkg" in installed(tmp_path / "pip-target")
+    proxy.stop()
+
+    clean("pip output", pip.stdout + pip.stderr)
+    clean("uv output", uv.stdout + uv.stderr)
+    log = proxy.stderr()
+    clean("request log", log)
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    index_records = [r for r in records if r.get("url", "").startswith(f"https://pkgs.test:{private_index.port}/")]
+    assert len(index_records) >= 4 and {r["source"] for r in index_records} == {"netrc"}
+    clean("saved flows (raw)", flows_file.read_bytes().decode("latin-1"))
+    with open(flows_file, "rb") as f:
+        flows = list(mio.FlowReader(f).stream())
+    assert len(flows) == len(index_records)
+    for flow in flows:
+        clean(f"saved flow {flow.request.url}", repr(flow.get_state()))
+        assert flow.request.headers.get("Authorization") == "Basic [redacted by credproxy]"
