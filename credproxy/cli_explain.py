@@ -41,16 +41,44 @@ def explain(url: str, username: str | None, config_file: str | None) -> None:
     resolver = Resolver(settings)
     try:
         explanation = resolver.explain(url, username=username)
+        interception = _interception_line(settings, resolver, url)
     except ValueError as e:  # the message never quotes the URL (it may hold a password)
         _fail(str(e))
     finally:
         resolver.close()
     text = explanation.render()
-    text += _tls_lines(settings, url, text.endswith("\n"))
+    if not text.endswith("\n"):
+        text += "\n"
+    text += interception + _tls_lines(settings, url, True)
     # Belt and braces: nothing in the rendering should hold a secret; mask any that does.
     secrets = [a.credentials.secret for a in explanation.answers if a.credentials is not None]
     names = [a.credentials.username for a in explanation.answers if a.credentials is not None]
     click.echo(redact_text(text, secrets, usernames=names))
+
+
+def _interception_line(settings, resolver, url: str) -> str:
+    """Whether the proxy would terminate TLS to the URL's host (credproxy.interception): a
+    host passed through gets nothing from any source above, not even on a challenge."""
+    from urllib.parse import urlsplit
+
+    from .config import ConfigError
+    from .interception import InterceptionPolicy
+    from .tlsrules import build_plan
+
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return f"{'intercepted:':<17}yes (plain HTTP: every request passes through the proxy's addons)\n"
+    try:
+        plan = build_plan(settings)
+    except ConfigError as e:
+        return f"{'intercepted:':<17}unknown (TLS configuration error: {e})\n"
+    policy = InterceptionPolicy(settings, plan, lambda h, p: resolver.knows_host("https", h, p))
+    decision = policy.decide(parts.hostname, parts.port or 443)
+    if decision.intercept:
+        return f"{'intercepted:':<17}yes ({decision.reason})\n"
+    return (f"{'intercepted:':<17}NO ({decision.reason}): the proxy adds nothing to this host, "
+            "not even after a 401; name the index in the config (or pip.conf/uv.toml), or list "
+            "the host in intercept-hosts\n")
 
 
 def _tls_lines(settings, url: str, explanation_ends_with_newline: bool) -> str:

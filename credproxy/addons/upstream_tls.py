@@ -33,6 +33,7 @@ from typing import Callable
 
 from .. import paths
 from .. import tlsrules
+from ..interception import InterceptionPolicy
 
 logger = logging.getLogger("credproxy.upstream_tls")
 
@@ -100,41 +101,28 @@ def mitmproxy_options(settings) -> dict:
 def addons(settings, wants_interception: Callable[[str, int], bool]) -> tuple[list, list]:
     """Addons to insert before TlsConfig, and after it (for per-connection patches)."""
     p = prepare(settings)
-    listed = tlsrules.parse_host_patterns(getattr(settings, "intercept_hosts", []) or [], "intercept-hosts")
-    return ([Passthrough(p.plan, wants_interception, getattr(settings, "intercept", "auto"), listed)],
-            [PerHostTls(p)])
+    return ([Passthrough(InterceptionPolicy(settings, p.plan, wants_interception))], [PerHostTls(p)])
 
 
 class Passthrough:
     """Hosts with nothing to inject and no TLS policy are relayed as raw TLS: no certificate
     minted, the client sees the real server (mitmproxy-notes.md §3)."""
 
-    def __init__(self, plan: tlsrules.TlsPlan, wants_interception: Callable[[str, int], bool],
-                 intercept: str = "auto", listed: list[tlsrules.HostPattern] = ()):
-        self.plan = plan
-        self.listed = list(listed)  # config `intercept-hosts`
-        self.wants_interception = wants_interception
-        self.intercept = intercept
+    def __init__(self, policy: InterceptionPolicy):
+        self.policy = policy
 
     def tls_clienthello(self, data) -> None:
-        if self.intercept == "all" or data.ignore_connection:
+        if data.ignore_connection:
             return
         address = data.context.server.address
         host = data.client_hello.sni or (address[0] if address else None)
         if not host or not address:
             return
-        host, port = host.lower(), address[1]
-        if self.plan.customises(host, port) or any(p.matches(host, port) for p in self.listed):
-            return
-        try:
-            wanted = self.wants_interception(host, port)
-        except Exception as e:  # a broken source must not turn into a silent passthrough
-            # the type only: a source's message could quote a credential
-            logger.warning("deciding interception for %s:%s failed (%s); intercepting", host, port,
-                           type(e).__name__)
-            wanted = True
-        if not wanted:
+        decision = self.policy.decide(host, address[1])
+        if not decision.intercept:
             data.ignore_connection = True
+        logger.debug("%s:%s %s: %s", host, address[1], "intercepted" if decision.intercept else "passed through",
+                     decision.reason)
 
 
 @dataclass(eq=False)

@@ -172,3 +172,25 @@ def test_explain_command_bad_url_is_one_line_without_secret(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("credproxy: error: invalid URL") and result.stderr.count("\n") == 1
     assert_no_secret(result.stdout + result.stderr)
+
+
+def test_explain_says_a_host_known_only_to_the_netrc_default_is_not_intercepted(tmp_path):
+    """The `default` entry answers every host on a challenge, but the proxy only sees the
+    challenge of a host it intercepts; explain must not promise a retry it cannot make."""
+    env = base_env(tmp_path, tmp_path)
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"default login bob password {SECRET}\n")
+    netrc.chmod(0o600)
+    env["NETRC"] = str(netrc)
+    result = run_cli(["explain", "https://pkgs.test/simple/demo/"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_no_secret(result.stdout + result.stderr)
+    line = next(l for l in result.stdout.splitlines() if l.startswith("intercepted:"))
+    assert "NO (nothing names this host" in line and "intercept-hosts" in line
+
+    config = tmp_path / "credproxy.toml"
+    config.write_text(f'[[index]]\nname = "corp"\nurl = "{INDEX_URL}"\n')
+    result = run_cli(["explain", "https://pkgs.test/simple/demo/", "--config", str(config)], env, tmp_path)
+    line = next(l for l in result.stdout.splitlines() if l.startswith("intercepted:"))
+    assert line.split()[1] == "yes", result.stdout
+    assert "on 401:   retry once with bob:**** from netrc" in result.stdout

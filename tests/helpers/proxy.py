@@ -105,7 +105,7 @@ def proxy_env(
     """A from-scratch environment for the proxy process (none of this machine's settings).
 
     HOME/XDG dirs in tmp (no user netrc, store, keyring config), CREDPROXY_CONFIG pointing at
-    a file that does not exist unless the test writes it (tmp/credproxy-config.toml),
+    an empty tmp/credproxy-config.toml (a named config file must exist; tests write theirs there),
     CREDPROXY_TEST_RESOLVE mapping `resolve` to 127.0.0.1, and with upstream_ca
     SSL_CERT_FILE (replaces the default roots: pass certs.ca_plus_certifi_pem to keep public
     roots). `extra` last; None removes a variable.
@@ -114,6 +114,7 @@ def proxy_env(
     home = tmp / "proxy-home"
     for sub in ("", ".config", ".local/share", ".cache"):
         (home / sub).mkdir(parents=True, exist_ok=True)
+    (tmp / "credproxy-config.toml").touch()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
