@@ -182,8 +182,7 @@ class Proxy:
             self.on_listening(self.url)
 
     def _verbose_level(self) -> int:
-        verbose = getattr(self.settings, "verbose", 0) or 0
-        return logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.ERROR
+        return _mitmproxy_level(getattr(self.settings, "verbose", 0) or 0)
 
     def wants_interception(self, host: str, port: int) -> bool:
         if self.config.intercept_all or getattr(self.settings, "intercept", "auto") == "all":
@@ -301,7 +300,13 @@ def configure_logging(verbose: int) -> None:
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING)
     logging.getLogger("credproxy").setLevel(root.level)
-    _set_mitmproxy_log_level(logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.ERROR)
+    _set_mitmproxy_log_level(_mitmproxy_level(verbose))
+
+
+def _mitmproxy_level(verbose: int) -> int:
+    """-v is our request lines plus mitmproxy's warnings; its per-connection chatter (client
+    connect, server disconnect, ...) is INFO and waits for -vv; its DEBUG is never useful."""
+    return logging.INFO if verbose >= 2 else logging.WARNING if verbose == 1 else logging.ERROR
 
 
 def serve_forever(settings, config: ServeConfig, *, resolver=None, print_fn=print) -> None:
