@@ -53,20 +53,25 @@ def _settings(config_file: str | None = None, **overrides):
 
 
 def _serve_options(f):
-    f = click.option("--host", default=None, help="Listen address (default 127.0.0.1; non-loopback needs --proxyauth).")(f)
-    f = click.option("--port", type=click.IntRange(0, 65535), default=None, help="Listen port (default 8899; 0 picks a free one).")(f)
-    f = click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML).")(f)
-    f = click.option("--intercept-all", is_flag=True, default=False, help="Intercept TLS for every host (debugging).")(f)
-    f = click.option("--proxyauth", default=None, metavar="USER:TOKEN", envvar="CREDPROXY_PROXYAUTH",
-                     help="Require this proxy authentication from clients.")(f)
-    f = click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Request log format.")(f)
-    f = click.option("--save-flows", type=click.Path(dir_okay=False), default=None, help="Save redacted flows to FILE.")(f)
-    f = click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(f)
-    # upstream TLS, as uv spells them
-    f = click.option("--allow-insecure-host", "--trusted-host", "allow_insecure_host", multiple=True,
-                     metavar="HOST[:PORT]", help="Skip upstream certificate checks for this host (repeatable).")(f)
-    f = click.option("--system-certs", is_flag=True, default=None, help="Verify upstream servers with the OS trust store.")(f)
-    f = click.option("--native-tls", is_flag=True, default=None, hidden=True, help="Deprecated alias of --system-certs.")(f)
+    """The options of `serve` and `run`, listed in --help in this order."""
+    options = [
+        click.option("--host", default=None, help="Listen address (default 127.0.0.1; non-loopback needs --proxyauth)."),
+        click.option("--port", type=click.IntRange(0, 65535), default=None, help="Listen port (default 8899; 0 picks a free one)."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML)."),
+        click.option("--intercept-all", is_flag=True, default=False, help="Intercept TLS for every host (debugging)."),
+        click.option("--proxyauth", default=None, metavar="USER:TOKEN", envvar="CREDPROXY_PROXYAUTH",
+                     help="Require this proxy authentication from clients."),
+        click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Request log format."),
+        click.option("--save-flows", type=click.Path(dir_okay=False), default=None, help="Save redacted flows to FILE."),
+        click.option("-v", "--verbose", count=True, help="One line per request (-vv: connections and decisions)."),
+        # upstream TLS, as uv spells them
+        click.option("--allow-insecure-host", "--trusted-host", "allow_insecure_host", multiple=True,
+                     metavar="HOST[:PORT]", help="Skip upstream certificate checks for this host (repeatable)."),
+        click.option("--system-certs", is_flag=True, default=None, help="Verify upstream servers with the OS trust store."),
+        click.option("--native-tls", is_flag=True, default=None, hidden=True, help="Deprecated alias of --system-certs."),
+    ]
+    for option in reversed(options):  # click lists the last-applied decorator first
+        f = option(f)
     return f
 
 
