@@ -401,7 +401,7 @@ def _request_direct(url: str, settings, resolver, decision, report: Report) -> i
     status = _send_direct(url, settings, decision.header)
     if status in (401, 403, 404):
         retry = resolver.challenge(url, decision, status)
-        if retry is not None:
+        if retry is not None and retry.action == "inject":
             _remember(report, retry.credentials)
             status = _send_direct(url, settings, retry.header)
             resolver.record(url, retry, status)

@@ -119,11 +119,12 @@ class Explanation:
         }[d.action]
         lines.append(f"would send: {sends}")
         lines.append(f"reason:   {d.reason}")
-        if self.on_challenge is not None:
-            c = self.on_challenge
+        c = self.on_challenge
+        if c is not None and c.action == "inject":
             lines.append(f"on 401:   retry once with {c.shown_credentials} from {c.source}")
         elif d.action == "send":
-            lines.append("on 401:   no source would answer; the client gets the 401")
+            why = f" ({c.reason})" if c is not None and c.reason else ""
+            lines.append(f"on 401:   no source would answer{why}; the client gets the 401")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -232,6 +233,15 @@ class SingleFlight:
             self._flights[key] = _Flight(future)
             return future, True
 
+    def remembered_for(self, key: Hashable) -> float | None:
+        """Seconds a remembered "nothing found" for `key` is still served, else None."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None or flight.finished_at is None or flight.future.result().found:
+                return None
+            left = self._ttl - (self._clock() - flight.finished_at)
+            return left if left > 0 else None
+
     def finish(self, key: Hashable, future: Future, answer: Answer) -> None:
         with self._lock:
             flight = self._flights.get(key)
@@ -275,7 +285,7 @@ class Resolver:
         d = await resolver.aresolve(url, client_authorization)      # before sending
         ... send with d.header if d.action == "inject"; answer 401 with d.reason if "fail"
         retry = await resolver.achallenge(url, d, status)            # status 401/403/404
-        ... if retry is not None: re-send once with retry.header
+        ... if retry is not None and retry.action == "inject": re-send once with retry.header
         resolver.record(url, final_decision, final_status)           # cache on < 400
         resolver.knows_host(scheme, host, port)                      # intercept this host?
 
@@ -339,7 +349,8 @@ class Resolver:
 
     def challenge(self, url: str, sent: Decision, status: int) -> Decision | None:
         """After 401 (or 403/404 when `sent` carried no credentials and a source may exist):
-        the credentials to re-send with once, or None (then the client gets the response)."""
+        an `inject` Decision to re-send with once; otherwise the client gets the response, and
+        the result is None, or a `send` Decision whose reason says which sources had nothing."""
         return self._run_sync(self._plan_challenge(url, sent, status))
 
     async def achallenge(self, url: str, sent: Decision, status: int) -> Decision | None:
@@ -437,7 +448,8 @@ class Resolver:
         hit = self._cache_hit(url, username, index, challenged=False)
         if hit is not None:
             return hit
-        found = yield from self._plan_sources(url, username, index, challenged=False)
+        misses: list[str] = []
+        found = yield from self._plan_sources(url, username, index, challenged=False, misses=misses)
         if found is not None and found.action == "inject":
             return found
         if index is not None and index.authenticate == "always":
@@ -448,7 +460,9 @@ class Resolver:
                                    f"and no source ({', '.join(s.name for s in self.sources)}) has credentials for it")
         later = [s.name for s in self.sources if not s.fast]
         reason = "no source has credentials to send before the first request"
-        if later:
+        if misses:
+            reason += "; " + "; ".join(misses)
+        elif later:
             reason += f"; on a challenge {', '.join(later)} and the netrc default entry may be asked"
         return Decision("send", index=index, username=username, reason=reason)
 
@@ -471,13 +485,18 @@ class Resolver:
         if status != 401 and not self._may_have_source(url, index, sent.username):
             return None
         hit = self._cache_hit(url, sent.username, index, challenged=True)
+        misses: list[str] = []
         if hit is None:
-            hit = yield from self._plan_sources(url, sent.username, index, challenged=True)
+            hit = yield from self._plan_sources(url, sent.username, index, challenged=True, misses=misses)
+        if hit is None and misses:  # not re-sent; say why (the request log's -v)
+            return Decision("send", index=index, username=sent.username, preemptive=False,
+                            reason="; ".join(misses))
         if hit is None or hit.action != "inject":
             return None
         return replace(hit, preemptive=False, reason=f"upstream answered {status}; " + hit.reason)
 
-    def _plan_sources(self, url: str, username: str | None, index: Index | None, challenged: bool) -> Plan:
+    def _plan_sources(self, url: str, username: str | None, index: Index | None, challenged: bool,
+                      misses: list[str] | None = None) -> Plan:
         """The first usable answer in chain order, as an `inject` Decision; a `fail` for an
         incomplete credential under `always`; else None."""
         lookup_user = username
@@ -489,6 +508,8 @@ class Resolver:
                 if self._slow_skip_reason(source, index, slow_user, challenged):
                     continue
                 answer = yield _Ask(source, url, slow_user, index, self._memo_key(source, url, index, slow_user))
+                if not answer.found and misses is not None and not answer.skipped:
+                    misses.append(f"{answer.source} answered nothing: {answer.detail or 'no entry'}")
             if not answer.found:
                 continue
             creds = answer.credentials
@@ -573,7 +594,7 @@ class Resolver:
         if leader:
             self._lead(ask, future)
         try:
-            return future.result(timeout=self._wait_timeout)
+            return self._remembered(ask, future.result(timeout=self._wait_timeout), leader)
         except FutureTimeout:
             return self._gave_up(ask)
 
@@ -586,9 +607,20 @@ class Resolver:
             # The lookup finishes (and wakes the others) even if this request is cancelled.
             self._slow_executor.submit(self._lead, ask, future)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self._wait_timeout)
+            answer = await asyncio.wait_for(asyncio.wrap_future(future), self._wait_timeout)
         except asyncio.TimeoutError:
             return self._gave_up(ask)
+        return self._remembered(ask, answer, leader)
+
+    def _remembered(self, ask: _Ask, answer: Answer, leader: bool) -> Answer:
+        """A "nothing found" served from the memo says so, and until when (-v, explain)."""
+        if leader or answer.found:
+            return answer
+        left = self._memo.remembered_for(ask.memo_key)
+        if left is None:
+            return answer
+        until = time.strftime("%H:%M:%S", time.localtime(time.time() + left))
+        return replace(answer, detail=f"{answer.detail} (remembered; asked again after {until})")
 
     def _lead(self, ask: _Ask, future: Future) -> None:
         self._memo.finish(ask.memo_key, future, _call(ask))

@@ -358,6 +358,36 @@ def test_negative_results_expire_after_ttl():
     assert len(kr.calls) == 2
 
 
+def test_send_reason_says_the_keyring_answered_nothing_and_until_when_that_is_remembered(monkeypatch):
+    """-v: why no credential was sent (keyring answered nothing; negative cache until T)."""
+    clock = Clock()
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
+    ix = Index.from_url("https://h.test/simple/")
+    r = make([FakeSource("keyring", {}, fast=False)], [ix], clock=clock)
+    first = r.resolve("https://h.test/simple/a/")
+    assert first.action == "send" and "keyring answered nothing: no entry" in first.reason
+    assert "remembered" not in first.reason  # this one was really asked
+    clock.now += 20
+    second = r.resolve("https://h.test/simple/a/")
+    until = time.strftime("%H:%M:%S", time.localtime(1_700_000_000.0 + 40))
+    assert f"keyring answered nothing: no entry (remembered; asked again after {until})" in second.reason
+    clock.now += 41
+    assert "remembered" not in r.resolve("https://h.test/simple/a/").reason
+
+
+def test_a_challenge_nobody_answers_says_which_sources_had_nothing():
+    kr = FakeSource("keyring", {}, fast=False)
+    r = make([FakeSource("netrc", {}), kr])
+    sent = r.resolve("https://other.test/f.whl")
+    retry = r.challenge("https://other.test/f.whl", sent, 401)
+    # an unconfigured host without a username: the keyring is not asked (as uv); nothing to say
+    assert retry is None and kr.calls == []
+    sent = r.resolve("https://other.test/f.whl", basic_header("bob"))  # the client sent a username only
+    retry = r.challenge("https://other.test/f.whl", sent, 401)
+    assert retry is not None and retry.action == "send" and retry.header is None
+    assert retry.reason == "keyring answered nothing: no entry"
+
+
 def test_negative_ttl_is_configurable():
     clock = Clock()
     ix = Index.from_url("https://h.test/simple/")
