@@ -125,12 +125,17 @@ def ca_cert_path(env: Mapping[str, str]) -> Path:
 
 def load_certs_der(path: Path) -> list[bytes]:
     """DER of every certificate in a PEM file (empty when unreadable or not PEM)."""
-    from cryptography import x509
+    import warnings
+
+    from cryptography import utils, x509
     from cryptography.hazmat.primitives import serialization
 
     try:
         data = path.read_bytes()
-        certs = x509.load_pem_x509_certificates(data)
+        with warnings.catch_warnings():
+            # a few public roots have non-positive serials; cryptography warns on each parse
+            warnings.simplefilter("ignore", getattr(utils, "CryptographyDeprecationWarning", DeprecationWarning))
+            certs = x509.load_pem_x509_certificates(data)
     except (OSError, ValueError):
         return []
     return [c.public_bytes(serialization.Encoding.DER) for c in certs]

@@ -71,6 +71,7 @@ def test_doctor_with_the_proxy_and_its_env_is_clean_and_checks_the_url(tmp_path)
     assert "✓ SSL_CERT_FILE=" in out and "trusts credproxy's CA" in out
     assert f"✓ GET {url} through the proxy: 200" in out
     assert out.rstrip().endswith("No problems found.")
+    assert result.stderr == ""  # no library warnings (cryptography on public roots) either
     assert leaks(out + result.stderr) == []
 
 
