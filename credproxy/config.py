@@ -16,6 +16,7 @@ broken one is skipped with a warning, so a stray file in a project cannot stop t
 from __future__ import annotations
 
 import configparser
+import math
 import os
 import re
 import sys
@@ -55,6 +56,9 @@ class ClientCertRule:
 class Settings:
     indexes: list[Index] = field(default_factory=list)
     keyring_provider: KeyringProvider = "disabled"
+    # seconds a `keyring` command may take before it is killed (a hanging keyring must not
+    # hold requests); raise it for keyrings that prompt (a device-code sign-in)
+    keyring_timeout: float = 10.0
     allow_insecure_host: list[str] = field(default_factory=list)
     system_certs: bool = False
     ca_bundle: str | None = None
@@ -214,7 +218,7 @@ def _read_toml(path: Path) -> dict:
 
 # --- the credproxy config file ---------------------------------------------------------------
 
-_TOP_KEYS = ("keyring-provider", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
+_TOP_KEYS = ("keyring-provider", "keyring-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
              "intercept-hosts", "index", "client-cert")
 _INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url")
 _CERT_KEYS = ("host", "cert")
@@ -226,12 +230,18 @@ class _Layer:
 
     indexes: list[Index] = field(default_factory=list)
     keyring_provider: str | None = None
+    keyring_timeout: float | None = None
     allow_insecure_host: list[str] = field(default_factory=list)
     system_certs: bool | None = None
     ca_bundle: str | None = None
     intercept: str | None = None
     intercept_hosts: list[str] = field(default_factory=list)
     client_certs: list[ClientCertRule] = field(default_factory=list)
+
+
+def _positive_seconds(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
 
 
 def _string_list(p: _Problems, key: str, value: Any, check=None, expected: str = "an array of strings") -> list[str]:
@@ -270,6 +280,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> _Layer:
             layer.keyring_provider = v
         else:
             p.add("keyring-provider", _one_of(KEYRING_PROVIDERS), v)
+    if "keyring-timeout" in data:
+        v = data["keyring-timeout"]
+        if _positive_seconds(v):
+            layer.keyring_timeout = float(v)
+        else:
+            p.add("keyring-timeout", "a positive number of seconds", v)
     if "intercept" in data:
         v = data["intercept"]
         if v in INTERCEPT_POLICIES:
@@ -415,6 +431,16 @@ def _env_layer(env: Mapping[str, str], settings: Settings) -> _Layer:
             layer.keyring_provider = v
         else:
             problems.append(f"UV_KEYRING_PROVIDER: expected {_one_of(KEYRING_PROVIDERS)}, got {_quote(v)}")
+
+    if (v := _env(env, "CREDPROXY_KEYRING_TIMEOUT")) is not None:
+        try:
+            seconds = float(v)
+        except ValueError:
+            seconds = -1.0
+        if _positive_seconds(seconds):
+            layer.keyring_timeout = seconds
+        else:
+            problems.append(f"CREDPROXY_KEYRING_TIMEOUT: expected a positive number of seconds, got {_quote(v)}")
 
     if (v := _env(env, "UV_INSECURE_HOST")) is not None:
         layer.allow_insecure_host = v.split()
@@ -913,6 +939,7 @@ def load_settings(
         return default
 
     settings.keyring_provider = first("keyring_provider", settings.keyring_provider)
+    settings.keyring_timeout = first("keyring_timeout", settings.keyring_timeout)
     settings.system_certs = first("system_certs", settings.system_certs)
     settings.ca_bundle = first("ca_bundle", settings.ca_bundle)
     settings.intercept = first("intercept", settings.intercept)

@@ -309,7 +309,8 @@ class Resolver:
         self._default_chain = sources is None
         self.sources: list[Source] = list(sources) if sources is not None else default_sources(settings)
         self._clock = clock or time.monotonic
-        self._wait_timeout = wait_timeout
+        # a waiter never gives up before the keyring command itself is cut off
+        self._wait_timeout = max(wait_timeout, float(getattr(settings, "keyring_timeout", 0.0)) + 5.0)
         self._lock = threading.Lock()
         self._cache = SessionCache()
         self._memo = SingleFlight(self._clock, negative_ttl)
@@ -705,6 +706,5 @@ def default_sources(settings) -> list[Source]:
     if provider == "native":
         sources.append(NativeKeyringSource())
     elif provider == "subprocess":
-        timeout = float(getattr(settings, "keyring_timeout", None) or env.get("CREDPROXY_KEYRING_TIMEOUT") or 10.0)
-        sources.append(KeyringSubprocessSource(timeout=timeout, env=env))
+        sources.append(KeyringSubprocessSource(timeout=getattr(settings, "keyring_timeout", 10.0), env=env))
     return sources

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from credproxy.config import (
     uv_config_paths,
 )
 from credproxy.credentials.index import Index, valid_index_name
+from credproxy.credentials.resolver import default_sources
 from credproxy.credentials.model import secret_forms
 
 SECRET = "s3cr3t-pa ss/word"  # space and slash: URL-encoded forms differ from the raw one
@@ -162,6 +164,9 @@ def test_config_index_url_credentials_kept_but_not_shown(tmp_path):
         ('[[index]]\nurl = "https://h/"\ndefault = true', 'index[1]."default"', "known key"),
         ('[[index]]\nname = "a"\nurl = "https://h/"\n[[index]]\nname = "a"\nurl = "https://g/"',
          "index[2].name", "not used by another index (index[1]"),
+        ('keyring-timeout = "30"', "keyring-timeout", "a positive number of seconds"),
+        ('keyring-timeout = 0', "keyring-timeout", "a positive number of seconds"),
+        ('keyring-timeout = true', "keyring-timeout", "a positive number of seconds"),
         ('[[client-cert]]\ncert = "/c.pem"', "client-cert[1].host", "host pattern"),
         ('[[client-cert]]\nhost = "https://h/"\ncert = "/c.pem"', "client-cert[1].host", "host pattern"),
         ('[[client-cert]]\nhost = "h"', "client-cert[1].cert", "certificate and key"),
@@ -323,6 +328,8 @@ def test_system_certs_env_and_native_tls_alias(tmp_path, env, expected, warned):
     ({"UV_INDEX": "b@d=https://h/"}, "UV_INDEX", "index names"),
     ({"UV_DEFAULT_INDEX": "https://h:0x/"}, "UV_DEFAULT_INDEX", "a valid URL"),
     ({"UV_INDEX_URL": "https:///simple"}, "UV_INDEX_URL", "with a host"),
+    ({"CREDPROXY_KEYRING_TIMEOUT": "soon"}, "CREDPROXY_KEYRING_TIMEOUT", "a positive number of seconds"),
+    ({"CREDPROXY_KEYRING_TIMEOUT": "nan"}, "CREDPROXY_KEYRING_TIMEOUT", "a positive number of seconds"),
 ])
 def test_env_errors_name_the_variable(tmp_path, env, var, expected):
     with pytest.raises(ConfigError) as err:
@@ -335,6 +342,15 @@ def test_env_index_items_split_on_whitespace(tmp_path):
     s = load(tmp_path, env={"UV_INDEX": "bad name=https://h/"})
     assert [(i.name, i.url) for i in s.indexes] == [("name", "https://h/")]
     assert s.warnings == [] and any("UV_INDEX" in n and "bad" in n for n in s.notes)
+
+
+def test_keyring_timeout_default_config_and_env(tmp_path):
+    assert load(tmp_path).keyring_timeout == 10.0
+    assert load(tmp_path, "keyring-timeout = 90").keyring_timeout == 90.0
+    s = load(tmp_path, "keyring-timeout = 90", env={"CREDPROXY_KEYRING_TIMEOUT": "2.5"})
+    assert s.keyring_timeout == 2.5  # the environment over the file
+    kr = [src for src in default_sources(replace(s, keyring_provider="subprocess")) if src.name == "keyring"]
+    assert kr[0].timeout == 2.5
 
 
 def test_env_keyring_provider_and_insecure_hosts(tmp_path):
