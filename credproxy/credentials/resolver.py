@@ -301,7 +301,7 @@ class Resolver:
         *,
         clock: Callable[[], float] | None = None,
         negative_ttl: float = 60.0,
-        wait_timeout: float = 120.0,
+        wait_timeout: float | None = None,
         max_workers: int = 4,
     ):
         self.settings = settings
@@ -309,8 +309,9 @@ class Resolver:
         self._default_chain = sources is None
         self.sources: list[Source] = list(sources) if sources is not None else default_sources(settings)
         self._clock = clock or time.monotonic
-        # a waiter never gives up before the keyring command itself is cut off
-        self._wait_timeout = max(wait_timeout, float(getattr(settings, "keyring_timeout", 0.0)) + 5.0)
+        if wait_timeout is None:  # by default a waiter outlasts the keyring command's own timeout
+            wait_timeout = max(120.0, float(getattr(settings, "keyring_timeout", 0.0)) + 5.0)
+        self._wait_timeout = wait_timeout
         self._lock = threading.Lock()
         self._cache = SessionCache()
         self._memo = SingleFlight(self._clock, negative_ttl)

@@ -62,9 +62,8 @@ def resolver_for(tmp_path, answers, *, username=None, sleep=0.0, timeout=10.0):
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
     write_keyring_script(bin_dir, answers, log=log, sleep=sleep)
     env = base_env(tmp_path, bin_dir)
-    env["CREDPROXY_KEYRING_TIMEOUT"] = str(timeout)
     settings = Settings(indexes=[Index.from_url(INDEX_URL, name="corp", username=username)],
-                        keyring_provider="subprocess", env=env)
+                        keyring_provider="subprocess", keyring_timeout=timeout, env=env)
     return Resolver(settings), log
 
 
