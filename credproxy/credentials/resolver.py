@@ -585,7 +585,14 @@ class Resolver:
         try:
             ask = next(plan)  # cache hits return here, on the loop, without a thread hop
             while True:
-                ask = plan.send(await self._ask_async(ask))
+                if ask.memo_key is None:
+                    # a run of fast lookups (files, env) in one worker hop, not one per source
+                    ask, done = await asyncio.get_running_loop().run_in_executor(
+                        self._executor, _advance_fast, plan, ask)
+                    if ask is None:
+                        return done
+                else:
+                    ask = plan.send(await self._ask_async(ask))
         except StopIteration as done:
             return done.value
 
@@ -631,6 +638,17 @@ class Resolver:
         message = f"{ask.source.name}: no answer within {self._wait_timeout:g}s; continuing without it"
         log.warning("%s", message)
         return Answer(ask.source.name, detail=message)
+
+
+def _advance_fast(plan: Plan, ask: _Ask) -> tuple[_Ask | None, "Decision | None"]:
+    """Answer fast asks until the plan wants a slow one: (that ask, None); or ends: (None,
+    its result). StopIteration cannot cross a Future, hence the pair."""
+    try:
+        while ask.memo_key is None:
+            ask = plan.send(_call(ask))
+    except StopIteration as done:
+        return None, done.value
+    return ask, None
 
 
 def _call(ask: _Ask) -> Answer:

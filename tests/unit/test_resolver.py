@@ -554,6 +554,17 @@ def test_cache_hit_stays_on_the_loop():
     assert done.value.value.cached
 
 
+def test_fast_lookups_take_one_worker_hop_not_one_per_source():
+    sources = [FakeSource(name, {}) for name in ("index-url", "netrc", "store")]
+    r = make(sources)
+    submitted = []
+    real_submit = r._executor.submit
+    r._executor.submit = lambda *a, **kw: submitted.append(a[0]) or real_submit(*a, **kw)
+    d = asyncio.run(r.aresolve("https://nobody.test/x"))
+    assert d.action == "send" and all(len(s.calls) == 1 for s in sources)
+    assert len(submitted) == 1
+
+
 def test_async_challenge():
     kr = FakeSource("keyring", {"h.test": ALICE}, fast=False)
     r = make([kr])
