@@ -481,6 +481,9 @@ _CHUNK = 64 * 1024
 
 class _EchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body are separate writes: without TCP_NODELAY, Nagle + the client's delayed
+    # ACK add ~40 ms to every keep-alive request
+    disable_nagle_algorithm = True
     server: "_EchoHTTPServer"
 
     def log_message(self, format, *args):  # quiet: the record list is the log

@@ -1,0 +1,33 @@
+"""benchmarks/run.py keeps working: a --quick run (seconds) prints every row with its ratios
+and writes the raw numbers. The figures themselves are not judged here (benchmarks are not
+timed tests); benchmarks/README.md has a full run."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = ["small requests", "new connection + GET", "50 MB download", "pip install (2 pkgs)",
+        "uv install (2 pkgs)", "proxy start-up"]
+
+
+def test_quick_benchmark_run_reports_every_row(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(out)],
+                            capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [row["what"] for row in data["rows"]] == ROWS
+    for row in data["rows"][:3]:  # the proxy rows: every variant measured, positive
+        assert set(row["median"]) == {"direct", "passthrough", "intercepted", "mitmdump"}
+        assert all(v > 0 for v in row["median"].values())
+    for row in data["rows"][3:5]:
+        assert set(row["median"]) == {"direct", "intercepted"}
+    lines = {line.split("  ")[0]: line for line in result.stdout.splitlines()}
+    for what in ROWS[:5]:  # the table shows the intercepted ratio of each row
+        assert what in lines and re.search(r"\d+\.\d\dx", lines[what]), result.stdout
+    assert 0 < data["proxy_peak_rss_mb"] < 500
