@@ -355,16 +355,6 @@ def test_proxy_stop_kills_a_process_that_ignores_sigterm(tmp_path):
 # ---- the whole bed with the real proxy: fixtures, name mapping, trust, counters together.
 
 
-def _serve_exists() -> bool:
-    from tests.helpers.proxy import CREDPROXY
-
-    result = subprocess.run([str(CREDPROXY), "serve", "--help"], capture_output=True,
-                            timeout=30, stdin=subprocess.DEVNULL)
-    return result.returncode == 0
-
-
-@pytest.mark.skipif(not _serve_exists(), reason="`credproxy serve` is not on this branch yet "
-                    "(branch proxy); this runs wherever it is merged")
 def test_pip_uv_curl_through_credproxy_get_credentials_from_index_env(
     private_index, credproxy_factory, proxied_env, tmp_path, tls_certs
 ):
