@@ -4,6 +4,7 @@ netrc, its store, UV_INDEX_<NAME>_* or a `keyring` command."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from credproxy.credentials.model import secret_forms
 from tests.helpers.clients import client_env, curl, installed, pip_install, uv_pip_install
+from tests.helpers.h2server import H2Server
 from tests.helpers.keyring_script import read_calls, write_keyring_script
 from tests.helpers.proxy import proxy_env
 
@@ -229,6 +231,36 @@ def test_second_host_gets_no_authorization(
         assert result.stdout.strip() == "200", result.stderr
     assert len(echo_server.requests) == 2
     assert all(r.authorization is None for r in echo_server.requests)
+
+
+@pytest.fixture
+def h2_server(tls_certs):
+    server = H2Server.start(tls_certs)
+    yield server
+    server.stop()
+
+
+def test_http2_client_and_upstream_get_the_credential(tmp_path, tls_certs, credproxy_factory, h2_server):
+    """HTTP/2 end to end (mitmproxy >= 12; with 11 the proxy speaks HTTP/1.1 to the client):
+    the credential is injected into h2 requests too, on every stream of one connection."""
+    import mitmproxy.version
+
+    env = proxy_environment(tmp_path, tls_certs)
+    write_netrc(env, "machine other.test login bob password h2-s3cret\n")
+    proxy = credproxy_factory(env=env)
+    cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=client_bundle(tmp_path, proxy, tls_certs))
+    url = f"https://other.test:{h2_server.port}"
+    result = curl("--http2", "-w", "%{http_version} %{http_code}\n", "-o", "/dev/null", f"{url}/a",
+                  "-w", "%{http_version} %{http_code}\n", "-o", "/dev/null", f"{url}/b", env=cenv)
+    h2 = int(mitmproxy.version.VERSION.split(".")[0]) >= 12
+    assert result.stdout.split("\n")[:2] == [f"{'2' if h2 else '1.1'} 200"] * 2, result.stderr
+    # the server speaks h2 whenever it is offered: the proxy chose the version per its mitmproxy
+    expected = "Basic " + base64.b64encode(b"bob:h2-s3cret").decode()
+    version = "2" if h2 else "1.1"
+    assert [(r.path, r.authorization, r.http_version) for r in h2_server.requests] == [
+        ("/a", expected, version), ("/b", expected, version)]
+    text = result.stdout + result.stderr + proxy.stderr()
+    assert not [form for form in secret_forms("h2-s3cret", "bob") if form in text]
 
 
 def test_200_mb_response_streams_with_flat_memory(tmp_path, tls_certs, credproxy_factory, echo_factory):
