@@ -9,7 +9,6 @@ a config file, and `credproxy serve` as a subprocess with the test names resolve
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from credproxy.credentials.model import secret_forms
 
 from .fault_upstream import Upstream
 from .proxy_client import Reply, client_context, get
-from .proxy_process import LISTENING, _read_line, credproxy_cmd, hermetic_env
+from tests.helpers.proxy import Proxy, credproxy_cmd, hermetic_env, start_credproxy
 
 USER = "alice"
 SECRET = "N0-leak/s3cr3t+&?%x"  # characters that URL-encoding changes
@@ -48,15 +47,17 @@ class World:
         os.chmod(self.netrc_path, 0o600)
         self.config = Path(self.env["CREDPROXY_CONFIG"])
         self.config.write_text(f'ca-bundle = "{self.ca_pem}"\n' + config_extra.replace("{port}", str(self.port)))
-        self.proxy: "Served | None" = None
+        self.proxy: Proxy | None = None
+        self._started = 0
         self._context = None
 
     def url(self, host: str, path: str) -> str:
         return self.upstream.url(host, path)
 
-    def start(self, *args: str) -> "Served":
+    def start(self, *args: str) -> Proxy:
         self.stop()
-        self.proxy = Served(self.env, self.tmp / f"proxy-stderr-{time.monotonic_ns()}.log", *args)
+        self._started += 1
+        self.proxy = start_credproxy(self.tmp, *args, env=self.env, name=f"proxy-{self._started}", timeout=30)
         return self.proxy
 
     @property
@@ -83,7 +84,7 @@ class World:
         if self.proxy is None:
             return ""
         self.proxy.stop()
-        text = self.proxy.stderr_text()
+        text = self.proxy.stderr()
         self.proxy = None
         return text
 
@@ -96,46 +97,6 @@ class World:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class Served:
-    """`credproxy serve --port 0 ARGS` with stderr going to a file (a pipe nobody reads would
-    block the proxy once the request log fills it)."""
-
-    def __init__(self, env: dict[str, str], stderr_path: Path, *args: str, timeout: float = 30.0):
-        self.stderr_path = stderr_path
-        self._stderr = open(stderr_path, "wb")
-        self.proc = subprocess.Popen(credproxy_cmd("serve", "--port", "0", *args), env=env,
-                                     stdout=subprocess.PIPE, stderr=self._stderr, text=True)
-        first = _read_line(self.proc, timeout)
-        match = LISTENING.match(first.strip())
-        if not match:
-            self.stop()
-            raise AssertionError(f"unexpected first line {first!r}; stderr: {self.stderr_text()}")
-        self.port = int(match.group(1))
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stderr_text(self) -> str:
-        if not self._stderr.closed:
-            self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
-        return self.proc.returncode
 
 
 def leaks(text: str, secret: str = SECRET, user: str = USER) -> list[str]:

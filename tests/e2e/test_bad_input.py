@@ -185,8 +185,8 @@ def test_client_disconnecting_mid_download_is_logged_and_others_are_served(serve
         received += len(chunk)
     tls.close()  # gone mid-download
     normal_request_succeeds(served)
-    assert wait_for(lambda: "/big?n=" in served.proxy.stderr_text(), timeout=15)
-    line = next(line for line in served.proxy.stderr_text().splitlines() if "/big?n=" in line)
+    assert wait_for(lambda: "/big?n=" in served.proxy.stderr(), timeout=15)
+    line = next(line for line in served.proxy.stderr().splitlines() if "/big?n=" in line)
     assert "error=" in line and "disconnect" in line.lower(), line
 
 

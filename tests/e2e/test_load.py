@@ -76,7 +76,7 @@ def test_thousand_requests_at_fifty_concurrency(tmp_path):
         rss_after = rss_kib(proxy.pid)
         results = first + rest
         # tunnel lines are written when the client disconnects: wait for all of them
-        wait_for(lambda: len(_records(proxy.stderr_text())) >= TOTAL, timeout=20)
+        wait_for(lambda: len(_records(proxy.stderr())) >= TOTAL, timeout=20)
         stderr = world.stop()
 
     failures = [(n, r) for n, r in enumerate(results) if r[1] != 200]

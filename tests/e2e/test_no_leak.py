@@ -126,7 +126,7 @@ def test_no_output_contains_the_secret(tmp_path, log_format):
 def _login(world: World):
     import subprocess
 
-    from .proxy_process import credproxy_cmd
+    from tests.helpers.proxy import credproxy_cmd
 
     return subprocess.run(
         credproxy_cmd("auth", "login", f"https://store.test:{world.port}/", "--username", USER, "--password", "-"),

@@ -14,7 +14,7 @@ import pytest
 
 from credproxy.proxy.envvars import ALL_VARS, CA_VARS
 
-from .proxy_process import ProxyProcess, credproxy_cmd, hermetic_env
+from tests.helpers.proxy import credproxy_cmd, hermetic_env, start_credproxy
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +36,7 @@ def connect_ok(host: str, port: int) -> bool:
 
 def test_serve_port_0_prints_the_port_listens_and_stops_on_sigterm(tmp_path):
     env = hermetic_env(tmp_path)
-    proxy = ProxyProcess(env)
+    proxy = start_credproxy(tmp_path, env=env)
     try:
         assert connect_ok("127.0.0.1", proxy.port)
         if socket.has_ipv6 and _ipv6_loopback():
@@ -44,15 +44,15 @@ def test_serve_port_0_prints_the_port_listens_and_stops_on_sigterm(tmp_path):
         # quiet: no flow lines, no mitmproxy banner on stdout
         time.sleep(0.2)
     finally:
-        code = proxy.stop(signal.SIGTERM)
+        code = proxy.stop(sig=signal.SIGTERM)
     assert code == 0
     assert not connect_ok("127.0.0.1", proxy.port)
 
 
 def test_serve_stops_cleanly_on_sigint(tmp_path):
-    proxy = ProxyProcess(hermetic_env(tmp_path))
-    assert proxy.stop(signal.SIGINT) == 0
-    assert "Traceback" not in proxy.proc.stderr.read()
+    proxy = start_credproxy(tmp_path, env=hermetic_env(tmp_path))
+    assert proxy.stop(sig=signal.SIGINT) == 0
+    assert "Traceback" not in proxy.stderr()
 
 
 def test_port_in_use_is_a_one_line_error_naming_the_port(tmp_path):

@@ -14,9 +14,8 @@ from credproxy.credentials.model import secret_forms
 from tests.helpers.clients import client_env, curl, installed, pip_install, uv_pip_install
 from tests.helpers.h2server import H2Server
 from tests.helpers.keyring_script import read_calls, write_keyring_script
-from tests.helpers.proxy import proxy_env
+from tests.helpers.proxy import credproxy_cmd, proxy_env
 
-from .proxy_process import credproxy_cmd
 
 pytestmark = pytest.mark.e2e
 

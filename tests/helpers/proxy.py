@@ -69,11 +69,12 @@ class Proxy:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, grace: float = 5.0) -> int:
-        """SIGTERM, wait, then SIGKILL this pid only. Returns the exit code."""
+    def stop(self, grace: float = 5.0, sig: int = signal.SIGTERM) -> int:
+        """`sig` (SIGTERM; SIGINT is Ctrl-C), wait, then SIGKILL this pid only. Returns the
+        exit code."""
         if self.proc.poll() is None:
             try:
-                os.kill(self.proc.pid, signal.SIGTERM)
+                os.kill(self.proc.pid, sig)
             except ProcessLookupError:
                 pass
             try:
@@ -85,6 +86,34 @@ class Proxy:
                     pass
                 self.proc.wait(timeout=grace)
         return self.proc.returncode
+
+
+    def __enter__(self) -> "Proxy":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def credproxy_cmd(*args: str) -> list[str]:
+    """`credproxy ARGS` as this interpreter runs it (for the CLI commands other than serve)."""
+    return [sys.executable, "-m", "credproxy.cli", *args]
+
+
+def hermetic_env(tmp_path: os.PathLike | str, **extra: str) -> dict[str, str]:
+    """proxy_env for CLI tests: state under tmp_path (CREDPROXY_DATA_DIR = tmp_path/data), no
+    test-name mapping, and no pip/uv configuration of this machine read (PIP_CONFIG_FILE,
+    UV_NO_CONFIG). `extra` last."""
+    tmp = Path(tmp_path)
+    return proxy_env(tmp, resolve=(), extra={
+        "CREDPROXY_DATA_DIR": str(tmp / "data"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INPUT": "1",
+        "UV_NO_CONFIG": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    })
 
 
 def _proc_status_kb(pid: int, key: str) -> int:
