@@ -25,7 +25,7 @@ from credproxy.config import (
     uv_config_paths,
 )
 from credproxy.credentials.index import Index, valid_index_name
-from credproxy.credentials.resolver import default_sources
+from credproxy.credentials.resolver import Resolver, default_sources
 from credproxy.credentials.model import secret_forms
 
 SECRET = "s3cr3t-pa ss/word"  # space and slash: URL-encoded forms differ from the raw one
@@ -642,6 +642,18 @@ def test_derived_names_are_unique_and_do_not_take_configured_names(tmp_path):
                                        "extra-index-url = https://h.example/b/simple https://h.example:8443/simple\n")
     s = load(tmp_path, '[[index]]\nname = "h.example"\nurl = "https://other.example/"', pip=[pip])
     assert [i.name for i in s.indexes] == ["h.example", "h.example-2", "h.example-3", "h.example-8443"]
+
+
+def test_pip_conf_index_takes_uv_index_env_credentials_under_its_host_name(tmp_path):
+    """docs/legacy-pip.md: UV_INDEX_PKGS_CORP_EXAMPLE_* for pip.conf's pkgs.corp.example."""
+    pip = write(tmp_path / "pip.conf", "[global]\nindex-url = https://pkgs.corp.example/simple/\n")
+    env = {"UV_INDEX_PKGS_CORP_EXAMPLE_USERNAME": "alice", "UV_INDEX_PKGS_CORP_EXAMPLE_PASSWORD": SECRET}
+    s = load(tmp_path, pip=[pip], env=env)
+    assert [i.name for i in s.indexes] == ["pkgs.corp.example"]
+    resolver = Resolver(s, default_sources(s))
+    d = resolver.resolve("https://pkgs.corp.example/simple/private-pkg/")
+    resolver.close()
+    assert (d.action, d.source, d.credentials.username) == ("inject", "env:UV_INDEX_PKGS_CORP_EXAMPLE", "alice")
 
 
 @hsettings(max_examples=150, deadline=None)
