@@ -276,6 +276,7 @@ def test_200_mb_response_streams_with_flat_memory(tmp_path, tls_certs, credproxy
     assert result.stdout.strip() == f"200 {size}", result.stderr
     assert server.requests[-1].authorization is not None
     peak_mb = proxy.rss_peak_kb() / 1024
+    print(f"proxy peak RSS {peak_mb:.0f} MB for a 200 MB response")  # shown with pytest -s
     assert peak_mb < 150, f"proxy peak RSS {peak_mb:.0f} MB for a 200 MB response"
 
 
