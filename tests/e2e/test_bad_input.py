@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.keyring_script import read_pids, write_keyring_script
+from tests.helpers.keyring_script import read_calls, read_pids, write_keyring_script
 
 from .observe_setup import SECRET, USER, World, leaks, wait_for
 
@@ -114,10 +114,19 @@ url = "https://other.test:{port}/kr/simple/"
         reply = world.get("other.test", "/kr/simple/demo/")
         assert reply.status in (401, 403, 404)  # no credential: the upstream's answer
         normal_request_succeeds(world)
+        again = world.get("other.test", "/kr/simple/again/")  # within the 60 s negative cache
         stderr = world.stop()
+        proxy_calls = read_calls(log)
         explain = world.cli("explain", world.url("other.test", "/kr/simple/demo/"))
     assert message in stderr, stderr
     assert "Traceback" not in stderr
+    # -v says why nothing was sent, and that the keyring's "nothing" is remembered for a while
+    [first] = [line for line in stderr.splitlines() if "/kr/simple/demo/" in line]
+    [second] = [line for line in stderr.splitlines() if "/kr/simple/again/" in line]
+    assert "source=none" in first and "keyring answered nothing" in first, first
+    assert again.status == reply.status and "(remembered; asked again after " in second, second
+    # one lookup for both requests (uv's order: the index URL, then the realm)
+    assert [c[1] for c in proxy_calls] == [f"https://other.test:{world.port}/kr/simple/", f"other.test:{world.port}"]
     assert explained in explain.stdout, explain.stdout
 
 
