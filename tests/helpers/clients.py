@@ -23,6 +23,22 @@ UV = VENV_BIN / "uv"
 REAL_PYTHON = Path(os.path.realpath(sys.executable))
 
 
+def home_env(home: Path) -> dict[str, str]:
+    """PATH, LANG, and HOME/TMPDIR/XDG dirs inside `home` (created): a process that reads
+    none of this machine's user configuration."""
+    for sub in ("", ".cache", ".config", ".local/share", "tmp"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(home / "tmp"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+    }
+
+
 def client_env(
     tmp_path: os.PathLike | str,
     *,
@@ -40,16 +56,8 @@ def client_env(
     removes the variable.
     """
     home = Path(tmp_path) / "client-home"
-    for sub in ("", ".cache", ".config", ".local/share", "tmp"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
     env: dict[str, str] = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "TMPDIR": str(home / "tmp"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local/share"),
+        **home_env(home),
         "PIP_CONFIG_FILE": os.devnull,
         "PIP_NO_INPUT": "1",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from tests.helpers.clients import home_env
 from tests.helpers.servers import die_with_parent
 
 CREDPROXY = Path(sys.executable).parent / "credproxy"
@@ -140,17 +141,9 @@ def proxy_env(
     roots). `extra` last; None removes a variable.
     """
     tmp = Path(tmp_path)
-    home = tmp / "proxy-home"
-    for sub in ("", ".config", ".local/share", ".cache"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
     (tmp / "credproxy-config.toml").touch()
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local/share"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
+        **home_env(tmp / "proxy-home"),
         "CREDPROXY_CONFIG": str(tmp / "credproxy-config.toml"),
         # The local store moves with this variable, not with the data dir.
         "CREDPROXY_CREDENTIALS_DIR": str(tmp / "credproxy-credentials"),
