@@ -70,6 +70,16 @@ class Proxy:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    @property
+    def bare_url(self) -> str:
+        """`http://127.0.0.1:PORT` with no proxy credentials: what a stranger would use."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers a raw-socket client (CONNECT or absolute-form request written by hand) adds
+        to be let in as the owner. `proxy.url` already carries them for real clients."""
+        return {}
+
     def stop(self, grace: float = 5.0, sig: int = signal.SIGTERM) -> int:
         """`sig` (SIGTERM; SIGINT is Ctrl-C), wait, then SIGKILL this pid only. Returns the
         exit code."""
