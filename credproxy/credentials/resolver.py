@@ -54,7 +54,8 @@ class Decision:
     true when the credentials came from the session cache (then a 401 evicts them).
     `preemptive` is false for a retry after a challenge. `username` is the username the
     lookups used (from a username-only client header), so a challenge asks with it again.
-    Nothing here prints a secret."""
+    `prefix` is the URL prefix the credential's source entry names (Answer.prefix): the
+    entry a user would replace or remove. Nothing here prints a secret."""
 
     action: Action
     credentials: Credentials | None = field(default=None, repr=False)
@@ -64,6 +65,7 @@ class Decision:
     cached: bool = False
     preemptive: bool = True
     username: str | None = None
+    prefix: str | None = None
 
     @property
     def header(self) -> str | None:

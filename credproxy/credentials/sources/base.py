@@ -17,13 +17,16 @@ class Answer:
     `native`, `keyring`, `hf-token`, `index-url`, `env:UV_INDEX_<NAME>`). `detail` says where
     the answer came from or why there is none; it never contains a secret. `skipped` means
     the source was not asked at all (disabled, not applicable). `preemptive` is false for an
-    answer that may only be used after the upstream challenged (the netrc `default` entry)."""
+    answer that may only be used after the upstream challenged (the netrc `default` entry).
+    `prefix` is the URL prefix the answering entry names (a store entry's URL, an index root,
+    a netrc machine's realm): the credential may be sent, and cached, under it only."""
 
     source: str
     credentials: Credentials | None = None
     detail: str = ""
     skipped: bool = False
     preemptive: bool = True
+    prefix: str | None = None
 
     @property
     def found(self) -> bool:
