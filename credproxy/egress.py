@@ -44,6 +44,7 @@ HTTP_VARS = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 NO_PROXY_VARS = ("no_proxy", "NO_PROXY")
 NONE_VALUES = ("none", "direct")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_LISTEN_PORT = 8899  # credproxy's own default (proxy/master.py DEFAULT_PORT)
 
 
 class ProxyURLError(ValueError):
@@ -366,7 +367,9 @@ def build_egress(settings, listen: Iterable[tuple[str, int]] | None = None) -> E
     `credproxy serve` address that `credproxy env` exports."""
     env: Mapping[str, str] = getattr(settings, "env", {}) or {}
     pairs = list(listen or [])
-    pairs.append((str(getattr(settings, "host", "127.0.0.1") or "127.0.0.1"), int(getattr(settings, "port", 0) or 0)))
+    # `credproxy env` exports the configured port, 8899 when none (--port 0 is not exported)
+    pairs.append((str(getattr(settings, "host", "127.0.0.1") or "127.0.0.1"),
+                  int(getattr(settings, "port", 0) or DEFAULT_LISTEN_PORT)))
     egress = Egress()
     configured = getattr(settings, "upstream_proxy", None)
     origin = getattr(settings, "upstream_proxy_origin", None) or "the configuration"

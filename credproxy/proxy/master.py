@@ -21,6 +21,8 @@ from typing import Callable
 from .. import paths
 from ..addons import upstream_tls
 from ..addons.auth import AuthAddon
+from ..addons.upstream_proxy import UpstreamProxyAddon
+from ..egress import ProxyURLError, build_egress
 from ..certs.ca import ensure_ca
 from . import name_override
 
@@ -184,6 +186,18 @@ class Proxy:
     def _verbose_level(self) -> int:
         return _mitmproxy_level(getattr(self.settings, "verbose", 0) or 0)
 
+    def egress(self, hosts: list[str], port: int):
+        """The egress plan (credproxy/egress.py), its notes logged once at start."""
+        try:
+            egress = build_egress(self.settings, listen=[(h, port) for h in hosts])
+        except ProxyURLError as e:
+            raise ServeError(str(e)) from None
+        for note in egress.notes:
+            logger.warning("%s", note)
+        for line in egress.summary() if egress.proxies or egress.disabled else []:
+            logger.info("%s", line)
+        return egress
+
     def wants_interception(self, host: str, port: int) -> bool:
         if self.config.intercept_all or getattr(self.settings, "intercept", "auto") == "all":
             return True
@@ -199,6 +213,7 @@ class Proxy:
 
     async def run(self) -> None:
         from mitmproxy.addons import default_addons
+        from mitmproxy.addons.next_layer import NextLayer
         from mitmproxy.addons.tlsconfig import TlsConfig
         from mitmproxy.master import Master
         from mitmproxy.options import Options
@@ -228,6 +243,7 @@ class Proxy:
         if port == 0 and len(hosts) > 1:
             port = _free_port_on(hosts)
         modes = [f"regular@{h}:{port}" for h in hosts]
+        egress = self.egress(hosts, port)
 
         # Bind errors are reported by us as one line; keep mitmproxy's own quiet until up.
         _set_mitmproxy_log_level(logging.CRITICAL)
@@ -241,6 +257,9 @@ class Proxy:
         tls_index = next(i for i, a in enumerate(addons) if isinstance(a, TlsConfig))
         addons[tls_index + 1:tls_index + 1] = list(after_tls)
         addons[tls_index:tls_index] = ours
+        # the chain decides the layer under a CONNECT before mitmproxy's NextLayer does
+        next_layer_index = next(i for i, a in enumerate(addons) if isinstance(a, NextLayer))
+        addons.insert(next_layer_index, UpstreamProxyAddon(egress, self.resolver))
         master.addons.add(*addons, _Lifecycle(self))
 
         options = {

@@ -1,0 +1,316 @@
+"""Chaining to the company proxy: per connection, direct or through the proxy that
+credproxy/egress.py chooses (HTTPS_PROXY & co, NO_PROXY, --upstream-proxy).
+
+mitmproxy runs in regular mode; for each host that must leave through the company proxy we do
+what its upstream mode does, per connection, with its own parts (the `HttpUpstreamProxy`
+tunnel layer and `server.via`) rather than a proxy client of our own.
+
+Hooks and why:
+- `http_connect` (a client's CONNECT, after mitmproxy's proxyauth let it in): regular mode
+  would now connect straight to the target (eager strategy). For a host routed through the
+  company proxy we mark the server connection `via` the proxy and answer the CONNECT
+  ourselves (200), as upstream mode does (`HttpStream.handle_connect_upstream`); that skips the
+  direct connection.
+- `next_layer`: the layer under that CONNECT becomes mitmproxy's upstream-proxy tunnel
+  (subclassed only to record a refusal), so whatever runs inside it — intercepted TLS or a
+  passthrough relay — opens its server connection with a CONNECT to the company proxy. This
+  addon is inserted before mitmproxy's NextLayer addon so that it decides first.
+- `requestheaders`: plain-http requests get `server_conn.via`, and mitmproxy's HttpLayer
+  tunnels them through the proxy (CONNECT host:80) itself; re-sent requests and reconnects
+  inherit `via`. A request whose tunnel the company proxy refused is answered here with a 502
+  that says so and names the fix, never as a registry failure.
+- `http_connect_upstream` (mitmproxy's CONNECT to the company proxy): Proxy-Authorization
+  Basic from the proxy URL's userinfo, else from the credential chain for the proxy's host
+  (Resolver.aproxy_credentials: netrc machine, store, keyring), looked up once per proxy.
+- `server_connect_error`, `error`: a proxy that cannot be reached, or a refusal on a
+  connection mitmproxy's HttpLayer opened, is logged once with the fix.
+
+The proxy password goes only into the Proxy-Authorization of CONNECTs to that proxy, which
+are not flows any other hook or the flow file sees; logs and answers show `user:****`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from mitmproxy import http
+
+from ..credentials.model import Credentials, redact_text
+from ..egress import Egress, ProxyURL, Route
+
+logger = logging.getLogger("credproxy.upstream_proxy")
+
+MAX_RECORDS = 4096
+LOG_EVERY = 60.0  # seconds between two log lines about the same refusal
+ERROR_HEADER = "X-Credproxy-Error"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The company proxy would not open a tunnel (status None: it could not be reached)."""
+
+    proxy: ProxyURL
+    target: str
+    status: int | None
+    reason: str
+    schemes: tuple[str, ...] = ()  # Proxy-Authenticate schemes it offered
+    sent: str | None = None  # where the credential we sent came from, or None
+
+
+def refusal_message(r: Refusal, origin: str = "") -> str:
+    """One paragraph: what failed, that it is the company proxy (not the registry), the fix."""
+    where = f" (from {origin})" if origin else ""
+    shown = r.proxy.display
+    login_fix = (f"put the login in the proxy URL (http://USER:PASSWORD@{r.proxy.netloc}), or store it: "
+                 f"credproxy auth login https://{r.proxy.netloc} --username USER --password -   "
+                 f"(or add 'machine {r.proxy.host} login USER password ...' to ~/.netrc)")
+    if r.status is None:
+        return (f"credproxy cannot reach the company proxy {shown}{where} to open a tunnel to {r.target}: "
+                f"{r.reason}. Fix: check the proxy address, or run: credproxy doctor https://{r.target}/")
+    head = (f"the company proxy {shown}{where} refused to open a tunnel to {r.target}: {r.status} {r.reason}. "
+            f"This is the proxy's answer, not {r.target}'s.")
+    if r.status == 407:
+        offered = ", ".join(r.schemes) or "no scheme named"
+        if r.schemes and not any(s.lower() == "basic" for s in r.schemes):
+            return (f"{head} It asks for {offered}; credproxy logs in to a company proxy with Basic only. "
+                    "Fix: run a Negotiate/NTLM helper (cntlm, px) and point credproxy at it with "
+                    "--upstream-proxy http://127.0.0.1:PORT (docs/company-proxy.md).")
+        if r.sent is None:
+            return f"{head} It demands a login ({offered}) and credproxy has none for it. Fix: {login_fix}."
+        fix = {
+            "url": "correct the password in the proxy URL" + where,
+            "netrc": f"correct the 'machine {r.proxy.host}' entry in ~/.netrc",
+        }.get(r.sent, f"replace the {r.sent} entry: credproxy auth login https://{r.proxy.netloc} "
+                      "--username USER --password -")
+        return f"{head} It rejected the login credproxy sent (from {r.sent}). Fix: {fix}."
+    return (f"{head} Its policy does not allow this tunnel. Fix: ask the proxy's administrators, or, if "
+            f"{r.target.rsplit(':', 1)[0]} is reachable without the proxy, add it to NO_PROXY.")
+
+
+def _parse_head(raw: bytes) -> tuple[int | None, str, tuple[str, ...]]:
+    """Status, reason and Proxy-Authenticate schemes of the proxy's CONNECT answer."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1", "replace").split("\r\n")
+    parts = head[0].split(" ", 2) if head else []
+    try:
+        status = int(parts[1])
+    except (IndexError, ValueError):
+        return None, "unreadable answer", ()
+    reason = parts[2].strip() if len(parts) > 2 else ""
+    schemes = []
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "proxy-authenticate" and value.strip():
+            scheme = value.strip().split(" ", 1)[0].rstrip(",")
+            if scheme and scheme not in schemes:
+                schemes.append(scheme)
+    return status, reason, tuple(schemes)
+
+
+_tunnel_class = None
+
+
+def tunnel_class():
+    """mitmproxy's upstream-proxy tunnel layer, recording a refused or unreachable proxy."""
+    global _tunnel_class
+    if _tunnel_class is not None:
+        return _tunnel_class
+    from mitmproxy.proxy.layers.http._upstream_proxy import HttpUpstreamProxy
+
+    class ChainTunnel(HttpUpstreamProxy):
+        addon: "UpstreamProxyAddon | None" = None
+
+        def __init__(self, ctx, tunnel_conn, send_connect):
+            super().__init__(ctx, tunnel_conn, send_connect)
+            self._head = b""
+            if self.addon is not None:
+                _remember(self.addon._tunnels, tunnel_conn.id, self.conn)
+
+        def receive_handshake_data(self, data):
+            if len(self._head) < 16384:
+                self._head += data
+            done, err = yield from super().receive_handshake_data(data)
+            if err and self.addon is not None:
+                status, reason, schemes = _parse_head(self._head)
+                self.addon._refused(self.conn, self.tunnel_connection, status, reason or err, schemes)
+            return done, err
+
+    _tunnel_class = ChainTunnel
+    return ChainTunnel
+
+
+class UpstreamProxyAddon:
+    """One per proxy. `egress` decides the route; `resolver` answers the proxy's password."""
+
+    def __init__(self, egress: Egress, resolver=None):
+        self.egress = egress
+        self.resolver = resolver
+        self._marked: OrderedDict[str, ProxyURL] = OrderedDict()  # server id -> proxy, CONNECT -> next_layer
+        self._tunnels: OrderedDict[str, object] = OrderedDict()  # tunnel connection id -> inner server
+        self._refusals: OrderedDict[str, Refusal] = OrderedDict()  # inner server id -> refusal
+        self._creds: dict[ProxyURL, tuple[Credentials | None, str | None]] = {}
+        self._sent: OrderedDict[str, str | None] = OrderedDict()  # tunnel connection id -> source sent
+        self._logged: dict[tuple, float] = {}
+        tunnel_class().addon = self
+
+    # --- routing -------------------------------------------------------------------------------
+
+    def _proxy_for(self, address) -> ProxyURL | None:
+        if not address:
+            return None
+        for proxy in self.egress.proxies:
+            if (proxy.host, proxy.port) == (str(address[0]).lower(), int(address[1])):
+                return proxy
+        return None
+
+    def route(self, scheme: str, host: str, port: int) -> Route:
+        return self.egress.route(scheme, host, port)
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or not self.egress.proxies:
+            return  # refused by proxyauth; or nothing to chain to
+        route = self.route("https", flow.request.host, flow.request.port)
+        logger.debug("CONNECT %s:%s %s", flow.request.host, flow.request.port, route.describe())
+        if route.proxy is None:
+            return
+        server = flow.server_conn
+        server.via = (route.proxy.scheme, (route.proxy.host, route.proxy.port))
+        _remember(self._marked, server.id, route.proxy)
+        now = time.time()
+        # what HttpStream.handle_connect_finish sends; set here, it skips the direct connect
+        flow.response = http.Response(flow.request.data.http_version, 200, b"Connection established",
+                                      http.Headers(), b"", None, now, now)
+
+    def next_layer(self, nextlayer) -> None:
+        if nextlayer.layer is not None:
+            return
+        context = nextlayer.context
+        server = context.server
+        if server is None or self._marked.pop(server.id, None) is None or server.via is None:
+            return
+        from mitmproxy.proxy.layers.http import HttpStream
+
+        if not context.layers or not isinstance(context.layers[-1], HttpStream):
+            return
+        nextlayer.layer = tunnel_class().make(context, True)[0]
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            return
+        server = flow.server_conn
+        refusal = self._refusals.get(server.id) if server is not None else None
+        if refusal is not None:
+            flow.response = http.Response.make(
+                502, (self._message(refusal) + "\n").encode(),
+                {"Content-Type": "text/plain; charset=utf-8", ERROR_HEADER: "upstream-proxy"})
+            return
+        if flow.request.scheme != "http" or server is None or not self.egress.proxies:
+            return
+        route = self.route("http", flow.request.host, flow.request.port)
+        want = (route.proxy.scheme, (route.proxy.host, route.proxy.port)) if route.proxy else None
+        if server.via != want:
+            try:
+                server.via = want
+            except RuntimeError:  # an open connection keeps its route (a re-send's copy)
+                logger.debug("kept the route of an open connection to %s", flow.request.host)
+
+    # --- authentication --------------------------------------------------------------------------
+
+    async def http_connect_upstream(self, flow: http.HTTPFlow) -> None:
+        proxy = self._proxy_for(flow.server_conn.address if flow.server_conn else None)
+        if proxy is None:
+            return
+        creds, source = await self._credentials(proxy)
+        _remember(self._sent, flow.server_conn.id, source)
+        if creds is not None:
+            flow.request.headers["Proxy-Authorization"] = creds.header_value()
+
+    async def _credentials(self, proxy: ProxyURL) -> tuple[Credentials | None, str | None]:
+        if proxy.credentials is not None and proxy.credentials.is_complete:
+            return proxy.credentials, "url"
+        cached = self._creds.get(proxy)
+        if cached is not None:
+            return cached
+        found: tuple[Credentials | None, str | None] = (None, None)
+        if self.resolver is not None:
+            username = proxy.credentials.username if proxy.credentials is not None else None
+            try:
+                decision = await self.resolver.aproxy_credentials(proxy.url, username)
+            except Exception as e:  # noqa: BLE001 - the type only: a source's text may quote a secret
+                logger.warning("looking up the login for the company proxy %s failed (%s)", proxy.display,
+                               type(e).__name__)
+                decision = None
+            if decision is not None and decision.action == "inject" and decision.credentials is not None:
+                found = (decision.credentials, decision.source)
+                logger.info("company proxy %s: login %s from %s", proxy.display, decision.credentials.redacted(),
+                            decision.source)
+            elif decision is not None:
+                logger.info("company proxy %s: %s", proxy.display, decision.reason)
+        self._creds[proxy] = found
+        return found
+
+    # --- failures ------------------------------------------------------------------------------
+
+    def _origin(self, proxy: ProxyURL) -> str:
+        if proxy == self.egress.https:
+            return self.egress.https_origin
+        if proxy == self.egress.http:
+            return self.egress.http_origin
+        return ""
+
+    def _message(self, refusal: Refusal) -> str:
+        text = refusal_message(refusal, self._origin(refusal.proxy))
+        secrets = [p.credentials.password for p in self.egress.proxies if p.credentials is not None]
+        secrets += [c.password for c, _ in self._creds.values() if c is not None]
+        return redact_text(text, secrets)
+
+    def _refused(self, server, tunnel_conn, status, reason, schemes) -> None:
+        proxy = self._proxy_for(tunnel_conn.address) or ProxyURL("http", str(tunnel_conn.address[0]),
+                                                                 int(tunnel_conn.address[1]))
+        target = f"{server.address[0]}:{server.address[1]}" if server.address else "?"
+        refusal = Refusal(proxy, target, status, reason, schemes, self._sent.get(tunnel_conn.id))
+        _remember(self._refusals, server.id, refusal)
+        if status == 407 and refusal.sent not in (None, "url"):
+            self._creds.pop(proxy, None)  # ask the chain again next time: the user may fix it
+        key = (proxy, status, refusal.sent, target if status != 407 else "")
+        now = time.monotonic()
+        if now - self._logged.get(key, -LOG_EVERY) >= LOG_EVERY:
+            self._logged[key] = now
+            logger.warning("%s", self._message(refusal))
+
+    def server_connect_error(self, data) -> None:
+        server = self._tunnels.pop(data.server.id, None)
+        if server is None:
+            return
+        self._refused(server, data.server, None, data.server.error or "connection failed", ())
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """A connection mitmproxy's HttpLayer tunnelled itself (plain http, re-sends) was
+        refused: its text is mitmproxy's "Upstream proxy H:P refused HTTP CONNECT request: 407
+        ..."; log ours with the fix."""
+        msg = flow.error.msg if flow.error is not None else ""
+        via = flow.server_conn.via if flow.server_conn is not None else None
+        if via is None or "refused HTTP CONNECT request:" not in msg:
+            return
+        proxy = self._proxy_for(via[1])
+        if proxy is None:
+            return
+        status_text = msg.rsplit("request:", 1)[1].strip()
+        status, _, reason = status_text.partition(" ")
+        target = f"{flow.request.host}:{flow.request.port}"
+        refusal = Refusal(proxy, target, int(status) if status.isdigit() else None, reason or status_text,
+                          (), self._creds.get(proxy, (None, "url" if proxy.credentials else None))[1])
+        key = (proxy, refusal.status, refusal.sent, "")
+        now = time.monotonic()
+        if now - self._logged.get(key, -LOG_EVERY) >= LOG_EVERY:
+            self._logged[key] = now
+            logger.warning("%s", self._message(refusal))
+
+
+def _remember(store: OrderedDict, key, value) -> None:
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > MAX_RECORDS:
+        store.popitem(last=False)
