@@ -396,3 +396,90 @@ def build_egress(settings, listen: Iterable[tuple[str, int]] | None = None) -> E
     egress.https, egress.https_origin = _from_env(env, HTTPS_VARS, pairs, egress.notes, seen)
     egress.http, egress.http_origin = _from_env(env, HTTP_VARS, pairs, egress.notes, seen)
     return egress
+
+
+# --- what the company proxy answered ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The company proxy would not open a tunnel (status None: it could not be reached)."""
+
+    proxy: ProxyURL
+    target: str
+    status: int | None
+    reason: str
+    schemes: tuple[str, ...] = ()  # Proxy-Authenticate schemes it offered
+    sent: str | None = None  # where the credential we sent came from, or None
+
+
+def refusal_message(r: Refusal, origin: str = "") -> str:
+    """One paragraph: what failed, that it is the company proxy (not the registry), the fix."""
+    where = f" (from {origin})" if origin else ""
+    shown = r.proxy.display
+    login_fix = (f"put the login in the proxy URL (http://USER:PASSWORD@{r.proxy.netloc}), or store it: "
+                 f"credproxy auth login https://{r.proxy.netloc} --username USER --password -   "
+                 f"(or add 'machine {r.proxy.host} login USER password ...' to ~/.netrc)")
+    if r.status is None:
+        return (f"credproxy cannot reach the company proxy {shown}{where} to open a tunnel to {r.target}: "
+                f"{r.reason}. Fix: check the proxy address, or run: credproxy doctor https://{r.target}/")
+    head = (f"the company proxy {shown}{where} refused to open a tunnel to {r.target}: {r.status} {r.reason}. "
+            f"This is the proxy's answer, not {r.target}'s.")
+    if r.status == 407:
+        offered = ", ".join(r.schemes) or "no scheme named"
+        if r.schemes and not any(s.lower() == "basic" for s in r.schemes):
+            return (f"{head} It asks for {offered}; credproxy logs in to a company proxy with Basic only. "
+                    "Fix: run a Negotiate/NTLM helper (cntlm, px) and point credproxy at it with "
+                    "--upstream-proxy http://127.0.0.1:PORT (docs/company-proxy.md).")
+        if r.sent is None:
+            return f"{head} It demands a login ({offered}) and credproxy has none for it. Fix: {login_fix}."
+        fix = {
+            "url": "correct the password in the proxy URL" + where,
+            "netrc": f"correct the 'machine {r.proxy.host}' entry in ~/.netrc",
+        }.get(r.sent, f"replace the {r.sent} entry: credproxy auth login https://{r.proxy.netloc} "
+                      "--username USER --password -")
+        return f"{head} It rejected the login credproxy sent (from {login_label(r.sent)}). Fix: {fix}."
+    host = r.target.rsplit(":", 1)[0]
+    if r.status in (502, 503, 504):
+        return (f"{head} The proxy could not reach {r.target}. Fix: check the host and port; if {host} is "
+                "an internal host the proxy cannot reach, add it to NO_PROXY.")
+    return (f"{head} Its policy does not allow this tunnel. Fix: ask the proxy's administrators, or, if "
+            f"{host} is reachable without the proxy, add it to NO_PROXY.")
+
+
+def parse_connect_answer(raw: bytes) -> tuple[int | None, str, tuple[str, ...]]:
+    """Status, reason and Proxy-Authenticate schemes of the proxy's CONNECT answer."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1", "replace").split("\r\n")
+    parts = head[0].split(" ", 2) if head else []
+    try:
+        status = int(parts[1])
+    except (IndexError, ValueError):
+        return None, "unreadable answer", ()
+    reason = parts[2].strip() if len(parts) > 2 else ""
+    schemes = []
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "proxy-authenticate" and value.strip():
+            scheme = value.strip().split(" ", 1)[0].rstrip(",")
+            if scheme and scheme not in schemes:
+                schemes.append(scheme)
+    return status, reason, tuple(schemes)
+
+
+def proxy_login(proxy: ProxyURL, resolver) -> tuple[Credentials | None, str | None]:
+    """The Basic login credproxy gives `proxy` (what the addon sends): the URL's userinfo,
+    else the chain's entry for the proxy's host (Resolver.proxy_credentials). The source is
+    "url", a source label, or None. For explain and doctor (the addon asks asynchronously)."""
+    if proxy.credentials is not None and proxy.credentials.is_complete:
+        return proxy.credentials, "url"
+    if resolver is None:
+        return None, None
+    username = proxy.credentials.username if proxy.credentials is not None else None
+    decision = resolver.proxy_credentials(proxy.url, username)
+    if decision.action == "inject" and decision.credentials is not None:
+        return decision.credentials, decision.source
+    return None, None
+
+
+def login_label(source: str | None) -> str:
+    return "the proxy URL" if source == "url" else (source or "nowhere")

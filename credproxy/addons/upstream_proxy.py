@@ -34,79 +34,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from mitmproxy import http
 
 from ..credentials.model import Credentials, redact_text
-from ..egress import Egress, ProxyURL, Route
+from ..egress import Egress, ProxyURL, Refusal, Route, parse_connect_answer, refusal_message
 
 logger = logging.getLogger("credproxy.upstream_proxy")
 
 MAX_RECORDS = 4096
 LOG_EVERY = 60.0  # seconds between two log lines about the same refusal
 ERROR_HEADER = "X-Credproxy-Error"
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """The company proxy would not open a tunnel (status None: it could not be reached)."""
-
-    proxy: ProxyURL
-    target: str
-    status: int | None
-    reason: str
-    schemes: tuple[str, ...] = ()  # Proxy-Authenticate schemes it offered
-    sent: str | None = None  # where the credential we sent came from, or None
-
-
-def refusal_message(r: Refusal, origin: str = "") -> str:
-    """One paragraph: what failed, that it is the company proxy (not the registry), the fix."""
-    where = f" (from {origin})" if origin else ""
-    shown = r.proxy.display
-    login_fix = (f"put the login in the proxy URL (http://USER:PASSWORD@{r.proxy.netloc}), or store it: "
-                 f"credproxy auth login https://{r.proxy.netloc} --username USER --password -   "
-                 f"(or add 'machine {r.proxy.host} login USER password ...' to ~/.netrc)")
-    if r.status is None:
-        return (f"credproxy cannot reach the company proxy {shown}{where} to open a tunnel to {r.target}: "
-                f"{r.reason}. Fix: check the proxy address, or run: credproxy doctor https://{r.target}/")
-    head = (f"the company proxy {shown}{where} refused to open a tunnel to {r.target}: {r.status} {r.reason}. "
-            f"This is the proxy's answer, not {r.target}'s.")
-    if r.status == 407:
-        offered = ", ".join(r.schemes) or "no scheme named"
-        if r.schemes and not any(s.lower() == "basic" for s in r.schemes):
-            return (f"{head} It asks for {offered}; credproxy logs in to a company proxy with Basic only. "
-                    "Fix: run a Negotiate/NTLM helper (cntlm, px) and point credproxy at it with "
-                    "--upstream-proxy http://127.0.0.1:PORT (docs/company-proxy.md).")
-        if r.sent is None:
-            return f"{head} It demands a login ({offered}) and credproxy has none for it. Fix: {login_fix}."
-        fix = {
-            "url": "correct the password in the proxy URL" + where,
-            "netrc": f"correct the 'machine {r.proxy.host}' entry in ~/.netrc",
-        }.get(r.sent, f"replace the {r.sent} entry: credproxy auth login https://{r.proxy.netloc} "
-                      "--username USER --password -")
-        return f"{head} It rejected the login credproxy sent (from {r.sent}). Fix: {fix}."
-    return (f"{head} Its policy does not allow this tunnel. Fix: ask the proxy's administrators, or, if "
-            f"{r.target.rsplit(':', 1)[0]} is reachable without the proxy, add it to NO_PROXY.")
-
-
-def _parse_head(raw: bytes) -> tuple[int | None, str, tuple[str, ...]]:
-    """Status, reason and Proxy-Authenticate schemes of the proxy's CONNECT answer."""
-    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1", "replace").split("\r\n")
-    parts = head[0].split(" ", 2) if head else []
-    try:
-        status = int(parts[1])
-    except (IndexError, ValueError):
-        return None, "unreadable answer", ()
-    reason = parts[2].strip() if len(parts) > 2 else ""
-    schemes = []
-    for line in head[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "proxy-authenticate" and value.strip():
-            scheme = value.strip().split(" ", 1)[0].rstrip(",")
-            if scheme and scheme not in schemes:
-                schemes.append(scheme)
-    return status, reason, tuple(schemes)
 
 
 _tunnel_class = None
@@ -133,7 +71,7 @@ def tunnel_class():
                 self._head += data
             done, err = yield from super().receive_handshake_data(data)
             if err and self.addon is not None:
-                status, reason, schemes = _parse_head(self._head)
+                status, reason, schemes = parse_connect_answer(self._head)
                 self.addon._refused(self.conn, self.tunnel_connection, status, reason or err, schemes)
             return done, err
 
