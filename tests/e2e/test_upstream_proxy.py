@@ -285,6 +285,7 @@ def test_saved_flows_hold_no_proxy_password(tmp_path, private_index, tls_certs, 
         assert result.returncode == 0, result.stderr
     finally:
         proxy.stop()
+    assert {r.auth for r in company.connects("pkgs.test")} == {"ok"}  # the password was in use
     data = flows.read_bytes()
     assert data, "no flow saved"
     for form in proxy_secret_forms():
@@ -333,3 +334,26 @@ def test_doctor_probes_whether_the_company_proxy_demands_and_accepts_our_login(
     assert "refused credproxy's login" in text and "correct the password in the proxy URL" in text
     assert_no_proxy_password(text)
     assert "nope" not in text
+
+
+def test_plain_http_with_a_wrong_proxy_password_is_logged_as_the_company_proxy_refusing(
+        tmp_path, private_index, tls_certs, company):
+    origin = PlainOrigin.start()
+    try:
+        env = chained_env(tmp_path, tls_certs, private_index, company, creds=(PROXY_USER, "wrong-pw"))
+        proxy = start(tmp_path, env)
+        try:
+            cenv = client_env(tmp_path, proxy_url=proxy.url)
+            result = curl("-sS", "-o", "-", "-w", "\n%{http_code}", f"http://other.test:{origin.port}/", env=cenv)
+        finally:
+            proxy.stop()
+        body, _, status = result.stdout.rpartition("\n")
+        assert status == "502"
+        assert "407" in body
+        assert origin.requests == []
+        log = proxy.stderr()
+        assert f"the company proxy http://{PROXY_USER}:****@127.0.0.1:{company.port}" in log
+        assert "correct the password in the proxy URL" in log
+        assert "wrong-pw" not in log + body
+    finally:
+        origin.stop()
