@@ -192,10 +192,11 @@ class Proxy:
             egress = build_egress(self.settings, listen=[(h, port) for h in hosts])
         except ProxyURLError as e:
             raise ServeError(str(e)) from None
+        log = logging.getLogger("credproxy.egress")
         for note in egress.notes:
-            logger.warning("%s", note)
+            log.warning("%s", note)
         for line in egress.summary() if egress.proxies or egress.disabled else []:
-            logger.info("%s", line)
+            log.info("%s", line)
         return egress
 
     def wants_interception(self, host: str, port: int) -> bool:
