@@ -13,8 +13,11 @@ Hooks and why:
   direct connection.
 - `next_layer`: the layer under that CONNECT becomes mitmproxy's upstream-proxy tunnel
   (subclassed only to record a refusal), so whatever runs inside it — intercepted TLS or a
-  passthrough relay — opens its server connection with a CONNECT to the company proxy. This
-  addon is inserted before mitmproxy's NextLayer addon so that it decides first.
+  passthrough relay — opens its server connection with a CONNECT to the company proxy.
+
+Placement (proxy/master.py): the addon goes last, so that every addon that may refuse a
+CONNECT (proxy authentication) has answered before `http_connect` here answers 200; only its
+`layer_hook` (the `next_layer` hook) sits before mitmproxy's NextLayer, to decide first.
 - `requestheaders`: plain-http requests get `server_conn.via`, and mitmproxy's HttpLayer
   tunnels them through the proxy (CONNECT host:80) itself; re-sent requests and reconnects
   inherit `via`. A request whose tunnel the company proxy refused is answered here with a 502
@@ -92,6 +95,7 @@ class UpstreamProxyAddon:
         self._sent: OrderedDict[str, str | None] = OrderedDict()  # tunnel connection id -> source sent
         self._logged: dict[tuple, float] = {}
         tunnel_class().addon = self
+        self.layer_hook = _LayerHook(self)
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -245,6 +249,16 @@ class UpstreamProxyAddon:
         if now - self._logged.get(key, -LOG_EVERY) >= LOG_EVERY:
             self._logged[key] = now
             logger.warning("%s", self._message(refusal))
+
+
+class _LayerHook:
+    """The addon's `next_layer` hook alone, inserted before mitmproxy's NextLayer addon."""
+
+    def __init__(self, addon: UpstreamProxyAddon):
+        self.addon = addon
+
+    def next_layer(self, nextlayer) -> None:
+        self.addon.next_layer(nextlayer)
 
 
 def _remember(store: OrderedDict, key, value) -> None:

@@ -258,9 +258,12 @@ class Proxy:
         tls_index = next(i for i, a in enumerate(addons) if isinstance(a, TlsConfig))
         addons[tls_index + 1:tls_index + 1] = list(after_tls)
         addons[tls_index:tls_index] = ours
-        # the chain decides the layer under a CONNECT before mitmproxy's NextLayer does
+        # the chain answers a CONNECT after every addon that may refuse it (so last), and
+        # decides the layer under it before mitmproxy's NextLayer does
+        chain = UpstreamProxyAddon(egress, self.resolver)
         next_layer_index = next(i for i, a in enumerate(addons) if isinstance(a, NextLayer))
-        addons.insert(next_layer_index, UpstreamProxyAddon(egress, self.resolver))
+        addons.insert(next_layer_index, chain.layer_hook)
+        addons.append(chain)
         master.addons.add(*addons, _Lifecycle(self))
 
         options = {

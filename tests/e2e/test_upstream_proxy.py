@@ -357,3 +357,46 @@ def test_plain_http_with_a_wrong_proxy_password_is_logged_as_the_company_proxy_r
         assert "wrong-pw" not in log + body
     finally:
         origin.stop()
+
+
+def _raw_connect(port: int, target: str, headers: dict[str, str], then: bytes = b"") -> bytes:
+    """CONNECT by hand; with `then`, send it into the tunnel and read what comes back."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{extra}\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        if then and head.startswith(b"HTTP/1.1 200"):
+            sock.sendall(then)
+            try:
+                head += sock.recv(4096)
+            except OSError:
+                pass
+    return head
+
+
+def test_a_stranger_cannot_use_the_chain_or_the_proxy_login(tmp_path, private_index, tls_certs, company):
+    """With proxy authentication on, a CONNECT without it is refused before anything reaches
+    the company proxy: nobody else rides on the user's proxy login."""
+    env = chained_env(tmp_path, tls_certs, private_index, company)
+    proxy = start(tmp_path, env, "--proxyauth", "me:t0ken")
+    try:
+        target = f"pkgs.test:{private_index.port}"
+        head = _raw_connect(proxy.port, target, {})
+        assert head.startswith(b"HTTP/1.1 407"), head
+        assert company.records == []
+        owner = {"Proxy-Authorization": "Basic " + base64.b64encode(b"me:t0ken").decode()}
+        # the tunnel to the company proxy opens when the client speaks through it (as in
+        # mitmproxy's upstream mode)
+        head = _raw_connect(proxy.port, target, owner, then=b"GET / HTTP/1.1\r\nHost: pkgs.test\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+    finally:
+        proxy.stop()
+    assert [r.auth for r in company.connects("pkgs.test")] == ["ok"]
+    assert_no_proxy_password(proxy.stderr())
