@@ -502,7 +502,8 @@ def probe_connect(proxy, host: str, port: int, authorization: str | None, settin
 def check_company_proxy(settings, resolver, url: str | None, report: Report) -> list[Check]:
     """Direct or via which company proxy (credproxy/egress.py, as the proxy decides), and with
     a URL a live probe: does the proxy demand a login, and does it accept credproxy's?"""
-    from .egress import ProxyURLError, Refusal, build_egress, login_label, proxy_login, refusal_message
+    from .egress import (ProxyURLError, Refusal, build_egress, login_label, negotiate_available, proxy_login,
+                         refusal_message)
 
     try:
         egress = build_egress(settings)
@@ -536,6 +537,18 @@ def check_company_proxy(settings, resolver, url: str | None, report: Report) -> 
     target = f"{host}:{port}"
     try:
         status, reason, schemes = probe_connect(proxy, host, port, None, settings)
+        if status == 407 and schemes and not any(s.lower() == "basic" for s in schemes):
+            offered = ", ".join(schemes)
+            if negotiate_available():
+                checks.append(Check("info", f"the company proxy {proxy.display} demands a login ({status}, {offered}): "
+                                            "credproxy logs in with Negotiate/NTLM (the negotiate extra); doctor "
+                                            "does not run that exchange — `credproxy serve -v` logs a refusal"))
+                return checks
+            message = refusal_message(Refusal(proxy, target, status, reason, schemes, None), origin)
+            checks.append(Check("problem", f"the company proxy {proxy.display} demands {offered}, which credproxy "
+                                           "speaks only with its negotiate extra", [message.split(" Fix: ", 1)[0]],
+                                fix=message.split(" Fix: ", 1)[1] if " Fix: " in message else None))
+            return checks
         if status == 407 and creds is not None:
             checks.append(Check("info", f"the company proxy {proxy.display} demands a login "
                                         f"({status}, {', '.join(schemes) or 'no scheme named'})"))

@@ -427,18 +427,26 @@ def refusal_message(r: Refusal, origin: str = "") -> str:
             f"This is the proxy's answer, not {r.target}'s.")
     if r.status == 407:
         offered = ", ".join(r.schemes) or "no scheme named"
-        if r.schemes and not any(s.lower() == "basic" for s in r.schemes):
-            return (f"{head} It asks for {offered}; credproxy logs in to a company proxy with Basic only. "
-                    "Fix: run a Negotiate/NTLM helper (cntlm, px) and point credproxy at it with "
-                    "--upstream-proxy http://127.0.0.1:PORT (docs/company-proxy.md).")
-        if r.sent is None:
+        source, _, used = (r.sent or "").partition(" via ")
+        source = source or None
+        used = used or "Basic"
+        if r.schemes and not any(s.lower() == "basic" for s in r.schemes) and used == "Basic":
+            if not negotiate_available():
+                return (f"{head} It asks for {offered}; credproxy speaks Negotiate and NTLM with its "
+                        "`negotiate` extra, which is not installed. Fix: pip install 'credproxy[negotiate]' "
+                        "(pyspnego), or run a helper (cntlm, px) and chain to it with "
+                        "--upstream-proxy http://127.0.0.1:PORT (docs/company-proxy.md).")
+            return (f"{head} It asks for {offered} and credproxy could not start it. Fix: {login_fix}; "
+                    "or, for your own Kerberos login, run kinit first.")
+        if source is None:
             return f"{head} It demands a login ({offered}) and credproxy has none for it. Fix: {login_fix}."
         fix = {
             "url": "correct the password in the proxy URL" + where,
             "netrc": f"correct the 'machine {r.proxy.host}' entry in ~/.netrc",
-        }.get(r.sent, f"replace the {r.sent} entry: credproxy auth login https://{r.proxy.netloc} "
+            "the current user": "log in again (kinit), or give credproxy a login: " + login_fix,
+        }.get(source, f"replace the {source} entry: credproxy auth login https://{r.proxy.netloc} "
                       "--username USER --password -")
-        return f"{head} It rejected the login credproxy sent (from {login_label(r.sent)}). Fix: {fix}."
+        return f"{head} It rejected the {used} login credproxy sent (from {login_label(source)}). Fix: {fix}."
     host = r.target.rsplit(":", 1)[0]
     if r.status in (502, 503, 504):
         return (f"{head} The proxy could not reach {r.target}. Fix: check the host and port; if {host} is "
@@ -464,6 +472,13 @@ def parse_connect_answer(raw: bytes) -> tuple[int | None, str, tuple[str, ...]]:
             if scheme and scheme not in schemes:
                 schemes.append(scheme)
     return status, reason, tuple(schemes)
+
+
+def negotiate_available() -> bool:
+    """Whether the `negotiate` extra (pyspnego) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("spnego") is not None
 
 
 def proxy_login(proxy: ProxyURL, resolver) -> tuple[Credentials | None, str | None]:

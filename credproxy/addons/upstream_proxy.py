@@ -34,6 +34,7 @@ are not flows any other hook or the flow file sees; logs and answers show `user:
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections import OrderedDict
@@ -51,35 +52,100 @@ ERROR_HEADER = "X-Credproxy-Error"
 
 
 _tunnel_class = None
+MAX_LEGS = 4  # CONNECTs on one connection while negotiating (NTLM needs 3)
+_SCHEME_NAMES = {"negotiate": "Negotiate", "ntlm": "NTLM"}
 
 
 def tunnel_class():
-    """mitmproxy's upstream-proxy tunnel layer, recording a refused or unreachable proxy."""
+    """mitmproxy's upstream-proxy tunnel layer, subclassed to record a refused or unreachable
+    proxy and to continue a Negotiate/NTLM exchange on the same connection. Installed as
+    mitmproxy's own (`_upstream_proxy.HttpUpstreamProxy`), so the tunnels its HttpLayer opens
+    (plain http, re-sends, reconnects) behave the same; without an addon it is the original."""
     global _tunnel_class
     if _tunnel_class is not None:
         return _tunnel_class
-    from mitmproxy.proxy.layers.http._upstream_proxy import HttpUpstreamProxy
+    from mitmproxy.proxy import commands
+    from mitmproxy.proxy.layers.http import _upstream_proxy
 
-    class ChainTunnel(HttpUpstreamProxy):
+    class ChainTunnel(_upstream_proxy.HttpUpstreamProxy):
         addon: "UpstreamProxyAddon | None" = None
 
         def __init__(self, ctx, tunnel_conn, send_connect):
             super().__init__(ctx, tunnel_conn, send_connect)
-            self._head = b""
+            self._raw = b""
+            self._legs = 1
             if self.addon is not None:
                 _remember(self.addon._tunnels, tunnel_conn.id, self.conn)
 
+        def _connect_request(self, authorization: str) -> bytes:
+            host, port = self.conn.address[0], self.conn.address[1]
+            authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            return (f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+                    f"Proxy-Authorization: {authorization}\r\n\r\n").encode("latin-1")
+
         def receive_handshake_data(self, data):
-            if len(self._head) < 16384:
-                self._head += data
-            done, err = yield from super().receive_handshake_data(data)
-            if err and self.addon is not None:
-                status, reason, schemes = parse_connect_answer(self._head)
+            if not self.send_connect or self.addon is None:
+                return (yield from super().receive_handshake_data(data))
+            self._raw += data
+            end = self._raw.find(b"\r\n\r\n")
+            if end < 0 and len(self._raw) < 65536:
+                return False, None
+            head = self._raw[:end + 4] if end >= 0 else self._raw
+            status, reason, schemes = parse_connect_answer(head)
+            next_connection = False
+            if status == 407 and end >= 0 and self._legs < MAX_LEGS:
+                length = _content_length(head)
+                if length is not None and len(self._raw) < end + 4 + length:
+                    return False, None  # the 407's body is still coming
+                authorization = self.addon._negotiate(self.tunnel_connection, head)
+                if authorization is not None and length is not None and not _closes(head):
+                    self._legs += 1
+                    self._raw = self._raw[end + 4 + length:]
+                    yield commands.SendData(self.tunnel_connection, self._connect_request(authorization))
+                    return False, None
+                # the proxy closes after naming Negotiate/NTLM: the next connection starts with it
+                next_connection = authorization is not None
+            raw, self._raw = self._raw, b""
+            done, err = yield from super().receive_handshake_data(raw)
+            if err and not next_connection:
                 self.addon._refused(self.conn, self.tunnel_connection, status, reason or err, schemes)
             return done, err
 
+    _upstream_proxy.HttpUpstreamProxy = ChainTunnel  # HttpLayer looks it up there on each use
     _tunnel_class = ChainTunnel
     return ChainTunnel
+
+
+def _header_values(head: bytes, name: str) -> list[str]:
+    out = []
+    for line in head.decode("latin-1", "replace").split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name:
+            out.append(value.strip())
+    return out
+
+
+def _content_length(head: bytes) -> int | None:
+    values = _header_values(head, "content-length")
+    if not values:
+        return None if _header_values(head, "transfer-encoding") else 0
+    try:
+        return int(values[-1])
+    except ValueError:
+        return None
+
+
+def _closes(head: bytes) -> bool:
+    return any("close" in v.lower() for v in _header_values(head, "connection") + _header_values(head, "proxy-connection"))
+
+
+def _challenges(head: bytes) -> dict[str, str | None]:
+    """Proxy-Authenticate: scheme (as the proxy spelled it, lower-case key) -> its token."""
+    out: dict[str, str | None] = {}
+    for value in _header_values(head, "proxy-authenticate"):
+        scheme, _, token = value.partition(" ")
+        out.setdefault(scheme.lower(), token.strip() or None)
+    return out
 
 
 class UpstreamProxyAddon:
@@ -94,6 +160,8 @@ class UpstreamProxyAddon:
         self._creds: dict[ProxyURL, tuple[Credentials | None, str | None]] = {}
         self._sent: OrderedDict[str, str | None] = OrderedDict()  # tunnel connection id -> source sent
         self._logged: dict[tuple, float] = {}
+        self._contexts: OrderedDict[str, tuple[str, object]] = OrderedDict()  # tunnel id -> (scheme, spnego ctx)
+        self._wants: dict[ProxyURL, str] = {}  # proxies that answered Basic with Negotiate/NTLM only
         tunnel_class().addon = self
         self.layer_hook = _LayerHook(self)
 
@@ -166,8 +234,69 @@ class UpstreamProxyAddon:
             return
         creds, source = await self._credentials(proxy)
         _remember(self._sent, flow.server_conn.id, source)
+        scheme = self._wants.get(proxy)
+        if scheme is not None:
+            # this proxy wants Negotiate/NTLM: never its Basic password in the clear; start
+            # the exchange now, the tunnel layer continues it on this connection
+            authorization = self._start_negotiate(flow.server_conn, proxy, scheme, creds)
+            if authorization is not None:
+                flow.request.headers["Proxy-Authorization"] = authorization
+            return
         if creds is not None:
             flow.request.headers["Proxy-Authorization"] = creds.header_value()
+
+    # --- Negotiate / NTLM (pyspnego, the `negotiate` extra) ------------------------------------
+
+    def _start_negotiate(self, tunnel_conn, proxy: ProxyURL, scheme: str, creds: Credentials | None) -> str | None:
+        try:
+            import spnego
+        except ImportError:
+            return None
+        try:
+            if creds is not None and creds.username:
+                context = spnego.client(creds.username, creds.password, hostname=proxy.host, service="HTTP",
+                                        protocol="ntlm" if scheme == "ntlm" else "negotiate")
+            else:  # the current user's (Kerberos ticket cache, or NTLM_USER_FILE)
+                context = spnego.client(hostname=proxy.host, service="HTTP",
+                                        protocol="ntlm" if scheme == "ntlm" else "negotiate")
+            token = context.step()
+        except Exception as e:  # noqa: BLE001 - the type only: never a credential in a log line
+            logger.warning("starting %s with the company proxy %s failed (%s)", scheme, proxy.display, type(e).__name__)
+            return None
+        if not token:
+            return None
+        _remember(self._contexts, tunnel_conn.id, (scheme, context))
+        label = self._sent.get(tunnel_conn.id)
+        _remember(self._sent, tunnel_conn.id, f"{label or 'the current user'} via {_SCHEME_NAMES[scheme]}")
+        return f"{_SCHEME_NAMES[scheme]} {base64.b64encode(token).decode('ascii')}"
+
+    def _negotiate(self, tunnel_conn, head: bytes) -> str | None:
+        """The next Proxy-Authorization after a 407 on `tunnel_conn`, or None (then the 407
+        stands). Starts Negotiate (preferred) or NTLM when the proxy offers it and a Basic
+        login was not what it wanted; continues an exchange with the proxy's token."""
+        challenges = _challenges(head)
+        proxy = self._proxy_for(tunnel_conn.address)
+        if proxy is None:
+            return None
+        ongoing = self._contexts.get(tunnel_conn.id)
+        if ongoing is not None:
+            scheme, context = ongoing
+            token = challenges.get(scheme)
+            if not token:
+                return None  # the proxy started over: the login was refused
+            try:
+                out = context.step(base64.b64decode(token))
+            except Exception as e:  # noqa: BLE001
+                logger.debug("%s with %s failed (%s)", scheme, proxy.display, type(e).__name__)
+                return None
+            return f"{_SCHEME_NAMES[scheme]} {base64.b64encode(out).decode('ascii')}" if out else None
+        scheme = next((s for s in ("negotiate", "ntlm") if s in challenges), None)
+        if scheme is None or "basic" in challenges:
+            return None
+        self._wants[proxy] = scheme
+        creds = proxy.credentials if proxy.credentials is not None and proxy.credentials.is_complete \
+            else self._creds.get(proxy, (None, None))[0]
+        return self._start_negotiate(tunnel_conn, proxy, scheme, creds)
 
     async def _credentials(self, proxy: ProxyURL) -> tuple[Credentials | None, str | None]:
         if proxy.credentials is not None and proxy.credentials.is_complete:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
-from pathlib import Path
+import time
 from urllib.parse import quote
 
 import pytest
@@ -116,6 +116,10 @@ def test_a_passthrough_host_also_goes_through_the_chain(tmp_path, private_index,
         assert '"authorization": false' in result.stdout
         tunnels = company.connects("other.test")
         assert [(r.target, r.auth) for r in tunnels] == [(f"other.test:{echo_server.port}", "ok")]
+        # the request log writes a tunnel's line when the client has gone
+        deadline = time.monotonic() + 10
+        while "passthrough" not in proxy.stderr() and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert "passthrough" in proxy.stderr()
     finally:
         proxy.stop()
@@ -400,3 +404,60 @@ def test_a_stranger_cannot_use_the_chain_or_the_proxy_login(tmp_path, private_in
         proxy.stop()
     assert [r.auth for r in company.connects("pkgs.test")] == ["ok"]
     assert_no_proxy_password(proxy.stderr())
+
+
+# --- Negotiate / NTLM (the `negotiate` extra) ----------------------------------------------------
+
+
+NTLM_PASSWORD = "ntlm-Pa55/%w0rd@x"  # pyspnego's user file cannot hold a `:` in a password
+
+
+@pytest.fixture
+def ntlm_company(tmp_path, monkeypatch):
+    """A company proxy that accepts Negotiate/NTLM only (pyspnego's acceptor, a test user file)."""
+    pytest.importorskip("spnego", reason="the `negotiate` extra (pyspnego) is not installed: "
+                                         "pip install 'credproxy[negotiate]'")
+    users = tmp_path / "ntlm-users"
+    users.write_text("CORP:alice:" + NTLM_PASSWORD + "\n")
+    monkeypatch.setenv("NTLM_USER_FILE", str(users))
+    proxy = CompanyProxy.start(negotiate=True)
+    yield proxy
+    proxy.stop()
+
+
+def test_negotiate_ntlm_login_to_a_company_proxy_that_refuses_basic(tmp_path, private_index, tls_certs, ntlm_company):
+    env = chained_env(tmp_path, tls_certs, private_index, ntlm_company, creds=("CORP\\alice", NTLM_PASSWORD))
+    proxy = start(tmp_path, env, "-v")
+    try:
+        cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=client_bundle(tmp_path, proxy, tls_certs))
+        for client in ("pip", "uv"):
+            result = install(client, tmp_path, private_index, cenv)
+            assert result.returncode == 0, result.stderr + proxy.stderr()
+    finally:
+        proxy.stop()
+    records = ntlm_company.connects("pkgs.test")
+    opened = [r for r in records if r.auth == "ok"]
+    assert opened and all(r.auth_scheme == "Negotiate" and r.status == 200 for r in opened), records
+    # after the first refusal of Basic, the proxy never again sees the password in Basic form
+    basic = [r for r in records if r.auth_scheme == "Basic"]
+    assert len(basic) <= 1, records
+    assert not any(r.auth == "wrong" and r.auth_scheme != "Basic" for r in records), records
+    for form in secret_forms(NTLM_PASSWORD, "CORP\\alice") + [quote(NTLM_PASSWORD, safe="")]:
+        assert form not in proxy.stdout() + proxy.stderr()
+
+
+def test_a_wrong_password_for_a_negotiate_proxy_is_reported(tmp_path, private_index, tls_certs, ntlm_company):
+    env = chained_env(tmp_path, tls_certs, private_index, ntlm_company, creds=("CORP\\alice", "not-it"))
+    proxy = start(tmp_path, env)
+    try:
+        cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=client_bundle(tmp_path, proxy, tls_certs))
+        result = curl("-sS", "-o", "-", "-w", "\n%{http_code}", private_index.url + "private-pkg/", env=cenv)
+    finally:
+        proxy.stop()
+    body, _, status = result.stdout.rpartition("\n")
+    assert status == "502", result.stdout + result.stderr
+    assert "It rejected the Negotiate login credproxy sent (from the proxy URL)" in body, body
+    assert "correct the password in the proxy URL" in body
+    assert any(r.auth == "wrong" for r in ntlm_company.connects("pkgs.test"))
+    assert private_index.requests() == []
+    assert "not-it" not in body + proxy.stderr()

@@ -37,9 +37,10 @@ IDLE_TIMEOUT = 30.0
 class Record:
     method: str
     target: str  # host:port for CONNECT, the absolute URL for plain http
-    auth: str  # ok | missing | wrong | not-required
+    auth: str  # ok | missing | wrong | not-required (| negotiating: a Negotiate leg answered 407)
     header_names: list[str] = field(default_factory=list)
     status: int | None = None
+    auth_scheme: str | None = None  # the scheme of the Proxy-Authorization sent (Basic, Negotiate, NTLM)
 
     @property
     def host(self) -> str:
@@ -72,26 +73,55 @@ class _Handler(socketserver.BaseRequestHandler):
         company: CompanyProxy = self.server.company
         sock: socket.socket = self.request
         sock.settimeout(IDLE_TIMEOUT)
-        try:
-            data = _read_head(sock)
-        except OSError:
+        acceptor = None  # a Negotiate/NTLM exchange in progress on this connection
+        pending = b""
+        for _leg in range(4):
+            try:
+                data = pending + (_read_head(sock) or b"") if b"\r\n\r\n" not in pending else pending
+            except OSError:
+                return
+            if b"\r\n\r\n" not in data:
+                return
+            head, _, rest = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            try:
+                method, target, _version = lines[0].split(" ", 2)
+            except ValueError:
+                sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            headers = []
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers.append((name.strip(), value.strip()))
+            auth_values = [v for n, v in headers if n.lower() == "proxy-authorization"]
+            record = Record(method.upper(), target, "missing", [n for n, _ in headers],
+                            auth_scheme=auth_values[-1].split(" ", 1)[0] if auth_values else None)
+            with company._lock:
+                company._records.append(record)
+            if company.negotiate:
+                record.auth, acceptor, token = company._negotiate_step(acceptor, auth_values)
+                if record.auth == "negotiating":
+                    record.status = 407
+                    sock.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                                 + f"Proxy-Authenticate: {record.auth_scheme} {token}\r\n".encode()
+                                 + b"Content-Length: 0\r\n\r\n")
+                    pending = rest
+                    continue
+                if record.auth == "missing" or (record.auth == "wrong" and acceptor is None
+                                                 and (record.auth_scheme or "").lower() == "basic"):
+                    # no login, or Basic: name the schemes and keep the connection (as Squid does)
+                    record.status = 407
+                    sock.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Negotiate\r\n"
+                                 b"Proxy-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n")
+                    pending = rest
+                    continue
+            else:
+                record.auth = company._check(headers)
+            self._serve(company, record, method, target, headers, rest)
             return
-        if data is None:
-            return
-        head, _, rest = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            method, target, _version = lines[0].split(" ", 2)
-        except ValueError:
-            sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            return
-        headers = []
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers.append((name.strip(), value.strip()))
-        record = Record(method.upper(), target, company._check(headers), [n for n, _ in headers])
-        with company._lock:
-            company._records.append(record)
+
+    def _serve(self, company, record, method, target, headers, rest) -> None:
+        sock: socket.socket = self.request
         if record.auth in ("missing", "wrong"):
             record.status = 407
             challenge = "".join(f"Proxy-Authenticate: {s} realm=\"corp\"\r\n" if s.lower() == "basic"
@@ -173,9 +203,11 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
 
 
 class CompanyProxy:
-    def __init__(self, credentials: tuple[str, str] | None, schemes: tuple[str, ...], resolve, deny):
+    def __init__(self, credentials: tuple[str, str] | None, schemes: tuple[str, ...], resolve, deny,
+                 negotiate: bool = False):
         self.credentials = credentials
         self.schemes = schemes
+        self.negotiate = negotiate
         self.resolve = {name.lower(): "127.0.0.1" for name in resolve}
         self.deny = {d.lower() for d in deny}
         self._lock = threading.Lock()
@@ -188,8 +220,10 @@ class CompanyProxy:
 
     @classmethod
     def start(cls, credentials: tuple[str, str] | None = None, *, schemes: tuple[str, ...] = ("Basic",),
-              resolve=TEST_HOSTS + ("localhost",), deny=()) -> "CompanyProxy":
-        proxy = cls(credentials, schemes, resolve, deny)
+              resolve=TEST_HOSTS + ("localhost",), deny=(), negotiate: bool = False) -> "CompanyProxy":
+        """negotiate=True: accept Negotiate/NTLM only, with pyspnego's acceptor (users from the
+        file named by NTLM_USER_FILE in this process's environment, `DOMAIN:USER:PASSWORD`)."""
+        proxy = cls(credentials, ("Negotiate", "NTLM") if negotiate else schemes, resolve, deny, negotiate)
         proxy._thread.start()
         return proxy
 
@@ -197,6 +231,25 @@ class CompanyProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+    def _negotiate_step(self, acceptor, auth_values: list[str]):
+        """(auth state, acceptor, token for the 407) for one leg of Negotiate/NTLM."""
+        import spnego
+
+        if not auth_values:
+            return "missing", None, None
+        scheme, _, token = auth_values[-1].partition(" ")
+        if scheme.lower() not in ("negotiate", "ntlm") or not token:
+            return "wrong", None, None
+        if acceptor is None:
+            acceptor = spnego.server(protocol="negotiate" if scheme.lower() == "negotiate" else "ntlm")
+        try:
+            out = acceptor.step(base64.b64decode(token))
+        except Exception:  # noqa: BLE001 - a wrong password fails the last step
+            return "wrong", None, None
+        if acceptor.complete:
+            return "ok", acceptor, None
+        return "negotiating", acceptor, base64.b64encode(out).decode() if out else ""
 
     def _check(self, headers) -> str:
         if self.credentials is None:
