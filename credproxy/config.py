@@ -69,6 +69,9 @@ class Settings:
     port: int = 8899
     log_format: Literal["text", "json"] = "text"
     save_flows: str | None = None
+    # the request log's file (None = stderr); `credproxy run` sets it so the command's own
+    # output stays readable. Not read from the config file or the environment.
+    log_file: str | None = None
     verbose: int = 0
     # where things were read from, for `doctor`; warnings to show once at start-up
     config_files: list[str] = field(default_factory=list)
