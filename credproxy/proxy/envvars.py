@@ -38,10 +38,15 @@ ACTIVE = "CREDPROXY_ENV_ACTIVE"
 def proxy_url(host: str, port: int, proxyauth: str | None = None) -> str:
     """The proxy URL clients are given (`env` prints it, `run` sets it): the one place that
     builds it."""
-    from .master import url_host
-    from .run import client_url
+    from urllib.parse import quote
 
-    return client_url(f"http://{url_host(host)}:{port}", proxyauth)
+    from .master import url_host
+
+    address = f"{url_host(host)}:{port}"
+    if not proxyauth:
+        return f"http://{address}"
+    user, _, token = proxyauth.partition(":")
+    return f"http://{quote(user, safe='')}:{quote(token, safe='')}@{address}"
 
 
 def _entries(value: str | None) -> list[str]:

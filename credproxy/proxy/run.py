@@ -22,23 +22,13 @@ from typing import Mapping, Sequence
 
 from .. import paths
 from ..certs.bundle import write_bundle
-from .envvars import merge_no_proxy, proxy_environment, registry_urls
+from .envvars import merge_no_proxy, proxy_environment, proxy_url, registry_urls
 from .master import Proxy, ServeConfig, ServeError
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 KEEP_LOGS = 20  # request logs of earlier runs kept in the state directory
-
-
-def client_url(url: str, proxyauth: str | None) -> str:
-    if not proxyauth:
-        return url
-    scheme, _, rest = url.partition("://")
-    from urllib.parse import quote
-
-    user, _, token = proxyauth.partition(":")
-    return f"{scheme}://{quote(user, safe='')}:{quote(token, safe='')}@{rest}"
 
 
 class _ProxyThread:
@@ -137,7 +127,7 @@ def run_command(settings, config: ServeConfig, argv: Sequence[str], base_env: Ma
         settings.log_file = str(log_path)
     proxy_thread = _ProxyThread(settings, config)
     try:
-        url = proxy_thread.start()
+        proxy_thread.start()
     except BaseException:
         _report_log(log_path)
         raise
@@ -145,8 +135,9 @@ def run_command(settings, config: ServeConfig, argv: Sequence[str], base_env: Ma
         bundle = write_bundle(settings)
         env = dict(os.environ if base_env is None else base_env)
         no_proxy, _dropped = merge_no_proxy((env.get("no_proxy"), env.get("NO_PROXY")), registry_urls(settings))
-        env.update(proxy_environment(client_url(url, proxy_thread.proxy.config.proxyauth
-                                                or getattr(settings, "proxyauth", None)), bundle, no_proxy))
+        proxy = proxy_thread.proxy
+        env.update(proxy_environment(proxy_url(proxy.config.host, proxy.port, proxy.config.proxyauth
+                                               or getattr(settings, "proxyauth", None)), bundle, no_proxy))
         try:
             child = subprocess.Popen(list(argv), env=env)
         except OSError as e:
