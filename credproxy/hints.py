@@ -17,7 +17,7 @@ import threading
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from .credentials.model import Realm, redact_url, without_userinfo
+from .credentials.model import Realm, redact_text, redact_url, without_userinfo
 
 TOKEN_USERNAME = "__token__"
 
@@ -47,10 +47,22 @@ def login_command(service: str, username: str | None, bearer: bool = False) -> s
     return shlex.join(command)
 
 
+def shown_username(decision) -> str | None:
+    """The username a message may show: not `__token__`, and not a username that is the whole
+    credential (no password: often a token, which uv masks as `****@`)."""
+    creds = getattr(decision, "credentials", None)
+    username = getattr(creds, "username", None)
+    if not username or username == TOKEN_USERNAME or not getattr(creds, "password", None):
+        return None
+    return username
+
+
 def replace_command(decision, url: str) -> str:
     """What replaces the credential `decision` carried, for the source that gave it."""
     creds = getattr(decision, "credentials", None)
-    username = getattr(creds, "username", None) or getattr(decision, "username", None)
+    username = shown_username(decision)
+    if username is None and getattr(creds, "username", None) not in (None, TOKEN_USERNAME):
+        username = "USER"  # a username we do not print
     bearer = getattr(creds, "scheme", "basic") == "bearer"
     service = entry_url(decision, url)
     source = getattr(decision, "source", "none") or "none"
@@ -81,11 +93,13 @@ def replace_command(decision, url: str) -> str:
 def rejected_message(url: str, decision, status: int) -> str:
     """The proxy's WARNING when the upstream answers 401/403 to a credential it injected."""
     creds = getattr(decision, "credentials", None)
-    username = getattr(creds, "username", None)
-    who = f" (username {username})" if username and username != TOKEN_USERNAME else ""
+    username = shown_username(decision)
+    who = f" (username {username})" if username else ""
     verb = "rejected" if status == 401 else "refused"
-    return (f"{redact_url(url)}: the upstream {verb} the credential from {decision.source}{who} "
+    text = (f"{redact_url(url)}: the upstream {verb} the credential from {decision.source}{who} "
             f"with {status}; entry {entry_url(decision, url)}. Replace it: {replace_command(decision, url)}")
+    # belt and braces: nothing above holds the secret, and nothing may
+    return redact_text(text, [getattr(creds, "secret", None)], [getattr(creds, "username", None)])
 
 
 class RejectedCredentials:
