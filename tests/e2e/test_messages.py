@@ -408,3 +408,23 @@ def test_help_texts_say_what_the_commands_do(tmp_path):
     assert "does not change the answer: one store holds the entries of every service" in help_of("auth", "dir")
     assert "--config FILE Config file (TOML) naming the proxy's host and port" in help_of("env")
     assert "--config FILE Config file (TOML) whose ca-bundle" in help_of("ca", "bundle")
+
+
+# --- 10. the README's `credproxy auth` example, as written -------------------------------------------
+
+
+def test_readme_auth_example_works_as_written(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    lines = [line.split("  #")[0].strip() for line in readme.splitlines() if line.startswith("credproxy auth ")]
+    assert [shlex.split(line)[2] for line in lines] == ["login", "login", "token", "logout", "dir"], lines
+    env = proxy_env(tmp_path, extra={"CREDPROXY_DATA_DIR": str(tmp_path / "data")})
+    secrets = iter(["alice-readme-pw", "readme-token-10"])
+    outputs = []
+    for line in lines:
+        argv = shlex.split(line)
+        stdin = next(secrets) + "\n" if argv[-1] == "-" else None
+        r = cli(env, *argv[1:], stdin=stdin)
+        assert r.returncode == 0, f"{line}: {r.stderr}"
+        outputs.append(r.stdout)
+    assert outputs[2] == "readme-token-10\n"  # `auth token` finds the __token__ entry
+    assert outputs[4].strip() == env["CREDPROXY_CREDENTIALS_DIR"]
