@@ -13,9 +13,10 @@ Which proxy, highest first:
    `http_proxy`, `HTTP_PROXY`, then `all_proxy`, `ALL_PROXY` (lower case first). A value without
    a scheme means `http://`; the port defaults to the scheme's (80/443), as in requests.
    A value that points at credproxy itself (a loopback or the listen address, on the port it
-   listens on or the configured one) is what `eval "$(credproxy env)"` left there: it is
-   ignored with a note, and `CREDPROXY_PREVIOUS_<VAR>` (the value `credproxy env` replaced)
-   takes its place when set.
+   listens on or the configured one; or a loopback value in a shell `credproxy env` marked
+   with CREDPROXY_ENV_ACTIVE=1) is what `eval "$(credproxy env)"` left there: it is ignored
+   with a note, and `CREDPROXY_PREVIOUS_<VAR>` (the value `credproxy env` replaced) takes its
+   place when set.
 
 `NO_PROXY`/`no_proxy` (and `CREDPROXY_PREVIOUS_NO_PROXY`, joined) apply to every proxy except
 with `--no-upstream-proxy`, with curl's and requests' rules: comma (or space) separated; `*`
@@ -39,6 +40,8 @@ from urllib.parse import urlsplit
 from .credentials.model import MASK, Credentials, split_userinfo
 
 PREVIOUS_PREFIX = "CREDPROXY_PREVIOUS_"
+ENV_ACTIVE = "CREDPROXY_ENV_ACTIVE"  # set by `credproxy env` (proxy/envvars.py ACTIVE)
+ENV_SET_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")  # the ones it sets
 HTTPS_VARS = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 HTTP_VARS = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 NO_PROXY_VARS = ("no_proxy", "NO_PROXY")
@@ -331,7 +334,9 @@ def _from_env(env: Mapping[str, str], names: tuple[str, ...], listen, notes: lis
                 notes.append(f"ignored {name}={_safe(value)}: {e}")
                 seen.add(name)
             continue
-        if _points_at_us(proxy, listen):
+        # `credproxy env` marks the shell whose proxy variables it set (CREDPROXY_ENV_ACTIVE)
+        set_by_env = (env.get(ENV_ACTIVE) == "1" and name in ENV_SET_VARS and is_loopback(proxy.host))
+        if _points_at_us(proxy, listen) or set_by_env:
             previous_name = PREVIOUS_PREFIX + name
             previous = env.get(previous_name)
             note = f"ignored {name}={proxy.display}: it points at credproxy itself"

@@ -189,3 +189,23 @@ def test_summary_names_the_proxy_redacted():
     assert "http://alice:****@proxy.corp:3128" in text and ".corp" in text
     assert ENC not in text and SECRET not in text
     assert isinstance(e, Egress)
+
+
+def test_a_loopback_value_in_a_shell_marked_by_credproxy_env_is_credproxys_on_any_port():
+    env = {"HTTPS_PROXY": "http://127.0.0.1:9999", "CREDPROXY_ENV_ACTIVE": "1",
+           "CREDPROXY_PREVIOUS_HTTPS_PROXY": "http://proxy.corp:3128"}
+    assert build_egress(settings(env)).https.host == "proxy.corp"
+    env.pop("CREDPROXY_ENV_ACTIVE")  # a local proxy on 9999 the user set themselves (cntlm)
+    assert build_egress(settings(env)).https.port == 9999
+
+
+def test_matches_what_credproxy_env_exports(tmp_path):
+    """The other side of the contract (proxy/envvars.py): `env` in a shell with a company
+    proxy, then `serve` from that shell, chains to the company proxy."""
+    from credproxy.proxy.envvars import shell_environment
+
+    user = {"HTTPS_PROXY": "http://proxy.corp:3128", "NO_PROXY": ".corp.example"}
+    exported, _ = shell_environment("http://127.0.0.1:8899", tmp_path / "b.pem", user, [])
+    e = build_egress(settings({**user, **exported}))
+    assert e.https.host == "proxy.corp" and "CREDPROXY_PREVIOUS_HTTPS_PROXY" in e.https_origin
+    assert e.route("https", "pkgs.corp.example", 443).direct
