@@ -244,7 +244,7 @@ def test_proxy_variable_pointing_at_credproxy_is_ignored_for_the_previous_value(
         proxy.stop()
     assert {r.auth for r in company.connects("pkgs.test")} == {"ok"}
     log = proxy.stderr()
-    assert "WARNING credproxy.egress: ignored HTTPS_PROXY=http://127.0.0.1:8899: it points at credproxy itself" in log
+    assert "credproxy: warning: ignored HTTPS_PROXY=http://127.0.0.1:8899: it points at credproxy itself" in log
     assert "using CREDPROXY_PREVIOUS_HTTPS_PROXY" in log
     assert_no_proxy_password(log)
 
