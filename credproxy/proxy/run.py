@@ -12,24 +12,25 @@ import subprocess
 import sys
 import threading
 from typing import Mapping, Sequence
+from urllib.parse import quote
 
 from ..certs.bundle import write_bundle
 from .envvars import proxy_environment
 from .master import Proxy, ServeConfig, ServeError
+from .token import ProxyCredential
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 
 
-def client_url(url: str, proxyauth: str | None) -> str:
-    if not proxyauth:
+def client_url(url: str, credential: ProxyCredential | None) -> str:
+    """`http://HOST:PORT` -> `http://USER:TOKEN@HOST:PORT`, the form every client (pip, uv,
+    curl, git, npm) turns into a Proxy-Authorization header."""
+    if credential is None:
         return url
     scheme, _, rest = url.partition("://")
-    from urllib.parse import quote
-
-    user, _, token = proxyauth.partition(":")
-    return f"{scheme}://{quote(user, safe='')}:{quote(token, safe='')}@{rest}"
+    return f"{scheme}://{quote(credential.user, safe='')}:{quote(credential.token, safe='')}@{rest}"
 
 
 class _ProxyThread:
@@ -79,8 +80,7 @@ def run_command(settings, config: ServeConfig, argv: Sequence[str], base_env: Ma
     try:
         bundle = write_bundle(settings)
         env = dict(os.environ if base_env is None else base_env)
-        env.update(proxy_environment(client_url(url, proxy_thread.proxy.config.proxyauth
-                                                or getattr(settings, "proxyauth", None)), bundle))
+        env.update(proxy_environment(client_url(url, proxy_thread.proxy.client_credential()), bundle))
         try:
             child = subprocess.Popen(list(argv), env=env)
         except OSError as e:
