@@ -246,17 +246,39 @@ def test_another_user_gets_407_and_causes_no_lookup(world):
 
     answers = out["results"]
     assert len(answers) == 5, answers
+    problems = []  # all of them at once: on the old code this lists what the stranger got
     for what, answer in answers.items():
         if what == "TLS to the proxy":
-            assert answer.startswith("refused"), f"{what}: {answer}"  # no certificate was minted
-        else:
-            assert answer.startswith("HTTP/1.1 407"), f"{what}: {answer}"
-    assert out["listener"] == [], "the stranger's own listener got a request from the proxy"
-    assert world.index.requests[index_before:] == [], "the owner's index was contacted for a stranger"
-    assert world.keyring_calls() == keyring_before, "a stranger's request ran the owner's keyring"
+            if not answer.startswith("refused"):  # a completed handshake = a minted certificate
+                problems.append(f"{what}: {answer}")
+        elif not answer.startswith("HTTP/1.1 407"):
+            problems.append(f"{what}: {answer}")
+    got = [(path, _reveal(auth)) for path, auth in out["listener"]]
+    if got:
+        problems.append(f"the stranger's own listener received {got}")
+    sent = [(r.path, _reveal(r.authorization)) for r in world.index.requests[index_before:]]
+    if sent:
+        problems.append(f"the owner's index was asked for the stranger: {sent}")
+    if world.keyring_calls() != keyring_before:
+        problems.append(f"the owner's keyring ran {world.keyring_calls() - keyring_before} time(s)")
     lines = world.request_log()[log_before:]
-    assert lines and all(line["status"] == "407" for line in lines), lines
+    if not lines or any(line["status"] != "407" for line in lines):
+        problems.append(f"request log: {lines}")
+    assert problems == [], "\n".join(problems)
     assert len(lines) == 4  # two plain requests, two CONNECTs; the direct TLS made no flow
+
+
+def _reveal(authorization: str | None) -> str | None:
+    """Which of the owner's secrets a captured Authorization carries (by name, for messages)."""
+    if not authorization:
+        return authorization
+    try:
+        decoded = base64.b64decode(authorization.split(" ", 1)[1]).decode()
+    except Exception:
+        return "unreadable"
+    names = {STORE_SECRET: "STORE", DEFAULT_SECRET: "NETRC-DEFAULT", LOCALHOST_SECRET: "NETRC-LOCALHOST",
+             KEYRING_SECRET: "KEYRING"}
+    return next((f"{name} secret" for secret, name in names.items() if secret in decoded), "other")
 
 
 # --- the same user, without the token ---------------------------------------------------------
