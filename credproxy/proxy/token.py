@@ -206,28 +206,20 @@ def ensure_token(env: Mapping[str, str] | None = None, path: Path | None = None)
 
 
 class TokenFile:
-    """The token file as a running proxy sees it: checked on every use (one stat), re-read when
-    it changed, re-created when it was deleted. So rotating (delete the file, run `credproxy
-    env`) needs no restart, and the old token stops working at once."""
+    """The token file as a running proxy sees it: read on every use (an open, an fstat and a
+    read: microseconds, once per CONNECT or plain-HTTP request), re-created when it was
+    deleted. So rotating (delete the file, run `credproxy env`) needs no restart and the old
+    token stops working at once; a file that became unsafe refuses everyone."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._key: tuple | None = None
-        self._credential: ProxyCredential | None = None
 
     def current(self) -> ProxyCredential:
         """Raises TokenError when the file became unusable: the caller refuses everyone."""
         try:
-            st = os.stat(self.path, follow_symlinks=False)
+            return read_token(self.path)
         except FileNotFoundError:
-            st = None
-        key = None if st is None else (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode, st.st_uid)
-        if key is None or key != self._key or self._credential is None:
-            self._credential = None
-            self._credential = ensure_token(path=self.path)
-            st = os.stat(self.path, follow_symlinks=False)
-            self._key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode, st.st_uid)
-        return self._credential
+            return ensure_token(path=self.path)
 
 
 # --- --proxyauth pairs ------------------------------------------------------------------------
