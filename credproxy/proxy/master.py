@@ -1,7 +1,8 @@
 """Building and running the embedded mitmproxy (mitmproxy-notes.md §1).
 
 A plain `Master` (not DumpMaster: it prints flows and exits the process on a startup error)
-with mitmproxy's default addons, ours inserted just before `TlsConfig`, no terminal log. We
+with mitmproxy's default addons minus its ProxyAuth, our owner check (addons/owner.py) first
+of all, our other addons inserted just before `TlsConfig`, no terminal log. We
 check ourselves that the listener came up, because a plain Master only logs a bind error.
 """
 

@@ -1,7 +1,9 @@
 """`credproxy run -- CMD`: an ephemeral proxy on a free loopback port for one command.
 
 The proxy runs in this process on its own thread and event loop; CMD is a child process with
-the proxy and CA variables set, signals are passed on to it, and its exit code is ours."""
+the proxy and CA variables set, signals are passed on to it, and its exit code is ours. The
+proxy admits a one-off token (in memory, never in a file) that only CMD's environment
+carries, unless a --proxyauth pair is configured."""
 
 from __future__ import annotations
 
