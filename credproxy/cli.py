@@ -142,7 +142,10 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
 @main.command()
 @_serve_options
 def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags) -> None:
-    """Run the proxy (127.0.0.1:8899 by default) until Ctrl-C or SIGTERM."""
+    """Run the proxy (127.0.0.1:8899 by default) until Ctrl-C or SIGTERM.
+
+    Only clients that send your proxy token may use it (others get 407): point them at it with
+    eval "$(credproxy env)", which puts the token in HTTPS_PROXY."""
     from .proxy.master import ServeError, serve_forever
 
     settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
