@@ -386,16 +386,17 @@ def _raw_connect(port: int, target: str, headers: dict[str, str], then: bytes = 
 
 
 def test_a_stranger_cannot_use_the_chain_or_the_proxy_login(tmp_path, private_index, tls_certs, company):
-    """With proxy authentication on, a CONNECT without it is refused before anything reaches
-    the company proxy: nobody else rides on the user's proxy login."""
+    """A CONNECT without the owner's proxy token is refused before anything reaches the
+    company proxy: nobody else rides on the user's proxy login."""
     env = chained_env(tmp_path, tls_certs, private_index, company)
-    proxy = start(tmp_path, env, "--proxyauth", "me:t0ken")
+    proxy = start(tmp_path, env)
     try:
         target = f"pkgs.test:{private_index.port}"
         head = _raw_connect(proxy.port, target, {})
         assert head.startswith(b"HTTP/1.1 407"), head
         assert company.records == []
-        owner = {"Proxy-Authorization": "Basic " + base64.b64encode(b"me:t0ken").decode()}
+        owner = proxy.auth_headers()
+        assert owner, "the proxy must require its owner's token"
         # the tunnel to the company proxy opens when the client speaks through it (as in
         # mitmproxy's upstream mode)
         head = _raw_connect(proxy.port, target, owner, then=b"GET / HTTP/1.1\r\nHost: pkgs.test\r\n\r\n")
