@@ -20,9 +20,9 @@ from typing import Callable
 
 from .. import paths
 from ..addons import upstream_tls
-from ..addons.auth import AuthAddon
+from ..addons.auth import CHALLENGE_BODY_LIMIT, AuthAddon
 from ..certs.ca import ensure_ca
-from . import name_override
+from . import limits, name_override
 
 logger = logging.getLogger("credproxy.proxy")
 
@@ -229,6 +229,9 @@ class Proxy:
             port = _free_port_on(hosts)
         modes = [f"regular@{h}:{port}" for h in hosts]
 
+        # request-head size and time limits, a refused upload drained (proxy/limits.py)
+        limits.install(getattr(self.settings, "request_head_timeout", limits.HEAD_TIMEOUT))
+
         # Bind errors are reported by us as one line; keep mitmproxy's own quiet until up.
         _set_mitmproxy_log_level(logging.CRITICAL)
         self.master = master = Master(Options(confdir=str(ca.directory)), with_termlog=False)
@@ -248,6 +251,11 @@ class Proxy:
             # HTTP/2 only where the h2 request-smuggling fix is available (mitmproxy >= 12).
             "http2": _mitmproxy_major() >= 12,
             "connection_strategy": "eager",
+            # A body mitmproxy buffers (a possible challenge: the auth addon turns streaming
+            # off for it) switches to streaming once it passes this, whatever its framing
+            # (chunked, HTTP/2 without a length). The auth addon decides streaming itself
+            # for everything else; see addons/auth.py.
+            "stream_large_bodies": str(CHALLENGE_BODY_LIMIT),
         }
         if proxyauth:
             options["proxyauth"] = proxyauth

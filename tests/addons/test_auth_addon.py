@@ -27,7 +27,9 @@ def https_flow(host: str = "pkgs.test", port: int = 443, path: str = "/simple/pk
     flow.request.host = host
     flow.request.port = port
     flow.request.path = path
-    flow.request.headers["host"] = host
+    named = f"[{host}]" if ":" in host else host
+    flow.request.headers["host"] = named if port == 443 else f"{named}:{port}"
+    flow.client_conn.sni = host  # the TLS server name a real client sends through the tunnel
     for name, value in (headers or {}).items():
         flow.request.headers[name] = value
     flow.response = None
@@ -65,14 +67,48 @@ def test_injects_resolved_credentials():
 
 
 def test_host_header_does_not_choose_credentials():
-    # The client names a protected host in Host but connects elsewhere: no credentials.
+    # The client names a protected host in Host but connects elsewhere: refused, no lookup.
     resolver = FakeResolver({"pkgs.test": inject("alice", SECRET)})
     addon = AuthAddon(resolver)
     flow = https_flow(host="other.test", headers={"host": "pkgs.test"})
     run(_requestheaders(addon, flow))
     assert "authorization" not in flow.request.headers
-    assert resolver.asked[0][0].startswith("https://other.test/")
-    assert flow.metadata["credproxy"]["action"] == "send"
+    assert resolver.asked == []
+    assert flow.response is not None and flow.response.status_code == 421
+    assert flow.metadata["credproxy"]["action"] == "refuse"
+
+
+@pytest.mark.parametrize("named, host, port, ok", [
+    ("pkgs.test", "pkgs.test", 443, True),
+    ("PKGS.Test.", "pkgs.test", 443, True),
+    ("pkgs.test:443", "pkgs.test", 443, True),
+    ("pkgs.test:", "pkgs.test", 443, True),
+    ("pkgs.test:8443", "pkgs.test", 8443, True),
+    ("pkgs.test", "pkgs.test", 8443, False),  # no port = the scheme's default port
+    ("pkgs.test:444", "pkgs.test", 443, False),
+    ("evil.test", "pkgs.test", 443, False),
+    ("pkgs.test.evil.test", "pkgs.test", 443, False),
+    ("[::1]:8443", "::1", 8443, True),
+    ("[0:0::1]", "::1", 443, True),
+    ("::1", "::1", 443, False),  # unbracketed IPv6 is malformed
+    ("pkgs.test:80x", "pkgs.test", 443, False),
+    ("", "pkgs.test", 443, False),
+    ("user@pkgs.test", "pkgs.test", 443, False),
+])
+def test_names_destination_normalises_case_dot_port_and_brackets(named, host, port, ok):
+    from credproxy.addons.auth import names_destination
+
+    assert names_destination(named, "https", host, port) is ok
+
+
+def test_tls_server_name_must_name_the_destination():
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET)})
+    addon = AuthAddon(resolver)
+    flow = https_flow(host="pkgs.test")
+    flow.client_conn.sni = "evil.test"
+    run(_requestheaders(addon, flow))
+    assert resolver.asked == [] and "authorization" not in flow.request.headers
+    assert flow.response.status_code == 421
 
 
 def test_client_credentials_are_left_alone():
