@@ -230,7 +230,6 @@ class AuthAddon:
         url = request_url(flow.request)
         why = misdirection(flow)
         if why is not None:
-            logger.warning("refused a request for %s: %s", redact_url(url), why)
             flow.metadata[METADATA_KEY] = {
                 "source": "none", "preemptive": False, "retried": False,
                 "action": "refuse", "reason": why, "cached": False,

@@ -22,6 +22,7 @@ from .. import paths
 from ..addons import upstream_tls
 from ..addons.auth import CHALLENGE_BODY_LIMIT, AuthAddon
 from ..certs.ca import ensure_ca
+from ..logsafe import SafeFormatter
 from . import limits, name_override
 
 logger = logging.getLogger("credproxy.proxy")
@@ -303,7 +304,9 @@ def configure_logging(verbose: int) -> None:
     root = logging.getLogger()
     if not any(getattr(h, "_credproxy", False) for h in root.handlers):
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("credproxy: %(levelname)s %(name)s: %(message)s"))
+        # control characters escaped: a request line or upstream text must not reach a
+        # terminal raw (logsafe.py)
+        handler.setFormatter(SafeFormatter("credproxy: %(levelname)s %(name)s: %(message)s"))
         handler._credproxy = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING)
