@@ -17,7 +17,7 @@ from .proxy_path import SECRET, USER, PathWorld, read_response
 pytestmark = pytest.mark.e2e
 
 NETRC = f"machine pkgs.test login {USER} password {SECRET}\n"
-HEAD_TIMEOUT = 2  # request-head-timeout in the test's config
+HEAD_TIMEOUT = 2  # request-head-timeout (config) / CREDPROXY_REQUEST_HEAD_TIMEOUT
 
 
 def _open(w: PathWorld, where: str):
@@ -50,7 +50,10 @@ def test_an_oversized_head_gets_431(tmp_path, where, complete):
 
 @pytest.mark.parametrize("where", ["proxy", "tunnel"])
 def test_a_dribbled_head_is_cut_after_the_timeout_while_others_are_served(tmp_path, where):
-    with PathWorld(tmp_path, netrc=NETRC, config=f"request-head-timeout = {HEAD_TIMEOUT}\n") as w:
+    # the environment variable (not the config key) so that a build without the limit runs
+    # this test too, and fails it for the right reason
+    env = {"CREDPROXY_REQUEST_HEAD_TIMEOUT": str(HEAD_TIMEOUT)}
+    with PathWorld(tmp_path, netrc=NETRC, extra_env=env) as w:
         w.start()
         sock, start = _open(w, where)
         outcome: dict = {}
