@@ -9,7 +9,7 @@ import pytest
 from mitmproxy.test import taddons, tflow
 
 from credproxy.addons.auth import AuthAddon, request_url
-from credproxy.credentials.model import secret_forms
+from credproxy.credentials.model import Credentials, secret_forms
 from credproxy.credentials.resolver import Decision
 
 from .fake_resolver import FakeResolver, inject
@@ -244,3 +244,79 @@ def test_which_statuses_are_challenges(status, sent, expect_challenge):
     run(cycle())
     assert bool(resolver.challenged) == expect_challenge
     assert len(resolver.recorded) == 1
+
+
+# --- fail closed (issue 9 finding 8) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("credentials, kind", [
+    (Credentials.basic("alice", "p\udcffw"), "UnicodeEncodeError"),  # undecodable bytes (env)
+    (Credentials.bearer("tok\r\nX-Injected: 1"), "ValueError"),  # would split the header
+])
+def test_a_credential_that_cannot_be_sent_answers_502_and_is_not_forwarded(credentials, kind):
+    decision = Decision("inject", credentials, source="env:UV_INDEX_PKGS")
+    resolver = FakeResolver({"pkgs.test": decision})
+    addon = AuthAddon(resolver)
+    flow = https_flow()
+    run(_requestheaders(addon, flow))
+    assert flow.response is not None and flow.response.status_code == 502
+    assert "authorization" not in flow.request.headers
+    text = flow.response.get_text()
+    assert "env:UV_INDEX_PKGS" in text and kind in text and "not forwarded" in text
+    assert "\udcff" not in text and "X-Injected" not in text
+    meta = flow.metadata["credproxy"]
+    assert meta["action"] == "fail" and meta["preemptive"] is False
+    assert resolver.recorded == []  # it never went upstream
+
+
+def test_a_broken_credential_on_the_challenge_path_answers_502():
+    resolver = FakeResolver(challenge={"pkgs.test": inject("alice", "p\udcffw", source="netrc")})
+    addon = AuthAddon(resolver)
+    flow = https_flow()
+
+    async def cycle():
+        with taddons.context(addon):
+            await addon.requestheaders(flow)
+            flow.response = tflow.tresp(status_code=401, content=b"login required")
+            await addon.responseheaders(flow)
+            await addon.response(flow)
+
+    run(cycle())
+    assert flow.response.status_code == 502
+    assert flow.metadata["credproxy"]["action"] == "fail"
+    assert resolver.recorded == [("https://pkgs.test/simple/pkg/", "send", 401)]
+
+
+def test_a_challenge_that_mitmproxy_switched_to_streaming_is_not_resent():
+    """Past 1 MiB, mitmproxy's stream_large_bodies streams a buffered (chunked) challenge to
+    the client: it is gone, so nothing may be re-sent in its place."""
+    resolver = FakeResolver(challenge={"pkgs.test": inject("alice", SECRET)})
+    addon = AuthAddon(resolver)
+    flow = https_flow()
+
+    async def cycle():
+        with taddons.context(addon):
+            await addon.requestheaders(flow)
+            flow.response = tflow.tresp(status_code=401, content=b"")
+            del flow.response.headers["content-length"]
+            flow.response.headers["transfer-encoding"] = "chunked"
+            await addon.responseheaders(flow)
+            assert flow.response.stream is False  # held: may be a challenge
+            flow.response.stream = True  # what check_body_size does past the limit
+            await addon.response(flow)
+
+    run(cycle())
+    assert resolver.challenged == []
+    assert flow.response.status_code == 401
+    assert "not re-sent" in flow.metadata["credproxy"]["reason"]
+
+
+def test_injected_credentials_are_remembered_for_the_flow_saver_not_in_metadata():
+    from credproxy.addons.auth import injected_credentials
+
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET)})
+    addon = AuthAddon(resolver)
+    flow = https_flow()
+    run(_requestheaders(addon, flow))
+    assert [c.secret for c in injected_credentials(flow)] == [SECRET]
+    assert all(form not in repr(flow.metadata) for form in secret_forms(SECRET, "alice"))
