@@ -73,3 +73,33 @@ def test_resend_after_401_keeps_the_connections_server_name(tmp_path):
     assert [r.authorization is not None for r in seen] == [False, True], seen  # bare, then the re-send
     assert {r.sni for r in seen} == {"pkgs.test"}, seen
     assert "auth=retry" in log
+
+
+def test_http2_authority_naming_another_host_gets_421(tmp_path):
+    """curl --http2 sends its Host header as `:authority`; the proxy speaks h2 to the client
+    and to an h2 upstream (mitmproxy >= 12)."""
+    from tests.helpers.clients import client_env, combined_bundle, curl
+    from tests.helpers.h2server import H2Server
+    from tests.helpers.proxy import proxy_env, start_credproxy
+    from tests.helpers.servers import make_certs
+
+    certs = make_certs(tmp_path / "certs")
+    server = H2Server.start(certs)
+    try:
+        env = proxy_env(tmp_path, upstream_ca=certs.ca_plus_certifi_pem)
+        netrc = tmp_path / "proxy-home" / ".netrc"
+        netrc.write_text(f"machine other.test login {USER} password {SECRET}\n")
+        netrc.chmod(0o600)
+        with start_credproxy(tmp_path, env=env) as proxy:
+            bundle = combined_bundle(tmp_path / "bundle.pem", proxy.ca_cert, certs.ca_pem)
+            cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=bundle)
+            url = f"https://other.test:{server.port}/x"
+            tricked = curl("--http2", "-H", f"Host: evil.test:{server.port}", "-w", "%{http_version} %{http_code}",
+                           "-o", "/dev/null", url, env=cenv)
+            assert server.requests == [], "the request reached the upstream"
+            plain = curl("--http2", "-w", "%{http_version} %{http_code}", "-o", "/dev/null", url, env=cenv)
+    finally:
+        server.stop()
+    assert tricked.stdout == "2 421", tricked.stderr
+    assert plain.stdout == "2 200", plain.stderr
+    assert [r.path for r in server.requests] == ["/x"]
