@@ -208,6 +208,10 @@ def misdirection(flow: http.HTTPFlow) -> str | None:
 
 
 def _shown(value: str) -> str:
+    """A client-supplied name for a message and the log: userinfo masked, bounded, quoted
+    with control characters escaped (repr)."""
+    if "@" in value:
+        value = "****@" + value.rpartition("@")[2]
     text = value if len(value) <= 100 else value[:100] + "..."
     return repr(text)
 

@@ -320,3 +320,13 @@ def test_injected_credentials_are_remembered_for_the_flow_saver_not_in_metadata(
     run(_requestheaders(addon, flow))
     assert [c.secret for c in injected_credentials(flow)] == [SECRET]
     assert all(form not in repr(flow.metadata) for form in secret_forms(SECRET, "alice"))
+
+
+def test_a_host_header_with_userinfo_is_shown_masked():
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET)})
+    addon = AuthAddon(resolver)
+    flow = https_flow(headers={"host": "u:hunter2-x@evil.test"})
+    run(_requestheaders(addon, flow))
+    assert flow.response.status_code == 421
+    assert "hunter2" not in flow.response.get_text() and "hunter2" not in flow.metadata["credproxy"]["reason"]
+    assert "'****@evil.test'" in flow.response.get_text()
