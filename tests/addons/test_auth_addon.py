@@ -330,3 +330,37 @@ def test_a_host_header_with_userinfo_is_shown_masked():
     assert flow.response.status_code == 421
     assert "hunter2" not in flow.response.get_text() and "hunter2" not in flow.metadata["credproxy"]["reason"]
     assert "'****@evil.test'" in flow.response.get_text()
+
+
+import re  # noqa: E402
+
+from hypothesis import given, settings as hsettings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NAMES = st.sampled_from(["pkgs.test", "PKGS.test", "pkgs.test.", "evil.test", "pkgs.test.evil.test",
+                          "[::1]", "127.0.0.1", "", "pkgs.test@evil.test", "evil.test#pkgs.test"])
+_PORTS = st.sampled_from(["", ":", ":443", ":8443", ":0443", ":44 3", ":4431"])
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(name=_NAMES, port=_PORTS, sni=st.sampled_from([None, "pkgs.test", "PKGS.TEST", "evil.test"]),
+       extra=st.sampled_from([None, "evil.test"]))
+def test_a_credential_is_only_injected_when_every_name_is_the_destination(name, port, sni, extra):
+    """Property: whatever the Host header(s) and TLS server name, the addon either refuses
+    (421, no lookup) or every name it was given is the destination pkgs.test:443."""
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET)})
+    addon = AuthAddon(resolver)
+    flow = https_flow()
+    flow.request.headers["host"] = name + port
+    if extra is not None:
+        flow.request.headers.add("host", extra)
+    flow.client_conn.sni = sni
+    run(_requestheaders(addon, flow))
+    if "authorization" in flow.request.headers:
+        hosts = flow.request.headers.get_all("host")
+        for h in hosts:
+            m = re.fullmatch(r"(?i)pkgs\.test\.?(?::([0-9]*))?", h)
+            assert m is not None and (not m.group(1) or int(m.group(1)) == 443), hosts
+        assert sni is None or sni.lower() == "pkgs.test"
+    else:
+        assert flow.response.status_code == 421 and resolver.asked == []
