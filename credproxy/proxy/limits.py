@@ -14,11 +14,19 @@ wraps three methods of mitmproxy's sans-I/O HTTP/1 layer once per process:
   `RequestWakeup`) of `head_timeout` seconds; a head still incomplete then is answered `408`
   and the connection closed. Idle keep-alive connections (no byte of a next head yet) are
   not affected;
+- also `Http1Server._handle_event`: bytes a client sends while its previous request is still
+  being answered (pipelining) are buffered by mitmproxy until that answer is done; more than
+  `PIPELINE_LIMIT` of them closes the connection;
 - `Http1Client.read_headers` (an upstream's response head): longer than `HEAD_LIMIT`, the
   upstream connection is closed and the client gets mitmproxy's 502.
 
 HTTP/2 heads are bounded by the h2 library (64 KiB decoded header list, at most 64
 CONTINUATION frames).
+
+`ConnectionHandler.close_connection` only cancels the connection's reader task; when that
+task is waiting to hand the next chunk of a flooding client to the layers, the cancellation
+skips its clean-up and the socket stays open (until garbage collection). The wrapper also
+closes the transport, so a connection these limits close is really closed.
 
 `HttpStream.start_request_stream` raises NotImplementedError when an addon answered a request
 (`flow.response` set in `requestheaders`) whose body mitmproxy then decides to stream (over
@@ -38,6 +46,8 @@ logger = logging.getLogger("credproxy.limits")
 HEAD_LIMIT = 64 << 10
 #: Seconds from the first byte of a request head to its end (config: request-head-timeout).
 HEAD_TIMEOUT = 30.0
+#: Bytes a client may send ahead (pipelined) while its previous request is answered.
+PIPELINE_LIMIT = 1 << 20
 
 _END_OF_HEAD = re.compile(rb"\n\r?\n")
 _state = {"head_timeout": HEAD_TIMEOUT, "installed": False}
@@ -51,9 +61,12 @@ def install(head_timeout: float = HEAD_TIMEOUT) -> None:
     from mitmproxy.proxy.layers.http import HttpStream
     from mitmproxy.proxy.layers.http._http1 import Http1Client, Http1Server
 
+    from mitmproxy.proxy.server import ConnectionHandler
+
     _wrap_server(Http1Server)
     _wrap_client(Http1Client)
     _wrap_stream(HttpStream)
+    _wrap_close(ConnectionHandler)
     _state["installed"] = True
 
 
@@ -91,6 +104,8 @@ def _peer(conn) -> str:
 
 def _wrap_server(cls) -> None:
     from mitmproxy.proxy import commands, events
+    from mitmproxy.proxy.layers.http._base import ReceiveHttp
+    from mitmproxy.proxy.layers.http._events import ErrorCode, RequestProtocolError
 
     original_read_headers = cls.read_headers
     original_handle_event = cls._handle_event
@@ -125,6 +140,15 @@ def _wrap_server(cls) -> None:
                 self.state = self.done
             return
         yield from original_handle_event(self, event)
+        if self.state == self.wait and len(self.buf) > PIPELINE_LIMIT:
+            logger.warning("%s sent more than %d KiB ahead while its request was answered; connection closed",
+                           _peer(self.conn), PIPELINE_LIMIT >> 10)
+            self.buf = type(self.buf)()
+            self.state = self.done
+            yield commands.CloseConnection(self.conn)
+            yield ReceiveHttp(RequestProtocolError(
+                self.stream_id, "the client sent too much ahead", code=ErrorCode.CLIENT_DISCONNECTED))
+            return
         if self.state == self.read_headers and len(self.buf) > 0:
             if self.__dict__.get("_credproxy_head_timer") is None:
                 wakeup = commands.RequestWakeup(head_timeout())
@@ -187,3 +211,22 @@ def _wrap_stream(cls) -> None:
         yield from ()
 
     cls.start_request_stream = start_request_stream
+
+
+def _wrap_close(cls) -> None:
+    from mitmproxy.connection import ConnectionState
+
+    original_close_connection = cls.close_connection
+
+    def close_connection(self, connection, half_close: bool = False) -> None:
+        original_close_connection(self, connection, half_close)
+        if connection.state is ConnectionState.CLOSED:
+            io = self.transports.get(connection)
+            writer = getattr(io, "writer", None)
+            if writer is not None:
+                try:
+                    writer.close()  # flushes what is already written, then closes the socket
+                except (OSError, RuntimeError):
+                    pass
+
+    cls.close_connection = close_connection

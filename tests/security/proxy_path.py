@@ -15,6 +15,7 @@ Upstream paths (Basic alice:SECRET unless the test says otherwise):
   /private/...?big=N    authorised: 200 with N bytes (Content-Length)
   /chunked401?n=N       401 with a chunked body of N bytes, sent from one reusable chunk
   /public/...           200 for everyone
+  /slow?s=S             200 after S seconds (at most 30)
 Everything binds 127.0.0.1; every socket has a timeout; the proxy is stopped by pid.
 """
 
@@ -125,6 +126,9 @@ class Upstream:
                 self._send(h, 200, b"private ok\n")
         elif parts.path == "/chunked401":
             self._chunked(h, 401, int(query.get("n", ["1048576"])[0]))
+        elif parts.path == "/slow":
+            time.sleep(min(30.0, float(query.get("s", ["1"])[0])))
+            self._send(h, 200, b"slow ok\n")
         elif parts.path.startswith("/public"):
             self._send(h, 200, b"public ok\n")
         else:

@@ -103,3 +103,33 @@ def test_an_idle_keep_alive_connection_is_not_cut_by_the_head_timeout(tmp_path):
                 tls.sendall(f"GET /private/k HTTP/1.1\r\nHost: pkgs.test:{w.port}\r\n\r\n".encode())
                 assert read_response(tls).status == 200
                 time.sleep(HEAD_TIMEOUT + 1)
+
+
+def test_bytes_sent_ahead_while_a_request_is_answered_are_bounded(tmp_path):
+    """mitmproxy buffers what a client sends while its previous request is being answered
+    (pipelining), without limit. Past 1 MiB the connection is closed; others are served."""
+    with PathWorld(tmp_path, netrc=NETRC) as w:
+        proxy = w.start()
+        with w.tunnel("pkgs.test", timeout=10) as tls:
+            tls.sendall(f"GET /slow?s=4 HTTP/1.1\r\nHost: pkgs.test:{w.port}\r\n\r\n".encode())
+            began = time.monotonic()
+            closed = False
+            try:
+                for _ in range(64):  # up to 64 MiB ahead
+                    tls.sendall(b"z" * (1 << 20))
+            except OSError:
+                closed = True
+            if not closed:
+                try:
+                    closed = tls.recv(65536) == b""
+                except OSError:
+                    closed = True
+            elapsed = time.monotonic() - began
+        other = w.raw_request("pkgs.test", f"GET /private/ok HTTP/1.1\r\nHost: pkgs.test:{w.port}\r\n"
+                              "Connection: close\r\n\r\n".encode())
+        peak_mb = proxy.rss_peak_kb() // 1024
+        log = w.stop()
+    assert closed and elapsed < 4, (closed, elapsed)
+    assert other.status == 200
+    assert "sent more than 1024 KiB ahead" in log
+    assert peak_mb < 200, peak_mb
