@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, Mapping
 from urllib.parse import urlsplit
 
-from . import paths
+from . import hints, paths
 from .proxy import envvars
 from .credentials.model import MASK, Credentials, redact_text, redact_url
 
@@ -173,8 +173,37 @@ def check_ca(env: Mapping[str, str]) -> tuple[list[Check], bytes | None]:
 # --- the shell's variables ---------------------------------------------------------------
 
 
+def owner_credential(env: Mapping[str, str]):
+    """The proxy pair the owner's clients must send (CREDPROXY_PROXYAUTH, else the token file),
+    read without creating anything; None when there is none (yet) or it is unusable."""
+    from .proxy import token
+
+    try:
+        pair, _ = token.configured_pair(None, env)
+        return pair if pair is not None else token.read_token(paths.token_file(env))
+    except (OSError, token.TokenError):
+        return None
+
+
+def _carries(proxy_url: str, credential) -> bool:
+    from urllib.parse import unquote
+
+    if "://" not in proxy_url:
+        proxy_url = "http://" + proxy_url
+    parts = urlsplit(proxy_url)
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    return credential.matches(f"Basic {_b64(f'{user}:{password}')}")
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
 def check_environment(env: Mapping[str, str], host: str, port: int, ca_der: bytes | None,
-                      index_hosts: list[str]) -> list[Check]:
+                      index_hosts: list[str], owner=None) -> list[Check]:
+    """`owner`: the proxy pair (token.ProxyCredential) the proxy admits, when known."""
     checks: list[Check] = []
     pointing = []
     for name in PROXY_VARS:
@@ -184,6 +213,10 @@ def check_environment(env: Mapping[str, str], host: str, port: int, ca_der: byte
         shown = redact_url(value)
         if _points_at(value, host, port):
             pointing.append(name)
+            if owner is not None and not _carries(value, owner):
+                checks.append(Check("problem", f"{name}={shown} points at credproxy without the current proxy "
+                                    "token: the proxy answers 407 (Proxy Authentication Required)", fix=ENV_FIX))
+                continue
             checks.append(Check("ok", f"{name}={shown} points at credproxy"))
         else:
             checks.append(Check("problem", f"{name}={shown} does not point at credproxy "
@@ -234,13 +267,23 @@ def _points_at(proxy_url: str, host: str, port: int) -> bool:
 
 
 def _no_proxy_matches(value: str, host: str) -> bool:
-    for entry in value.split(","):
-        entry = entry.strip().lower().lstrip(".")
-        if entry.startswith("*."):
-            entry = entry[2:]
-        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
-            return True
-    return False
+    """As pip/requests, uv and curl read NO_PROXY (hints.no_proxy_match)."""
+    return hints.no_proxy_match(f"https://{_url_host(host)}/", value) is not None
+
+
+def url_problem(url: str) -> str | None:
+    """Why `doctor URL` cannot check this URL (the message never quotes it: it may hold a
+    password), or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a non-numeric port
+    except ValueError:
+        return "invalid URL: cannot parse its host and port (percent-encode special characters in the password)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        if "://" not in url:
+            return "invalid URL: expected http(s)://host/path; add https:// in front"
+        return f"invalid URL: expected http(s)://host/path, got scheme {parts.scheme[:10]!r}"
+    return None
 
 
 # --- configuration and indexes -----------------------------------------------------------
@@ -249,6 +292,9 @@ def _no_proxy_matches(value: str, host: str) -> bool:
 def check_config(settings) -> list[Check]:
     files = list(getattr(settings, "config_files", []) or [])
     checks = [Check("info", f"read {f}") for f in files] or [Check("info", "no configuration file read")]
+    if (loose := hints.netrc_mode_warning(getattr(settings, "env", None) or {})) is not None:
+        text, _, command = loose.rpartition(": chmod ")
+        checks.append(Check("problem", text, fix="chmod " + command))
     for warning in getattr(settings, "warnings", []) or []:
         checks.append(Check("problem", str(warning), fix="edit the file named above"))
     return checks
@@ -358,7 +404,9 @@ def check_url(url: str, settings, resolver, report: Report, proxy_up: bool, ca_p
     via = "through the proxy" if through_proxy else "direct (no proxy running)"
     try:
         if through_proxy:
-            status = _request_via_proxy(url, settings.host, settings.port, ca_path)
+            owner = owner_credential(settings.env)
+            status = _request_via_proxy(url, settings.host, settings.port, ca_path,
+                                        {"Proxy-Authorization": owner.header_value()} if owner else {})
         else:
             status = _request_direct(url, settings, resolver, decision, report)
     except (OSError, http.client.HTTPException, ssl.SSLError) as e:
@@ -372,28 +420,35 @@ def check_url(url: str, settings, resolver, report: Report, proxy_up: bool, ca_p
     if status < 400:
         checks.append(Check("ok", f"GET {shown} {via}: {status}"))
     elif status in (401, 403):
-        checks.append(Check("problem", f"GET {shown} {via}: {status} — the upstream rejected "
-                            f"{'the credential from ' + decision.source if decision.credentials else 'the request without credentials'}",
-                            fix=f"store a working one: credproxy auth login {redact_url(url)} --username USER --password -"))
+        sent = decision if decision.credentials is not None else on_challenge
+        if sent is not None and sent.credentials is not None:
+            what, fix = f"the credential from {sent.source}", hints.replace_command(sent, url)
+        else:
+            what = "the request without credentials"
+            fix = "store one: " + hints.login_command(hints.entry_url(decision, url), "USER")
+        checks.append(Check("problem", f"GET {shown} {via}: {status} — the upstream rejected {what}", fix=fix))
     else:
         checks.append(Check("problem", f"GET {shown} {via}: {status}"))
     return checks
 
 
-def _request_via_proxy(url: str, proxy_host: str, proxy_port: int, ca_path: Path) -> int:
+def _request_via_proxy(url: str, proxy_host: str, proxy_port: int, ca_path: Path,
+                       proxy_headers: Mapping[str, str] | None = None) -> int:
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if parts.scheme == "https":
         context = ssl.create_default_context(cafile=str(ca_path))
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
             proxy_host, proxy_port, timeout=TIMEOUT, context=context)
-        conn.set_tunnel(parts.hostname or "", parts.port or 443)
+        conn.set_tunnel(parts.hostname or "", parts.port or 443, headers=dict(proxy_headers or {}))
         target = path
+        headers = {}
     else:
         conn = http.client.HTTPConnection(proxy_host, proxy_port, timeout=TIMEOUT)
         target = url
+        headers = dict(proxy_headers or {})
     try:
-        conn.request("GET", target, headers={"Connection": "close", "User-Agent": "credproxy-doctor"})
+        conn.request("GET", target, headers={"Connection": "close", "User-Agent": "credproxy-doctor", **headers})
         response = conn.getresponse()
         response.read(1 << 20)
         return response.status
@@ -449,15 +504,20 @@ def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str
     ca_checks, ca_der = check_ca(env)
     report.add("CA", ca_checks)
     index_hosts = sorted({(urlsplit(i.url).hostname or "").lower() for i in settings.indexes} - {""})
-    report.add("Shell environment", check_environment(env, settings.host, settings.port, ca_der, index_hosts))
+    owner = owner_credential(env)
+    if owner is not None:
+        report.secrets.append(owner.token)  # never shown, even inside an error text
+    report.add("Shell environment", check_environment(env, settings.host, settings.port, ca_der, index_hosts, owner))
     report.add("Configuration", check_config(settings))
     if settings.indexes:
         report.add("Indexes", [check_index(resolver, settings, i, report) for i in settings.indexes])
     else:
         report.add("Indexes", [Check("info", "no index configured (only netrc, store, keyring and HF token apply)")])
     if url:
-        report.add(f"Request {redact_url(url)}",
-                   check_url(url, settings, resolver, report, proxy_up, ca_cert_path(env) if ca_der else None))
+        request_checks = check_url(url, settings, resolver, report, proxy_up, ca_cert_path(env) if ca_der else None)
+        if (bypass := hints.no_proxy_line(url, env)) is not None:
+            request_checks.insert(0, Check("problem", bypass, fix=ENV_FIX + "   (it keeps registries out of NO_PROXY)"))
+        report.add(f"Request {redact_url(url)}", request_checks)
     return report
 
 

@@ -25,7 +25,9 @@ def _open(w: PathWorld, where: str):
     comes next) or an intercepted tunnel's (an origin-form request comes next)."""
     if where == "proxy":
         sock = socket.create_connection(("127.0.0.1", w.proxy.port), timeout=10)
-        return sock, f"CONNECT pkgs.test:{w.port} HTTP/1.1\r\n".encode()
+        head = f"CONNECT pkgs.test:{w.port} HTTP/1.1\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in w.proxy.auth_headers().items())  # the owner
+        return sock, head.encode()
     return w.tunnel("pkgs.test", timeout=10), f"GET /private/x HTTP/1.1\r\nHost: pkgs.test:{w.port}\r\n".encode()
 
 
