@@ -399,7 +399,7 @@ def test_a_stranger_cannot_use_the_chain_or_the_proxy_login(tmp_path, private_in
         assert owner, "the proxy must require its owner's token"
         # the tunnel to the company proxy opens when the client speaks through it (as in
         # mitmproxy's upstream mode)
-        head = _raw_connect(proxy.port, target, owner, then=b"GET / HTTP/1.1\r\nHost: pkgs.test\r\n\r\n")
+        head = _raw_connect(proxy.port, target, owner, then=f"GET / HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
         assert head.startswith(b"HTTP/1.1 200"), head
     finally:
         proxy.stop()
