@@ -43,7 +43,8 @@ def certs(tmp_path_factory) -> TestCerts:
 
 
 class Setup:
-    """The proxy's world: netrc, config, store; `start()` runs `credproxy serve -v`."""
+    """The proxy's world: netrc, config, store; `start()` runs `credproxy serve -v
+    --save-flows FILE`."""
 
     def __init__(self, tmp_path: Path, certs: TestCerts):
         self.tmp, self.certs = tmp_path, certs
@@ -71,7 +72,8 @@ class Setup:
             StoreEntry.basic(service, user, SECRETS[user]))
 
     def start(self, *args: str) -> Proxy:
-        self.proxy = start_credproxy(self.tmp, "-v", *args, env=self.env)
+        self.flows = self.tmp / "flows.mitm"
+        self.proxy = start_credproxy(self.tmp, "-v", "--save-flows", str(self.flows), *args, env=self.env)
         bundle = combined_bundle(self.tmp / "client-bundle.pem", self.proxy.ca_cert, self.certs.ca_pem)
         self.client = client_env(self.tmp, proxy_url=self.proxy.url, ca_bundle=bundle)
         return self.proxy
@@ -98,11 +100,16 @@ class Setup:
             server.stop()
 
     def assert_no_secret_in_output(self) -> None:
+        """Neither the log (-v) nor the saved flows hold any secret, in any encoding."""
         assert self.proxy is not None
+        self.proxy.stop()  # flushes the flows file
         text = self.proxy.stdout() + self.proxy.stderr()
+        assert self.flows.exists() and self.flows.stat().st_size > 0, "no flow was saved: nothing scanned"
+        saved = self.flows.read_bytes().decode("latin-1")
         for user, secret in SECRETS.items():
-            found = [f for f in secret_forms(secret, user) if f in text]
-            assert found == [], f"the proxy's output holds {user}'s secret: {found}"
+            for where, content in (("log", text), ("saved flows", saved)):
+                found = [f for f in secret_forms(secret, user) if f in content]
+                assert found == [], f"the proxy's {where} holds {user}'s secret: {found}"
 
 
 @pytest.fixture
