@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -115,6 +116,8 @@ class Realm:
 
     @classmethod
     def of(cls, url: str | SplitResult) -> "Realm":
+        if isinstance(url, str) and cls is Realm and "@" not in url:
+            return _realm_of(url)  # one request's URL is looked at by every source (no userinfo kept)
         parts = urlsplit(url) if isinstance(url, str) else url
         scheme = parts.scheme.lower()
         host = (parts.hostname or "").lower()
@@ -130,6 +133,14 @@ class Realm:
 
     def __str__(self) -> str:
         return f"{self.scheme}://{self.netloc}"
+
+
+@functools.lru_cache(maxsize=512)
+def _realm_of(url: str) -> Realm:
+    """Realm.of for a string (cached; a ValueError for a bad port is raised each time)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return Realm(scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme))
 
 
 def is_path_prefix(prefix: str, path: str) -> bool:
@@ -182,6 +193,8 @@ def path_views(path: str) -> tuple[str, ...]:
     decoded and dot segments resolved as RFC 3986 does (an empty segment counts); and the
     same with doubled slashes merged first (nginx `merge_slashes`). A trailing slash is kept
     when the path ends in one or in a dot segment."""
+    if "%" not in path and "\\" not in path and "/." not in path and "//" not in path and path.startswith("/"):
+        return (path,)  # the common case: nothing a server could read differently
     views = [path]
     decoded = _decode_separators(path)
     parts = decoded.split("/")[1:] if decoded.startswith("/") else decoded.split("/")

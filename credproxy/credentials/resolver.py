@@ -9,8 +9,10 @@ The decision logic is written once, as generators (`_plan_*`) that yield each so
 they need and receive its Answer back. The sync entry points answer those lookups inline;
 the async ones answer them from a small thread pool, and wait for a lookup someone else
 already started without holding a thread. The fast sources (files, environment) are asked on
-every request, in one worker hop, because a more specific source entry must beat a broader
-cached credential; a cache hit spares the slow ones (keyring).
+every request, because a more specific source entry must beat a broader cached credential:
+in one worker hop, or on the loop when the cache already has a credential for the URL (a
+stat and an in-memory match, as `knows_host` does on every CONNECT). A cache hit spares the
+slow sources (keyring).
 
 Scope (design.md, "Security rules"): every credential is sent, and cached, only under the
 prefix its source entry names (Answer.prefix / Decision.prefix), matched on every form of the
@@ -287,13 +289,17 @@ class SingleFlight:
 
 @dataclass(frozen=True)
 class _Ask:
-    """A source lookup the plan needs. `memo_key` set = slow source, single-flight."""
+    """A source lookup the plan needs. `memo_key` set = slow source, single-flight.
+    `inline`: a fast lookup the async driver may answer on the event loop (a cache hit is
+    being checked against the sources: a stat and an in-memory match, what `knows_host`
+    already does on the loop for every CONNECT)."""
 
     source: Source
     url: str
     username: str | None
     index: Index | None
     memo_key: Hashable | None = None
+    inline: bool = False
 
 
 Plan = Generator[_Ask, Answer, "Decision | None"]
@@ -544,7 +550,7 @@ class Resolver:
         lookup_user = username
         for source in self.sources:
             if source.fast:
-                answer = yield _Ask(source, url, lookup_user, index)
+                answer = yield _Ask(source, url, lookup_user, index, inline=not slow)
             elif not slow:
                 continue
             else:
@@ -640,9 +646,11 @@ class Resolver:
 
     async def _run_async(self, plan: Plan):
         try:
-            ask = next(plan)  # cache hits return here, on the loop, without a thread hop
+            ask = next(plan)
             while True:
-                if ask.memo_key is None:
+                if ask.memo_key is None and ask.inline:
+                    ask = plan.send(_call(ask))  # a cache hit stays on the loop, no thread hop
+                elif ask.memo_key is None:
                     # a run of fast lookups (files, env) in one worker hop, not one per source
                     ask, done = await asyncio.get_running_loop().run_in_executor(
                         self._executor, _advance_fast, plan, ask)

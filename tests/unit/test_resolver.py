@@ -547,9 +547,18 @@ def test_cancelled_waiter_does_not_break_the_others():
     assert len(kr.calls) == 1
 
 
-def test_cache_hit_spares_the_slow_sources_and_takes_one_worker_hop():
-    # the fast sources are asked even on a cache hit (a more specific entry must win), in
-    # one hop; the keyring is not asked again
+def test_cache_hit_stays_on_the_loop():
+    ix = Index.from_url("https://u:pw@h.test/simple/")
+    r = make([IndexCredentialsSource([ix], {})], [ix])
+    coro = r.aresolve("https://h.test/simple/x/")
+    with pytest.raises(StopIteration) as done:
+        coro.send(None)  # finishes without ever suspending: no thread hop
+    assert done.value.value.cached
+
+
+def test_cache_hit_spares_the_slow_sources_and_asks_the_fast_ones_on_the_loop():
+    # the fast sources are asked even on a cache hit (a more specific entry must win), inline;
+    # the keyring is not asked again
     ix = Index.from_url("https://h.test/simple/")
     kr = FakeSource("keyring", {"h.test": ALICE}, fast=False)
     fast = [FakeSource(name, {}) for name in ("netrc", "store")]
@@ -561,7 +570,7 @@ def test_cache_hit_spares_the_slow_sources_and_takes_one_worker_hop():
     r._executor.submit = lambda *a, **kw: submitted.append(a[0]) or real_submit(*a, **kw)
     again = asyncio.run(r.aresolve("https://h.test/simple/y/"))
     assert again.cached and again.source == "keyring" and len(kr.calls) == 1
-    assert len(submitted) == 1 and all(len(s.calls) == 2 for s in fast)
+    assert len(submitted) == 0 and all(len(s.calls) == 2 for s in fast)
 
 
 def test_fast_lookups_take_one_worker_hop_not_one_per_source():
