@@ -120,11 +120,11 @@ class NetrcSource:
         entry = self._hosts.get(host)
         if entry is not None:
             what, preemptive, prefix = f"machine {host}", True, realm_prefix(url)
-            if not self._loopback_port_allowed(Realm.of(url)):
-                realm = Realm.of(url)
+            realm = Realm.of(url)
+            if not self._loopback_port_allowed(realm):
                 return Answer(self.name, detail=(
                     f"{what} in {self._path} is not used for {realm}: no index names this loopback port "
-                    f"(another local user may listen there); add an [[index]] for it, or set "
+                    f"(another local user may listen there); add an [[index]] for {realm}, or set "
                     f'netrc-loopback = "any-port" to use it for every port'))
         elif self._default is not None:
             entry, what, preemptive = self._default, "default entry", False
