@@ -216,7 +216,7 @@ def user_header(user: str | None) -> str | None:
 # --- through the resolver ---------------------------------------------------------------------
 
 
-@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=worlds(), data=st.data())
 def test_resolver_sends_credentials_only_under_their_prefix(world, data):
     ops = data.draw(st.lists(requests(world), min_size=1, max_size=8))
@@ -256,7 +256,7 @@ def flow_for(op) -> "tflow.HTTPFlow":
     return flow
 
 
-@hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=worlds(), data=st.data())
 def test_addon_sends_credentials_only_under_their_prefix(world, data):
     ops = data.draw(st.lists(requests(world), min_size=1, max_size=6))
@@ -278,10 +278,16 @@ def test_addon_sends_credentials_only_under_their_prefix(world, data):
         await addon.responseheaders(flow)
         await addon.response(flow)
 
-    with real_resolver(world) as resolver, mock.patch.object(auth_addon, "_replay", replay):
+    async def drive_all(resolver):
         addon = AuthAddon(resolver)
-        with taddons.context(addon):
-            for op in ops:
-                asyncio.run(drive(addon, op))
+        with taddons.context(addon) as tctx:  # inside the running loop: its log handler uses it
+            try:
+                for op in ops:
+                    await drive(addon, op)
+            finally:
+                await tctx.master.done()  # uninstalls the log handler bound to this loop
+
+    with real_resolver(world) as resolver, mock.patch.object(auth_addon, "_replay", replay):
+        asyncio.run(drive_all(resolver))
     for url, authorization in sent:
         check(world, authorization, url)
