@@ -12,7 +12,10 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed
 BOOTSTRAP_PIP_ARGS ?=
-PIP := $(BIN)/python -m pip --isolated --disable-pip-version-check --no-input
+# --isolated covers pip itself; the environment below also covers the pip it starts to install
+# build dependencies (pip < 25 runs one that reads user config and PIP_* variables).
+PIP := env $(foreach v,$(filter PIP_%,$(.VARIABLES)),-u $(v)) PIP_CONFIG_FILE=/dev/null \
+	$(BIN)/python -m pip --isolated --disable-pip-version-check --no-input
 BOOTSTRAP_FAILED := scripts/bootstrap-failed
 
 .PHONY: test run bench venv venv-run clean
