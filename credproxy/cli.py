@@ -35,19 +35,27 @@ def _fail(message: str) -> "NoReturn":  # noqa: F821
     sys.exit(2)
 
 
-def _settings(config_file: str | None = None, **overrides):
-    """Settings from the config layer when present; flags given on the command line win."""
+def _load_settings(config_file: str | None = None, **overrides):
+    """Settings from the config layer when present; flags given on the command line win.
+    Raises ConfigError."""
     from . import config as config_module
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     load = getattr(config_module, "load_settings", None)
+    if load is not None:
+        return load(config_file=config_file, overrides=overrides)
+    settings = config_module.Settings()
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    return settings
+
+
+def _settings(config_file: str | None = None, **overrides):
+    """_load_settings, exiting with the config error's message."""
+    from . import config as config_module
+
     try:
-        if load is not None:
-            return load(config_file=config_file, overrides=overrides)
-        settings = config_module.Settings()
-        for key, value in overrides.items():
-            setattr(settings, key, value)
-        return settings
+        return _load_settings(config_file, **overrides)
     except config_module.ConfigError as e:
         _fail(str(e))
 
@@ -98,10 +106,11 @@ def _tls_overrides(allow_insecure_host=(), system_certs=None, native_tls=None) -
 def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags):
     from .proxy.master import ServeConfig, configure_logging
 
-    settings = _settings(
-        config_file, host=host, port=port, log_format=log_format, save_flows=save_flows,
+    overrides = dict(
+        host=host, port=port, log_format=log_format, save_flows=save_flows,
         verbose=verbose or None, intercept="all" if intercept_all else None, **_tls_overrides(**tls_flags),
     )
+    settings = _settings(config_file, **overrides)
     configure_logging(getattr(settings, "verbose", 0) or 0)
     _check_upstream_tls(settings)
     config = ServeConfig(
@@ -110,6 +119,8 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
         proxyauth=proxyauth or getattr(settings, "proxyauth", None),
         intercept_all=intercept_all,
     )
+    # the same flags over whatever the files say then: what a reload (proxy/reload.py) loads
+    config.reload_settings = lambda: _load_settings(config_file, **overrides)
     return settings, config
 
 
@@ -124,7 +135,7 @@ def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_fl
     for warning in getattr(settings, "warnings", []) or []:
         click.echo(f"credproxy: warning: {warning}", err=True)
     try:
-        serve_forever(settings, config)
+        serve_forever(settings, config, reload_settings=config.reload_settings, config_file=config_file)
     except ServeError as e:
         _fail(str(e))
 

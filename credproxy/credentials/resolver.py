@@ -323,9 +323,11 @@ class Resolver:
         self._slow_executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-slow-lookup")
         self._seed()
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._slow_executor.shutdown(wait=False, cancel_futures=True)
+    def close(self, cancel_pending: bool = True) -> None:
+        """Stop the worker threads. `cancel_pending=False` (a resolver replaced by a reload)
+        lets lookups already queued finish for the requests waiting on them."""
+        self._executor.shutdown(wait=False, cancel_futures=cancel_pending)
+        self._slow_executor.shutdown(wait=False, cancel_futures=cancel_pending)
 
     # --- §3: seed the cache from configured index credentials ---------------------------------
 
