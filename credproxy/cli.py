@@ -60,11 +60,17 @@ def _settings(config_file: str | None = None, **overrides):
         _fail(str(e))
 
 
-def _serve_options(f):
-    """The options of `serve` and `run`, listed in --help in this order."""
+def _serve_options(f=None, *, port_envvar: str | None = None):
+    """The options of `serve` and `run`, listed in --help in this order. `serve` also takes
+    its port from CREDPROXY_PORT (as `env` does), `run` never: it picks a free one."""
+    if f is None:
+        return lambda f: _serve_options(f, port_envvar=port_envvar)
+    port_help = "Listen port (default 8899; 0 picks a free one)."
+    if port_envvar:
+        port_help = f"Listen port (default ${port_envvar}, else 8899; 0 picks a free one)."
     options = [
         click.option("--host", default=None, help="Listen address (default 127.0.0.1; non-loopback needs --proxyauth)."),
-        click.option("--port", type=click.IntRange(0, 65535), default=None, help="Listen port (default 8899; 0 picks a free one)."),
+        click.option("--port", type=click.IntRange(0, 65535), default=None, envvar=port_envvar, help=port_help),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML)."),
         click.option("--intercept-all", is_flag=True, default=False, help="Intercept TLS for every host (debugging)."),
         click.option("--proxyauth", default=None, metavar="USER:TOKEN", envvar="CREDPROXY_PROXYAUTH",
@@ -125,7 +131,7 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
 
 
 @main.command()
-@_serve_options
+@_serve_options(port_envvar="CREDPROXY_PORT")
 def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags) -> None:
     """Run the proxy (127.0.0.1:8899 by default) until Ctrl-C or SIGTERM."""
     from .proxy.master import ServeError, serve_forever
@@ -168,7 +174,8 @@ def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flow
 @click.option("--unset", is_flag=True, help="Print the commands that remove the variables.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None)
 @click.option("--host", default=None, help="The proxy's address (default from config, else 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default 8899).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, envvar="CREDPROXY_PORT",
+              help="The proxy's port (default $CREDPROXY_PORT, else 8899).")
 def env(shell, unset, config_file, host, port) -> None:
     """Print the variables that send clients through the proxy and make them trust it."""
     from .certs.bundle import write_bundle
