@@ -4,8 +4,9 @@
 
 Each installed distribution in the dependency closure of the given requirements is packed
 back into a wheel from its RECORD (the files pip or uv installed, byte for byte; compiled
-`__pycache__` and console scripts are left out, the installer regenerates them), with the
-tags its WHEEL file names. The closure is evaluated with this interpreter's markers, so it
+`__pycache__` and console scripts are left out, the installer regenerates them; other files
+in the scripts directory, such as uv's binary, go back into `<name>.data/scripts/`), with
+the tags its WHEEL file names. The closure is evaluated with this interpreter's markers, so it
 is exactly what a resolver on this machine would pick. The requirement named `credproxy`
 contributes only its dependencies: the test builds credproxy itself from the clone.
 
@@ -21,6 +22,7 @@ import hashlib
 import importlib.metadata as md
 import os
 import re
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -69,9 +71,24 @@ def _tags(wheel_text: str) -> str:
     return "-".join(".".join(sorted({p[i] for p in parts})) for i in range(3))
 
 
+def _scripts(dist: md.Distribution) -> list[tuple[Path, str]]:
+    """(installed path, name) of the files in the scripts dir that are not console scripts."""
+    generated = {ep.name for ep in dist.entry_points if ep.group in ("console_scripts", "gui_scripts")}
+    scripts_dir = Path(sysconfig.get_path("scripts")).resolve()
+    found = []
+    for f in dist.files or []:
+        if not str(f).startswith(".."):
+            continue
+        path = Path(dist.locate_file(f)).resolve()
+        if path.parent == scripts_dir and path.name not in generated and path.is_file():
+            found.append((path, path.name))
+    return found
+
+
 def repack(dist: md.Distribution, dest: Path) -> Path:
     files = [f for f in dist.files or [] if not str(f).startswith("..") and "__pycache__" not in f.parts]
     info_dir = next(f.parts[0] for f in files if f.parts[0].endswith(".dist-info"))
+    data_dir = info_dir[: -len(".dist-info")] + ".data"
     wheel_text = dist.read_text("WHEEL") or ""
     name = re.sub(r"[-_.]+", "_", dist.metadata["Name"])
     out = dest / f"{name}-{dist.version}-{_tags(wheel_text)}.whl"
@@ -86,6 +103,13 @@ def repack(dist: md.Distribution, dest: Path) -> Path:
                 continue
             data = path.read_bytes()
             arcname = f.as_posix()
+            info = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = (os.stat(path).st_mode & 0o777 | 0o100000) << 16
+            zf.writestr(info, data)
+            record.append(f"{arcname},{_hash(data)},{len(data)}")
+        for path, script in _scripts(dist):
+            data = path.read_bytes()
+            arcname = f"{data_dir}/scripts/{script}"
             info = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))
             info.external_attr = (os.stat(path).st_mode & 0o777 | 0o100000) << 16
             zf.writestr(info, data)
