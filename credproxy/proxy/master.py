@@ -169,6 +169,7 @@ class Proxy:
         self.config_file = config_file
         self._auth: AuthAddon | None = None
         self._tls_addons: list = []
+        self._reloader = None
 
     # called from the event loop --------------------------------------------------------------
 
@@ -187,6 +188,8 @@ class Proxy:
         self.port = port
         self.url = f"http://{url_host(self.config.host)}:{port}"
         _set_mitmproxy_log_level(self._verbose_level())
+        if self._reloader is not None:
+            self._reloader.listening()
         if self.on_listening is not None:
             self.on_listening(self.url)
 
@@ -274,8 +277,9 @@ class Proxy:
         if self.reload_settings is not None:
             from .reload import Reloader
 
-            ours.append(Reloader(self.settings, self.reload_settings, self.apply_settings, config_file=self.config_file,
-                                 install_signal_handler=self.install_signal_handlers))
+            self._reloader = Reloader(self.settings, self.reload_settings, self.apply_settings,
+                                      config_file=self.config_file, install_signal_handler=self.install_signal_handlers)
+            ours.append(self._reloader)
         addons = default_addons()
         tls_index = next(i for i, a in enumerate(addons) if isinstance(a, TlsConfig))
         addons[tls_index + 1:tls_index + 1] = list(after_tls)

@@ -115,11 +115,15 @@ class Reloader:
 
     # --- mitmproxy hooks -----------------------------------------------------------------------
 
-    def running(self) -> None:
+    def listening(self) -> None:
+        """Called by the proxy once it listens (not from a hook: `running` also runs when
+        the listener failed, and then the only line must be the error)."""
         names = env_credential_names(self.settings.env)
         if names:
             logger.warning("credentials from environment variables are fixed until a restart: %s "
                            "(file changes and SIGHUP reload everything else)", ", ".join(names))
+
+    def running(self) -> None:
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._watch(), name="credproxy-reload-watch")
         if self.install_signal_handler and hasattr(signal, "SIGHUP"):
