@@ -33,6 +33,7 @@ KeyringProvider = Literal["disabled", "subprocess", "native"]
 InterceptPolicy = Literal["auto", "all"]
 
 KEYRING_PROVIDERS = ("disabled", "subprocess", "native")
+UV_KEYRING_PROVIDERS = ("disabled", "subprocess")  # what uv itself accepts in UV_KEYRING_PROVIDER
 INTERCEPT_POLICIES = ("auto", "all")
 AUTH_POLICIES = ("auto", "always", "never")
 LOG_FORMATS = ("text", "json")
@@ -69,6 +70,9 @@ class Settings:
     port: int = 8899
     log_format: Literal["text", "json"] = "text"
     save_flows: str | None = None
+    # the request log's file (None = stderr); `credproxy run` sets it so the command's own
+    # output stays readable. Not read from the config file or the environment.
+    log_file: str | None = None
     verbose: int = 0
     # where things were read from, for `doctor`; warnings to show once at start-up
     config_files: list[str] = field(default_factory=list)
@@ -426,11 +430,25 @@ def _env_layer(env: Mapping[str, str], settings: Settings) -> _Layer:
     layer = _Layer()
     problems: list[str] = []
 
-    if (v := _env(env, "UV_KEYRING_PROVIDER")) is not None:
+    # uv accepts only disabled|subprocess (`native` makes uv exit 2): the OS keyring has its
+    # own switch, CREDPROXY_KEYRING_PROVIDER, which wins
+    if (v := _env(env, "CREDPROXY_KEYRING_PROVIDER")) is not None:
         if v in KEYRING_PROVIDERS:
             layer.keyring_provider = v
         else:
-            problems.append(f"UV_KEYRING_PROVIDER: expected {_one_of(KEYRING_PROVIDERS)}, got {_quote(v)}")
+            problems.append(f"CREDPROXY_KEYRING_PROVIDER: expected {_one_of(KEYRING_PROVIDERS)}, got {_quote(v)}")
+    elif (v := _env(env, "UV_KEYRING_PROVIDER")) is not None:
+        if v in UV_KEYRING_PROVIDERS:
+            layer.keyring_provider = v
+        elif v == "native":
+            layer.keyring_provider = v
+            settings.warnings.append(
+                "UV_KEYRING_PROVIDER=native makes uv fail (uv accepts \"disabled\" or \"subprocess\"): "
+                "unset it and set CREDPROXY_KEYRING_PROVIDER=native (uv itself reads the OS keyring with "
+                "UV_PREVIEW_FEATURES=native-auth)")
+        else:
+            problems.append(f"UV_KEYRING_PROVIDER: expected {_one_of(UV_KEYRING_PROVIDERS)}, got {_quote(v)} "
+                            "(for the OS keyring: CREDPROXY_KEYRING_PROVIDER=native)")
 
     if (v := _env(env, "CREDPROXY_KEYRING_TIMEOUT")) is not None:
         try:
