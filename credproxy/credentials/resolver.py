@@ -50,7 +50,7 @@ class Decision:
       and nothing found).
 
     `source` is the label for the request log: `client`, `index-url`, `env:UV_INDEX_<NAME>`,
-    `netrc`, `store`, `uv-store`, `native`, `keyring`, `hf-token`, or `none`. `cached` is
+    `netrc`, `store`, `old-store`, `native`, `keyring`, `hf-token`, or `none`. `cached` is
     true when the credentials came from the session cache (then a 401 evicts them).
     `preemptive` is false for a retry after a challenge. `username` is the username the
     lookups used (from a username-only client header), so a challenge asks with it again.
@@ -279,7 +279,7 @@ Plan = Generator[_Ask, Answer, "Decision | None"]
 
 class Resolver:
     """The credential chain (design.md order): client header > index URL/env credentials >
-    hf-token > netrc > store > uv-store > native > keyring; session cache in front of the
+    hf-token > netrc > store (shared with uv) > old-store > native > keyring; session cache in front of the
     sources; single-flight memo for slow sources; negative results expire after 60 s.
 
     Contract used by the proxy (credproxy/addons/auth.py):
@@ -711,7 +711,7 @@ def _may_carry_credentials(url: str, index: Index | None) -> bool:
 
 def default_sources(settings) -> list[Source]:
     """The chain in design.md order, from Settings: index URL/env > hf-token > netrc > store >
-    uv-store > native (keyring-provider = native) > keyring (keyring-provider = subprocess)."""
+    old-store > native (keyring-provider = native) > keyring (keyring-provider = subprocess)."""
     from .sources.hf import HuggingFaceSource
     from .sources.keyring_subprocess import KeyringSubprocessSource
     from .sources.native import NativeKeyringSource
@@ -724,7 +724,7 @@ def default_sources(settings) -> list[Source]:
     if "UV_NO_HF_TOKEN" not in env:
         sources.append(HuggingFaceSource(env))
     sources.append(NetrcSource(env))
-    sources.extend(store_sources(env))  # ours, then uv's read-only; one when they coincide
+    sources.extend(store_sources(env))  # the store shared with uv, then the old location if it exists
     provider = getattr(settings, "keyring_provider", "disabled")
     if provider == "native":
         sources.append(NativeKeyringSource())

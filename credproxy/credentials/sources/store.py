@@ -1,7 +1,9 @@
 """The plaintext credential store as a source: the one shared with uv (`store`), and
-credproxy's old location (`old-store`, read-only until the next `auth login` moves it). The file is re-read when its mtime, size or inode changes, so an
-`auth login` while the proxy runs takes effect on the next request. A store that cannot be
-read, or an ambiguous match, is a skipped Answer with the message, never an exception."""
+credproxy's old location (`old-store`, read-only until the next `auth login` moves it).
+The file is re-read when its mtime, size or inode changes, so an `auth login` while the
+proxy runs takes effect on the next request (and proxy/reload.py drops what was cached).
+A store that cannot be read, or an ambiguous match, is a skipped Answer with the message,
+never an exception."""
 
 from __future__ import annotations
 
