@@ -13,8 +13,10 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed
 BOOTSTRAP_PIP_ARGS ?=
 # --isolated covers pip itself; the environment below also covers the pip it starts to install
-# build dependencies (pip < 25 runs one that reads user config and PIP_* variables).
-PIP := env $(foreach v,$(filter PIP_%,$(.VARIABLES)),-u $(v)) PIP_CONFIG_FILE=/dev/null \
+# build dependencies (pip < 25 runs one that reads user config and PIP_* variables): an
+# existing PIP_CONFIG_FILE makes pip skip the user's pip.conf but still read the global one
+# (/dev/null would skip that too).
+PIP := env $(foreach v,$(filter PIP_%,$(.VARIABLES)),-u $(v)) PIP_CONFIG_FILE=$(CURDIR)/scripts/pip-bootstrap.conf \
 	$(BIN)/python -m pip --isolated --disable-pip-version-check --no-input
 BOOTSTRAP_FAILED := scripts/bootstrap-failed
 
