@@ -1,0 +1,87 @@
+"""What configuration produces: Settings (what the proxy runs with), the Layer each source
+contributes (flags, environment, config file, an import), ConfigError, and the fixed value sets."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+from ..credentials.index import Index
+
+KeyringProvider = Literal["disabled", "subprocess", "native"]
+InterceptPolicy = Literal["auto", "all"]
+
+KEYRING_PROVIDERS = ("disabled", "subprocess", "native")
+INTERCEPT_POLICIES = ("auto", "all")
+AUTH_POLICIES = ("auto", "always", "never")
+LOG_FORMATS = ("text", "json")
+
+
+class ConfigError(Exception):
+    """A configuration problem the user must fix; the message names file, key and fix."""
+
+
+@dataclass(frozen=True)
+class ClientCertRule:
+    """`[[client-cert]]`: a host pattern (`host`, `*.suffix`, `host:port`) and one PEM file
+    holding the certificate chain and the key."""
+
+    host: str
+    cert: str
+    origin: str = "config"
+
+
+@dataclass
+class Settings:
+    indexes: list[Index] = field(default_factory=list)
+    keyring_provider: KeyringProvider = "disabled"
+    # seconds a `keyring` command may take before it is killed (a hanging keyring must not
+    # hold requests); raise it for keyrings that prompt (a device-code sign-in)
+    keyring_timeout: float = 10.0
+    allow_insecure_host: list[str] = field(default_factory=list)
+    system_certs: bool = False
+    ca_bundle: str | None = None
+    client_certs: list[ClientCertRule] = field(default_factory=list)
+    intercept: InterceptPolicy = "auto"
+    # serve options
+    host: str = "127.0.0.1"
+    port: int = 8899
+    log_format: Literal["text", "json"] = "text"
+    save_flows: str | None = None
+    verbose: int = 0
+    # where things were read from, for `doctor`; warnings to show once at start-up
+    config_files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    # the environment the sources read (UV_INDEX_*, NETRC, HF_TOKEN, SSL_*); a copy, so tests
+    # and `credproxy run` can pass their own. Not in repr: it holds passwords and tokens.
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+    # --- additive fields (config branch) ---
+    # `user:password` clients must send as Proxy-Authorization; required to bind off loopback
+    proxyauth: str | None = field(default=None, repr=False)
+    # SSL_CERT_FILE / SSL_CERT_DIR / SSL_CLIENT_CERT as uv reads them (empty = unset); the
+    # upstream TLS code applies them
+    ssl_cert_file: str | None = None
+    ssl_cert_dir: str | None = None
+    ssl_client_cert: str | None = None
+    # hosts (`host`, `*.suffix`, `host:port`) intercepted even without a credential source
+    intercept_hosts: list[str] = field(default_factory=list)
+    # things `-v`/doctor may show but that are not worth a warning (ignored file:// indexes...)
+    notes: list[str] = field(default_factory=list)
+
+
+
+@dataclass
+class Layer:
+    """What one layer (flags, environment, config file, an import) contributes. None = unset."""
+
+    indexes: list[Index] = field(default_factory=list)
+    keyring_provider: str | None = None
+    keyring_timeout: float | None = None
+    allow_insecure_host: list[str] = field(default_factory=list)
+    system_certs: bool | None = None
+    ca_bundle: str | None = None
+    intercept: str | None = None
+    intercept_hosts: list[str] = field(default_factory=list)
+    client_certs: list[ClientCertRule] = field(default_factory=list)
+
