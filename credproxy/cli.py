@@ -52,12 +52,28 @@ def _settings(config_file: str | None = None, **overrides):
         _fail(str(e))
 
 
+_project_option = click.option(
+    "--project", "project", type=click.Path(file_okay=False), default=None, metavar="DIR",
+    help="Also import this project's uv settings (uv.toml / [tool.uv]); never read from the current directory "
+         "otherwise. A project adds indexes but cannot rebind yours.")
+
+
+def _announce(settings) -> None:
+    """Start-up lines every command that runs the proxy prints on stderr: what a project
+    added (opt-in, so the user sees what it brought) and the warnings."""
+    for line in getattr(settings, "project_report", []) or []:
+        click.echo(f"credproxy: {line}", err=True)
+    for warning in getattr(settings, "warnings", []) or []:
+        click.echo(f"credproxy: warning: {warning}", err=True)
+
+
 def _serve_options(f):
     """The options of `serve` and `run`, listed in --help in this order."""
     options = [
         click.option("--host", default=None, help="Listen address (default 127.0.0.1; non-loopback needs --proxyauth)."),
         click.option("--port", type=click.IntRange(0, 65535), default=None, help="Listen port (default 8899; 0 picks a free one)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML)."),
+        _project_option,
         click.option("--intercept-all", is_flag=True, default=False, help="Intercept TLS for every host (debugging)."),
         click.option("--proxyauth", default=None, metavar="USER:TOKEN", envvar="CREDPROXY_PROXYAUTH",
                      help="Require this proxy authentication from clients."),
@@ -95,13 +111,15 @@ def _tls_overrides(allow_insecure_host=(), system_certs=None, native_tls=None) -
     return {"allow_insecure_host": list(allow_insecure_host) or None, "system_certs": system_certs}
 
 
-def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags):
+def _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose,
+                 **tls_flags):
     from .proxy.master import ServeConfig, configure_logging
 
     settings = _settings(
-        config_file, host=host, port=port, log_format=log_format, save_flows=save_flows,
+        config_file, host=host, port=port, log_format=log_format, save_flows=save_flows, project=project,
         verbose=verbose or None, intercept="all" if intercept_all else None, **_tls_overrides(**tls_flags),
     )
+    _announce(settings)
     configure_logging(getattr(settings, "verbose", 0) or 0)
     _check_upstream_tls(settings)
     config = ServeConfig(
@@ -115,14 +133,13 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
 
 @main.command()
 @_serve_options
-def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags) -> None:
+def serve(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose,
+          **tls_flags) -> None:
     """Run the proxy (127.0.0.1:8899 by default) until Ctrl-C or SIGTERM."""
     from .proxy.master import ServeError, serve_forever
 
-    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
-                                    **tls_flags)
-    for warning in getattr(settings, "warnings", []) or []:
-        click.echo(f"credproxy: warning: {warning}", err=True)
+    settings, config = _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows,
+                                    verbose, **tls_flags)
     try:
         serve_forever(settings, config)
     except ServeError as e:
@@ -132,13 +149,14 @@ def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_fl
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @_serve_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
-def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, command, **tls_flags) -> None:
+def run(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose, command,
+        **tls_flags) -> None:
     """Run one command through an ephemeral proxy: credproxy run -- pip install ..."""
     from .proxy.master import ServeError
     from .proxy.run import run_command
 
-    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
-                                    **tls_flags)
+    settings, config = _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows,
+                                    verbose, **tls_flags)
     if port is None:
         config.port = 0  # ephemeral: a free port unless one was asked for
     if not getattr(config, "host", None) or host is None:
@@ -217,7 +235,8 @@ def ca_bundle(output, config_file) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML).")
 @click.option("--host", default=None, help="The proxy's address to check (default from config, else 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port to check (default 8899).")
-def doctor(url, config_file, host, port) -> None:
+@_project_option
+def doctor(url, config_file, host, port, project) -> None:
     """Check the set-up (proxy, CA, shell variables, config, indexes); with URL, one real
     request. Every problem comes with the command that fixes it; exit 1 when there is one."""
     import os
@@ -225,7 +244,7 @@ def doctor(url, config_file, host, port) -> None:
     from .doctor import run_doctor
     from .proxy.master import build_resolver
 
-    settings = _settings(config_file, host=host, port=port)
+    settings = _settings(config_file, host=host, port=port, project=project)
     try:
         resolver = build_resolver(settings)
     except Exception as e:  # a broken source must not stop the other checks from running

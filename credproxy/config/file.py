@@ -12,7 +12,7 @@ from .model import AUTH_POLICIES, INTERCEPT_POLICIES, KEYRING_PROVIDERS, ClientC
 from .values import Problems, one_of, positive_seconds, quote, safe_url, url_problem, valid_host_pattern
 
 _TOP_KEYS = ("keyring-provider", "keyring-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
-             "intercept-hosts", "index", "client-cert")
+             "intercept-hosts", "index", "client-cert", "project")
 _INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url")
 _CERT_KEYS = ("host", "cert")
 
@@ -76,6 +76,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Layer:
             layer.ca_bundle = _path_value(v, path.parent)
         else:
             p.add("ca-bundle", "a non-empty string (path to a PEM file)", v)
+    if "project" in data:
+        v = data["project"]
+        if isinstance(v, str) and v:
+            layer.project = _path_value(v, path.parent)
+        else:
+            p.add("project", "a non-empty string (a project directory whose uv settings to import)", v)
     if "allow-insecure-host" in data:
         layer.allow_insecure_host = _string_list(
             p, "allow-insecure-host", data["allow-insecure-host"],

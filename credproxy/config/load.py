@@ -13,8 +13,9 @@ from .merge import dedupe, merge_indexes, name_imported_indexes
 from .model import ConfigError, Layer, Settings
 from .overrides import override_layer
 from .pip import pip_config_paths, pip_layer
+from .project import add_project, project_config_file
 from .uv import uv_config_paths, uv_layer
-from .values import read_toml
+from .values import quote, read_toml
 
 
 
@@ -30,8 +31,10 @@ def load_settings(
     """Build Settings from flags (`overrides`, keys = Settings field names, None = unset),
     the environment (`env`, default os.environ), the config file (`config_file`, else
     CREDPROXY_CONFIG, else the platform config dir's credproxy/config.toml when it exists)
-    and the user's uv and pip configuration (discovered from `env` and `cwd` unless
-    `uv_config_files` / `pip_config_files` are given, lowest priority first)."""
+    and the user's uv and pip configuration (discovered from `env` unless `uv_config_files` /
+    `pip_config_files` are given, lowest priority first). A project's uv settings are read
+    only when named (`overrides["project"]`, or `project` in the config file; a relative
+    flag value is relative to `cwd`), never from `cwd` itself: see project.py."""
     env = dict(os.environ if env is None else env)
     cwd_path = Path(os.getcwd() if cwd is None else cwd)
     settings = Settings(env=env)
@@ -54,11 +57,11 @@ def load_settings(
         where = "--config" if config_file is not None else "CREDPROXY_CONFIG"
         raise ConfigError(f"{path}: config file not found (named by {where})")
 
-    uv_paths = [Path(p) for p in uv_config_files] if uv_config_files is not None else uv_config_paths(env, cwd_path)
+    uv_paths = [Path(p) for p in uv_config_files] if uv_config_files is not None else uv_config_paths(env)
     if uv_config_files is None and env.get("UV_CONFIG_FILE") and not uv_paths[0].is_file():
         settings.warnings.append(f"UV_CONFIG_FILE names {uv_paths[0]}, which does not exist; "
                                  "no uv configuration imported")
-    # highest priority first for combining: project, user, system
+    # highest priority first for combining: user, system
     for uv_path in reversed(uv_paths):
         if not uv_path.is_file():
             continue
@@ -77,9 +80,9 @@ def load_settings(
                 return value
         return default
 
-    settings.keyring_provider = first("keyring_provider", settings.keyring_provider)
+    settings.keyring_provider = first("keyring_provider", None)
     settings.keyring_timeout = first("keyring_timeout", settings.keyring_timeout)
-    settings.system_certs = first("system_certs", settings.system_certs)
+    settings.system_certs = first("system_certs", None)
     settings.ca_bundle = first("ca_bundle", settings.ca_bundle)
     settings.intercept = first("intercept", settings.intercept)
     settings.allow_insecure_host = dedupe(h for layer in layers for h in layer.allow_insecure_host)
@@ -88,12 +91,44 @@ def load_settings(
     settings.indexes = name_imported_indexes(
         merge_indexes((i for layer in layers for i in layer.indexes), settings.notes))
 
+    # A project (opt-in only) adds to the user's settings and never changes them (project.py).
+    if flags.project is not None:
+        settings.project, named_by, base = flags.project, "--project", cwd_path
+    else:
+        settings.project, named_by, base = first("project", None), f"project in {path}", path.parent
+    if settings.project is not None:
+        _import_project(settings, settings.project, named_by, base)
+    settings.keyring_provider = settings.keyring_provider or Settings.keyring_provider
+    settings.system_certs = bool(settings.system_certs)
+
     # The bundle `credproxy env` exports holds the proxy's own CA: trusting it upstream would
     # let the proxy vouch for itself, so an SSL_CERT_FILE pointing there is not upstream trust.
     if settings.ssl_cert_file and _same_file(settings.ssl_cert_file, paths.bundle_path(env)):
         settings.notes.append("SSL_CERT_FILE is credproxy's own client bundle; not used for upstream trust")
         settings.ssl_cert_file = None
     return settings
+
+
+def _import_project(settings: Settings, directory: str, named_by: str, base: Path) -> None:
+    project_dir, source = project_config_file(directory, base, named_by)
+    settings.project = str(project_dir)
+    if source is None:
+        settings.warnings.append(f"{named_by} {project_dir}: no uv.toml, and no pyproject.toml with [tool.uv], "
+                                 "in it or its parents; no project settings imported")
+        return
+    layer = uv_layer(source, settings)
+    if layer is None:  # unreadable: uv_layer warned
+        return
+    settings.config_files.append(str(source))
+    indexes, hosts = add_project(settings, settings.indexes, settings.allow_insecure_host, layer, source)
+    settings.indexes += indexes
+    settings.allow_insecure_host += hosts
+    for attr, key in (("keyring_provider", "keyring-provider"), ("system_certs", "system-certs")):
+        value = getattr(layer, attr)
+        if value is not None and getattr(settings, attr) is None:  # the user's configuration is silent
+            setattr(settings, attr, value)
+            shown = str(value).lower() if isinstance(value, bool) else quote(value)
+            settings.project_report.append(f"project {source}: sets {key} = {shown}")
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:

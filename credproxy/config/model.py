@@ -68,6 +68,10 @@ class Settings:
     intercept_hosts: list[str] = field(default_factory=list)
     # things `-v`/doctor may show but that are not worth a warning (ignored file:// indexes...)
     notes: list[str] = field(default_factory=list)
+    # `--project DIR` / `project = "DIR"`: a project whose uv/pip settings are imported (opt-in;
+    # the working directory's are never read). What it added, for the start-up log.
+    project: str | None = None
+    project_report: list[str] = field(default_factory=list)
 
 
 
@@ -84,4 +88,4 @@ class Layer:
     intercept: str | None = None
     intercept_hosts: list[str] = field(default_factory=list)
     client_certs: list[ClientCertRule] = field(default_factory=list)
-
+    project: str | None = None

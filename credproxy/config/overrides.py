@@ -56,6 +56,8 @@ def override_layer(overrides: Mapping[str, Any], settings: Settings) -> Layer:
             layer.allow_insecure_host = list(value)
         elif key == "intercept_hosts":
             layer.intercept_hosts = list(value)
+        elif key == "project":
+            layer.project = str(value)
         elif key == "client_certs":
             layer.client_certs = list(value)
         elif key in ("config_files", "warnings", "notes"):

@@ -50,9 +50,11 @@ def uv_project_config_file(cwd: Path) -> Path | None:
     return None
 
 
-def uv_config_paths(env: Mapping[str, str], cwd: Path) -> list[Path]:
-    """The uv config files uv itself would read, lowest priority first (system, user,
-    project). `UV_CONFIG_FILE` replaces discovery; `UV_NO_CONFIG` disables it."""
+def uv_config_paths(env: Mapping[str, str], project: Path | None = None) -> list[Path]:
+    """The uv config files uv itself would read, lowest priority first (system, user, then
+    the project's when `project` is given). `UV_CONFIG_FILE` replaces discovery; `UV_NO_CONFIG`
+    disables it. `load_settings` asks for system and user only: a project is opt-in
+    (project.py) and never the working directory."""
     if env.get("UV_CONFIG_FILE"):
         return [Path(env["UV_CONFIG_FILE"])]
     if env.get("UV_NO_CONFIG") and parse_boolish(env["UV_NO_CONFIG"]) is not False:
@@ -64,9 +66,9 @@ def uv_config_paths(env: Mapping[str, str], cwd: Path) -> list[Path]:
     user = uv_user_config_file(env)
     if user.is_file():
         out.append(user)
-    project = uv_project_config_file(cwd)
-    if project:
-        out.append(project)
+    found = uv_project_config_file(project) if project is not None else None
+    if found:
+        out.append(found)
     return out
 
 
