@@ -4,10 +4,12 @@ contributes (flags, environment, config file, an import), ConfigError, and the f
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
 from ..credentials.index import Index
+from ..credentials.model import MASK
 
 KeyringProvider = Literal["disabled", "subprocess", "native"]
 InterceptPolicy = Literal["auto", "all"]
@@ -18,8 +20,31 @@ AUTH_POLICIES = ("auto", "always", "never")
 LOG_FORMATS = ("text", "json")
 
 
+# `[scheme://]userinfo@host` anywhere in a message; a password already shown as ****@ (or a
+# `user:****@` as uv displays it) stays as it is
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)?(?P<userinfo>[^\s\"'`<>()\[\]{}@/]+)@")
+
+
+def mask_userinfo(text: str) -> str:
+    """Every `userinfo@` in free text masked (keeping a `user:` before an already masked
+    password). The last line of defence for messages; values are masked where they are
+    quoted (values.quote), which also handles passwords with spaces or `/`."""
+
+    def mask(m: re.Match) -> str:
+        userinfo = m.group("userinfo")
+        if userinfo == MASK or userinfo.endswith(":" + MASK):
+            return m.group(0)
+        return (m.group("scheme") or "") + MASK + "@"
+
+    return _USERINFO.sub(mask, text)
+
+
 class ConfigError(Exception):
-    """A configuration problem the user must fix; the message names file, key and fix."""
+    """A configuration problem the user must fix; the message names file, key and fix.
+    Any userinfo in the message is masked (issue 9, finding 9: `got "u:SECRET@host"`)."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(mask_userinfo(str(message)))
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,17 @@ def safe_url(value: str) -> str:
     return shown
 
 
+def shown_value(value: Any) -> str:
+    """A value as a message may show it: anything that may hold userinfo (`@`) or is a URL
+    goes through safe_url (userinfo and known token parameters masked)."""
+    text = str(value)
+    return safe_url(text) if "@" in text or "://" in text else text
+
+
 def quote(value: Any) -> str:
-    return '"' + str(value).replace('"', '\\"') + '"'
+    """A value in a message, in double quotes, masked (shown_value): every value a
+    ConfigError, warning or note names goes through here."""
+    return '"' + shown_value(value).replace('"', '\\"') + '"'
 
 
 def one_of(values: Iterable[str]) -> str:
