@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from ..credentials.index import Index, valid_index_name
 from .env import parse_index_arg
 from .model import INTERCEPT_POLICIES, KEYRING_PROVIDERS, LOG_FORMATS, Layer, Settings
-from .values import Problems, one_of, quote, safe_url, url_problem
+from .values import Problems, one_of, safe_url, shown_value, url_problem
 
 
 
@@ -20,7 +20,7 @@ def override_layer(overrides: Mapping[str, Any], settings: Settings) -> Layer:
     problems = Problems("command line")
     for key, value in overrides.items():
         if key not in names:
-            problems.add(f"option {quote(key)}", "a setting name (" + ", ".join(sorted(names)) + ")")
+            problems.add(f"option {shown_value(key)}", "a setting name (" + ", ".join(sorted(names)) + ")")
             continue
         if value is None:
             continue
