@@ -244,12 +244,21 @@ def doctor(url, config_file, host, port, project) -> None:
     from .doctor import run_doctor
     from .proxy.master import build_resolver
 
-    settings = _settings(config_file, host=host, port=port, project=project)
+    from .config import ConfigError, Settings, load_settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "project": project}.items() if v is not None}
+    resolver = config_error = None
     try:
-        resolver = build_resolver(settings)
-    except Exception as e:  # a broken source must not stop the other checks from running
-        _fail(f"cannot build the credential chain: {type(e).__name__}: {e}")
-    report = run_doctor(settings, resolver, url, env=os.environ)
+        settings = load_settings(config_file=config_file, overrides=overrides)
+    except ConfigError as e:  # one failed check with its fix; the other checks still run
+        settings, config_error = Settings(), str(e)
+        settings.host, settings.port = host or settings.host, port or settings.port
+    if config_error is None:
+        try:
+            resolver = build_resolver(settings)
+        except Exception as e:  # a broken source must not stop the other checks from running
+            _fail(f"cannot build the credential chain: {type(e).__name__}: {e}")
+    report = run_doctor(settings, resolver, url, env=os.environ, config_error=config_error)
     click.echo(report.render(), nl=False)
     sys.exit(1 if report.problems else 0)
 

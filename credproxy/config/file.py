@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from ..credentials.index import Index, valid_index_name
 from .model import AUTH_POLICIES, INTERCEPT_POLICIES, KEYRING_PROVIDERS, ClientCertRule, Layer
-from .values import Problems, one_of, positive_seconds, quote, safe_url, url_problem, valid_host_pattern
+from .values import Problems, known_key, one_of, positive_seconds, quote, safe_url, url_problem, valid_host_pattern
 
 _TOP_KEYS = ("keyring-provider", "keyring-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
              "intercept-hosts", "index", "client-cert", "project")
@@ -44,7 +44,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Layer:
     origin = f"config:{path}"
     for key in data:
         if key not in _TOP_KEYS:
-            p.add(quote(key), "a known key (" + ", ".join(_TOP_KEYS) + ")")
+            p.add(quote(key), known_key(key, _TOP_KEYS))
 
     if "keyring-provider" in data:
         v = data["keyring-provider"]
@@ -112,7 +112,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Layer:
                 key = f"client-cert[{n}]"
                 for k in table:
                     if k not in _CERT_KEYS:
-                        p.add(f"{key}.{quote(k)}", "a known key (" + ", ".join(_CERT_KEYS) + ")")
+                        p.add(f"{key}.{quote(k)}", known_key(k, _CERT_KEYS))
                 host, cert = table.get("host"), table.get("cert")
                 ok = True
                 if not isinstance(host, str) or not valid_host_pattern(host):
@@ -134,7 +134,7 @@ def _parse_index_table(p: Problems, key: str, table: dict, origin: str,
     ok = True
     for k in table:
         if k not in _INDEX_KEYS:
-            p.add(f"{key}.{quote(k)}", "a known key (" + ", ".join(_INDEX_KEYS) + ")")
+            p.add(f"{key}.{quote(k)}", known_key(k, _INDEX_KEYS))
             ok = False
     name = table.get("name")
     if name is not None:

@@ -3,6 +3,7 @@ secret), the per-file problem collector, and the TOML reader."""
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -52,6 +53,17 @@ def quote(value: Any) -> str:
     """A value in a message, in double quotes, masked (shown_value): every value a
     ConfigError, warning or note names goes through here."""
     return '"' + shown_value(value).replace('"', '\\"') + '"'
+
+
+def known_key(key: Any, known: Iterable[str]) -> str:
+    """What an unknown key should have been: `a known key: did you mean "x"? (known: ...)`,
+    the suggestion from difflib (after `_` -> `-` and lower-casing, as people mistype TOML
+    keys), the list always."""
+    known = list(known)
+    text = str(key).lower().replace("_", "-")
+    close = [k for k in known if k == text] or difflib.get_close_matches(text, known, n=1, cutoff=0.6)
+    hint = f": did you mean {quote(close[0])}?" if close else ""
+    return f"a known key{hint} (known: {', '.join(known)})"
 
 
 def one_of(values: Iterable[str]) -> str:

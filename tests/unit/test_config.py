@@ -840,3 +840,22 @@ def test_uv_config_file_variable(tmp_path):
     env["UV_CONFIG_FILE"] = str(tmp_path / "missing.toml")
     s = load_settings(write(tmp_path / "c.toml", ""), env=env, cwd=tmp_path, pip_config_files=[])
     assert s.indexes == [] and any("UV_CONFIG_FILE" in w and "missing.toml" in w for w in s.warnings)
+
+
+@pytest.mark.parametrize("text, key, suggestion", [
+    ('keyring-provder = "subprocess"', '"keyring-provder"', '"keyring-provider"'),
+    ('keyring_provider = "subprocess"', '"keyring_provider"', '"keyring-provider"'),
+    ('allow-insecure-hosts = ["h"]', '"allow-insecure-hosts"', '"allow-insecure-host"'),
+    ('[[index]]\nurl = "https://h/"\nauthentication = "always"', 'index[1]."authentication"', '"authenticate"'),
+    ('[[client-cert]]\nhost = "h"\ncerts = "/c"', 'client-cert[1]."certs"', '"cert"'),
+])
+def test_unknown_key_gets_a_did_you_mean(tmp_path, text, key, suggestion):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, text)
+    assert f"{key}: expected a known key: did you mean {suggestion}? (known: " in str(e.value), str(e.value)
+
+
+def test_unknown_key_without_a_close_one_gets_the_list_only(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, "colour = 1")
+    assert "did you mean" not in str(e.value) and "(known: keyring-provider, " in str(e.value)
