@@ -67,11 +67,18 @@ def _announce(settings) -> None:
         click.echo(f"credproxy: warning: {warning}", err=True)
 
 
-def _serve_options(f):
+def _serve_options(f=None, *, run: bool = False):
     """The options of `serve` and `run`, listed in --help in this order."""
+    if f is None:
+        return lambda g: _serve_options(g, run=run)
+    port_help = ("Listen port (default: a free one, so runs never collide)." if run
+                 else "Listen port (default 8899; 0 picks a free one).")
+    verbose_help = ("Show the request log on stderr instead of a file (-vv: connections and decisions)." if run
+                    else "Add why no credential was sent to the request log, which is on without it "
+                         "(-vv: connections and decisions).")
     options = [
         click.option("--host", default=None, help="Listen address (default 127.0.0.1; non-loopback needs --proxyauth)."),
-        click.option("--port", type=click.IntRange(0, 65535), default=None, help="Listen port (default 8899; 0 picks a free one)."),
+        click.option("--port", type=click.IntRange(0, 65535), default=None, help=port_help),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML)."),
         _project_option,
         click.option("--intercept-all", is_flag=True, default=False, help="Intercept TLS for every host (debugging)."),
@@ -79,7 +86,7 @@ def _serve_options(f):
                      help="Require this proxy authentication from clients."),
         click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Request log format."),
         click.option("--save-flows", type=click.Path(dir_okay=False), default=None, help="Save redacted flows to FILE."),
-        click.option("-v", "--verbose", count=True, help="One line per request (-vv: connections and decisions)."),
+        click.option("-v", "--verbose", count=True, help=verbose_help),
         # upstream TLS, as uv spells them
         click.option("--allow-insecure-host", "--trusted-host", "allow_insecure_host", multiple=True,
                      metavar="HOST[:PORT]", help="Skip upstream certificate checks for this host (repeatable)."),
@@ -147,11 +154,15 @@ def serve(host, port, config_file, project, intercept_all, proxyauth, log_format
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@_serve_options
+@_serve_options(run=True)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 def run(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose, command,
         **tls_flags) -> None:
-    """Run one command through an ephemeral proxy: credproxy run -- pip install ..."""
+    """Run one command through an ephemeral proxy: credproxy run -- pip install ...
+
+    The proxy listens on a free loopback port for as long as the command runs. The request
+    log goes to a file named on stderr at the end (-v: on stderr); warnings show as they
+    happen."""
     from .proxy.master import ServeError
     from .proxy.run import run_command
 
@@ -172,19 +183,25 @@ def run(host, port, config_file, project, intercept_all, proxyauth, log_format, 
 
 @main.command()
 @click.option("--shell", "shell", type=click.Choice(["bash", "zsh", "fish", "powershell"]), default="bash", show_default=True)
-@click.option("--unset", is_flag=True, help="Print the commands that remove the variables.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None)
+@click.option("--unset", is_flag=True, help="Print the commands that put back what the last `env` replaced.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Config file (TOML) naming the proxy's host and port, the upstream CA for the bundle, "
+                   "and the registries whose hosts stay out of NO_PROXY.")
 @click.option("--host", default=None, help="The proxy's address (default from config, else 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default 8899).")
 def env(shell, unset, config_file, host, port) -> None:
-    """Print the variables that send clients through the proxy and make them trust it."""
+    """Print the variables that send clients through the proxy and make them trust it.
+
+    NO_PROXY is merged with yours (loopback added, registries credproxy knows left out); each
+    variable replaced is remembered as CREDPROXY_PREVIOUS_<VAR>, and --unset restores it."""
+    import os
+
     from .certs.bundle import write_bundle
-    from .proxy.envvars import proxy_environment, render
-    from .proxy.master import url_host
-    from .proxy.run import client_url
+    from .proxy.envvars import proxy_url, registry_urls, render, restore_environment, shell_environment
 
     if unset:
-        click.echo(render({}, shell, unset=True), nl=False)
+        restore, names = restore_environment(os.environ)
+        click.echo(render(restore, shell, unset=True, unset_names=names), nl=False)
         return
     settings = _settings(config_file, host=host, port=port)
     host = host or getattr(settings, "host", None) or "127.0.0.1"
@@ -195,8 +212,12 @@ def env(shell, unset, config_file, host, port) -> None:
         bundle = write_bundle(settings)
     except OSError as e:
         _fail(str(e))
-    url = client_url(f"http://{url_host(host)}:{port}", getattr(settings, "proxyauth", None))
-    click.echo(render(proxy_environment(url, bundle), shell), nl=False)
+    url = proxy_url(host, port, getattr(settings, "proxyauth", None))
+    variables, dropped = shell_environment(url, bundle, os.environ, registry_urls(settings))
+    if dropped:
+        click.echo(f"credproxy: note: NO_PROXY without {', '.join(dropped)}: it would send a registry "
+                   "credproxy holds credentials for around the proxy", err=True)
+    click.echo(render(variables, shell), nl=False)
 
 
 @main.group()
@@ -217,7 +238,8 @@ def ca_path() -> None:
 
 @ca.command("bundle")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write here instead of the default.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Config file (TOML) whose ca-bundle / system-certs settings add upstream roots.")
 def ca_bundle(output, config_file) -> None:
     """Write public roots + configured upstream CA + the proxy CA into one PEM; print its path."""
     from .certs.bundle import write_bundle
@@ -241,9 +263,11 @@ def doctor(url, config_file, host, port, project) -> None:
     request. Every problem comes with the command that fixes it; exit 1 when there is one."""
     import os
 
-    from .doctor import run_doctor
+    from .doctor import run_doctor, url_problem
     from .proxy.master import build_resolver
 
+    if url is not None and (problem := url_problem(url)) is not None:
+        _fail(problem)  # before anything else, like `explain`
     from .config import ConfigError, Settings, load_settings
 
     overrides = {k: v for k, v in {"host": host, "port": port, "project": project}.items() if v is not None}

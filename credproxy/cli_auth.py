@@ -8,7 +8,6 @@ carries a secret is never echoed back in an error.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +19,6 @@ from .credentials.store import Store, StoreEntry, StoreError, default_store_path
 
 TOKEN_USERNAME = "__token__"
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 class CliError(click.ClickException):
@@ -49,8 +47,9 @@ def parse_service(arg: str) -> str:
     """uv's Service: a URL, or a bare host that gets `https://`. `https`, or `http` only for
     loopback. Returns the URL (userinfo kept: login takes credentials from it)."""
     shown = _shown(arg)
-    m = _SCHEME_RE.match(arg)
-    url = arg if m else f"https://{arg}"
+    # `host:port/path` reads as scheme `host`: only `scheme://` counts as a scheme, and
+    # anything else is a bare host that gets https:// (and keeps its port)
+    url = arg if "://" in arg else f"https://{arg}"
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
 
@@ -116,6 +115,24 @@ def _display(service: str, username: str | None) -> str:
 
 def _store() -> Store:
     return Store(default_store_path(os.environ))
+
+
+def _others_hint(entries: list[StoreEntry], service: str, exact: bool) -> str:
+    """`; entries for this URL: alice, bob; pass --username` when usernames other than
+    __token__ are stored for the service (`exact`: the same service, as logout removes; else
+    every entry a lookup of the URL would consider)."""
+    try:
+        target = normalize_service(service)
+    except StoreError:
+        return ""
+    names = sorted({
+        e.username for e in entries
+        if e.username and e.username != TOKEN_USERNAME
+        and (e.service == target if exact else find([e], target, e.username) is not None)
+    })
+    if not names:
+        return ""
+    return f"; entries for this URL: {', '.join(names)}; pass --username"
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -200,7 +217,11 @@ def logout(service: str, username: str | None, keyring_provider: str | None) -> 
     except StoreError as e:
         raise CliError(str(e)) from None
     if not removed:
-        raise CliError(f"No matching entry found for `{_display(root, username)}`")
+        try:
+            hint = _others_hint(store.read(), root, exact=True) if given is None else ""
+        except StoreError:
+            hint = ""
+        raise CliError(f"No matching entry found for `{_display(root, username)}`{hint}")
     click.echo(f"Removed credentials for {_display(root, username)}", err=True)
 
 
@@ -222,7 +243,8 @@ def token(service: str, username: str | None, keyring_provider: str | None) -> N
     except StoreError as e:
         raise CliError(str(e)) from None
     if entry is None:
-        raise CliError(f"Failed to fetch credentials for `{_display(clean, username)}`")
+        raise CliError(f"Failed to fetch credentials for `{_display(clean, username)}`"
+                       + (_others_hint(entries, clean, exact=False) if given is None else ""))
     if not entry.secret:
         what = "token" if entry.scheme == "bearer" else "password"
         raise CliError(f"No {what} found for `{_display(clean, username)}`")
@@ -232,7 +254,10 @@ def token(service: str, username: str | None, keyring_provider: str | None) -> N
 @click.command("dir", cls=OneLineErrors)
 @click.argument("service", required=False)
 def dir_command(service: str | None) -> None:
-    """Print the directory of credproxy's credentials store."""
+    """Print the directory of the credentials store.
+
+    SERVICE is accepted as uv accepts it, and checked, but does not change the answer: one
+    store holds the entries of every service."""
     if service is not None:
         parse_service(service)  # validated as uv validates it; the store is one file for all
     click.echo(str(default_store_path(os.environ).parent))

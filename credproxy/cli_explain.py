@@ -33,8 +33,11 @@ def explain(url: str, username: str | None, config_file: str | None, project: st
     """Show which credential source would answer for URL, and what would be sent (redacted).
 
     Nothing is sent to URL."""
+    import os
+
     from .credentials.model import redact_text
     from .credentials.resolver import Resolver
+    from .hints import netrc_mode_warning, no_proxy_line
 
     logging.basicConfig(level=logging.WARNING, format="credproxy: warning: %(message)s", stream=sys.stderr)
     settings = _settings(config_file, project)
@@ -42,6 +45,8 @@ def explain(url: str, username: str | None, config_file: str | None, project: st
         click.echo(f"credproxy: {line}", err=True)
     for warning in getattr(settings, "warnings", []) or []:
         click.echo(f"credproxy: warning: {warning}", err=True)
+    if (loose := netrc_mode_warning(getattr(settings, "env", None) or {})) is not None:
+        click.echo(f"credproxy: warning: {loose}", err=True)
     resolver = Resolver(settings)
     try:
         explanation = resolver.explain(url, username=username)
@@ -53,7 +58,7 @@ def explain(url: str, username: str | None, config_file: str | None, project: st
     text = explanation.render()
     if not text.endswith("\n"):
         text += "\n"
-    text += interception + _tls_lines(settings, url, True)
+    text += interception + _proxy_line(url, os.environ, no_proxy_line) + _tls_lines(settings, url, True)
     # Belt and braces: nothing in the rendering should hold a secret; mask any that does.
     secrets = [a.credentials.secret for a in explanation.answers if a.credentials is not None]
     names = [a.credentials.username for a in explanation.answers if a.credentials is not None]
@@ -83,6 +88,15 @@ def _interception_line(settings, resolver, url: str) -> str:
     return (f"{'intercepted:':<17}NO ({decision.reason}): the proxy adds nothing to this host, "
             "not even after a 401; name the index in the config (or pip.conf/uv.toml), or list "
             "the host in intercept-hosts\n")
+
+
+def _proxy_line(url: str, env, no_proxy_line) -> str:
+    """Whether a client in this shell would send the request to the proxy at all: NO_PROXY
+    read as pip/requests, uv and curl read it."""
+    line = no_proxy_line(url, env)
+    if line is None:
+        return ""
+    return f"{'proxy:':<17}BYPASSED: {line}; run: eval \"$(credproxy env)\" (it keeps registries out of NO_PROXY)\n"
 
 
 def _tls_lines(settings, url: str, explanation_ends_with_newline: bool) -> str:

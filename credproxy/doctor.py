@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, Mapping
 from urllib.parse import urlsplit
 
-from . import paths
+from . import hints, paths
 from .proxy import envvars
 from .credentials.model import MASK, Credentials, redact_text, redact_url
 
@@ -234,13 +234,23 @@ def _points_at(proxy_url: str, host: str, port: int) -> bool:
 
 
 def _no_proxy_matches(value: str, host: str) -> bool:
-    for entry in value.split(","):
-        entry = entry.strip().lower().lstrip(".")
-        if entry.startswith("*."):
-            entry = entry[2:]
-        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
-            return True
-    return False
+    """As pip/requests, uv and curl read NO_PROXY (hints.no_proxy_match)."""
+    return hints.no_proxy_match(f"https://{_url_host(host)}/", value) is not None
+
+
+def url_problem(url: str) -> str | None:
+    """Why `doctor URL` cannot check this URL (the message never quotes it: it may hold a
+    password), or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a non-numeric port
+    except ValueError:
+        return "invalid URL: cannot parse its host and port (percent-encode special characters in the password)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        if "://" not in url:
+            return "invalid URL: expected http(s)://host/path; add https:// in front"
+        return f"invalid URL: expected http(s)://host/path, got scheme {parts.scheme[:10]!r}"
+    return None
 
 
 # --- configuration and indexes -----------------------------------------------------------
@@ -249,6 +259,9 @@ def _no_proxy_matches(value: str, host: str) -> bool:
 def check_config(settings) -> list[Check]:
     files = list(getattr(settings, "config_files", []) or [])
     checks = [Check("info", f"read {f}") for f in files] or [Check("info", "no configuration file read")]
+    if (loose := hints.netrc_mode_warning(getattr(settings, "env", None) or {})) is not None:
+        text, _, command = loose.rpartition(": chmod ")
+        checks.append(Check("problem", text, fix="chmod " + command))
     for warning in getattr(settings, "warnings", []) or []:
         checks.append(Check("problem", str(warning), fix="edit the file named above"))
     return checks
@@ -387,9 +400,13 @@ def check_url(url: str, settings, resolver, report: Report, proxy_up: bool, ca_p
     if status < 400:
         checks.append(Check("ok", f"GET {shown} {via}: {status}"))
     elif status in (401, 403):
-        checks.append(Check("problem", f"GET {shown} {via}: {status} — the upstream rejected "
-                            f"{'the credential from ' + decision.source if decision.credentials else 'the request without credentials'}",
-                            fix=f"store a working one: credproxy auth login {redact_url(url)} --username USER --password -"))
+        sent = decision if decision.credentials is not None else on_challenge
+        if sent is not None and sent.credentials is not None:
+            what, fix = f"the credential from {sent.source}", hints.replace_command(sent, url)
+        else:
+            what = "the request without credentials"
+            fix = "store one: " + hints.login_command(hints.entry_url(decision, url), "USER")
+        checks.append(Check("problem", f"GET {shown} {via}: {status} — the upstream rejected {what}", fix=fix))
     else:
         checks.append(Check("problem", f"GET {shown} {via}: {status}"))
     return checks
@@ -480,8 +497,10 @@ def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str
     else:
         report.add("Indexes", [Check("info", "no index configured (only netrc, store, keyring and HF token apply)")])
     if url:
-        report.add(f"Request {redact_url(url)}",
-                   check_url(url, settings, resolver, report, proxy_up, ca_cert_path(env) if ca_der else None))
+        request_checks = check_url(url, settings, resolver, report, proxy_up, ca_cert_path(env) if ca_der else None)
+        if (bypass := hints.no_proxy_line(url, env)) is not None:
+            request_checks.insert(0, Check("problem", bypass, fix=ENV_FIX + "   (it keeps registries out of NO_PROXY)"))
+        report.add(f"Request {redact_url(url)}", request_checks)
     return report
 
 

@@ -27,6 +27,7 @@ from typing import IO, Iterable
 
 from mitmproxy import http, io
 
+from ..hints import CLIENT_TLS_FIX
 from ..credentials.model import MASK, parse_authorization, redact_text, redact_url, split_userinfo
 from .auth import RETRY_MARK
 
@@ -177,7 +178,7 @@ class AuditLog:
             return
         tunnel.logged = True
         error = data.conn.error or "TLS handshake with the client failed"
-        self._emit_tunnel(None, tunnel, "client-tls-failed", error=error)
+        self._emit_tunnel(None, tunnel, "client-tls-failed", error=error, fix=CLIENT_TLS_FIX, warn=True)
 
     def client_disconnected(self, client) -> None:
         tunnel = self._tunnels.pop(client.id, None)
@@ -232,7 +233,8 @@ class AuditLog:
         secrets, usernames = flow_secrets(flow)
         self._write(record, secrets, usernames)
 
-    def _emit_tunnel(self, flow, tunnel: _Tunnel | None, kind: str, *, status=None, error: str = "") -> None:
+    def _emit_tunnel(self, flow, tunnel: _Tunnel | None, kind: str, *, status=None, error: str = "",
+                     fix: str = "", warn: bool = False) -> None:
         started = tunnel.started if tunnel else time.time()
         target = tunnel.target if tunnel else (
             f"{_host_for_url(flow.request.host)}:{flow.request.port}" if flow else "?"
@@ -248,15 +250,21 @@ class AuditLog:
         }
         if error:
             record["error"] = str(error)
+        if fix:
+            record["fix"] = fix
         secrets, usernames = flow_secrets(flow) if flow is not None else ([], [])
-        self._write(record, secrets, usernames)
+        self._write(record, secrets, usernames, warn=warn)
 
-    def _write(self, record: dict, secrets: list[str], usernames: list[str]) -> None:
+    def _write(self, record: dict, secrets: list[str], usernames: list[str], warn: bool = False) -> None:
         if self.json:
             line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
         else:
             line = format_text(record)
-        self.logger.info(_clean(line, secrets, usernames))
+        line = _clean(line, secrets, usernames)
+        self.logger.info(line)
+        if warn and not isinstance(self.handler, _StderrHandler):
+            # the request log goes to a file (`credproxy run`): a warning still reaches stderr
+            logging.getLogger(LOGGER_NAME).warning("%s", line)
 
 
 def format_text(record: dict) -> str:
@@ -278,6 +286,8 @@ def format_text(record: dict) -> str:
         parts.append(f"error={json.dumps(record['error'], ensure_ascii=False)}")
     if record.get("reason"):
         parts.append(f"reason={json.dumps(record['reason'], ensure_ascii=False)}")
+    if record.get("fix"):
+        parts.append(f"fix={json.dumps(record['fix'], ensure_ascii=False)}")
     return " ".join(parts)
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from mitmproxy import ctx, http
 
+from .. import hints
 from ..credentials.model import redact_url
 from ..credentials.resolver import Decision
 
@@ -123,6 +124,7 @@ class AuthAddon:
         self.retry_buffer_limit = retry_buffer_limit
         self._flows: weakref.WeakKeyDictionary[http.HTTPFlow, _FlowState] = weakref.WeakKeyDictionary()
         self._retries: weakref.WeakKeyDictionary[http.HTTPFlow, _RetryState] = weakref.WeakKeyDictionary()
+        self._rejected = hints.RejectedCredentials()  # one WARNING per rejected credential
 
     # --- request ---------------------------------------------------------------------------
 
@@ -236,6 +238,10 @@ class AuthAddon:
             self.resolver.record(state.url, decision, status)
         except Exception as e:
             logger.error("recording the result for %s failed: %s", redact_url(state.url), type(e).__name__)
+        if (status in (401, 403) and decision.action == "inject" and decision.source != "client"
+                and self._rejected.first_time(state.url, decision, status)):
+            # at the default level: the user must learn which entry to replace, and how
+            logger.warning("%s", hints.rejected_message(state.url, decision, status))
 
     def _stream_retry_into_buffer(self, flow: http.HTTPFlow, retry_state: _RetryState) -> None:
         """The re-sent copy's body goes into our own bounded buffer (the replay's mock client

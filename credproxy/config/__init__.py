@@ -40,6 +40,7 @@ from .model import (
     ConfigError,
     InterceptPolicy,
     KeyringProvider,
+    UV_KEYRING_PROVIDERS,
     Settings,
 )
 from .pip import pip_config_paths
@@ -47,7 +48,7 @@ from .uv import uv_config_paths, uv_project_config_file, uv_system_config_files,
 from .values import parse_boolish, safe_url, url_problem, url_scheme, valid_host_pattern
 
 __all__ = [
-    "AUTH_POLICIES", "INTERCEPT_POLICIES", "KEYRING_PROVIDERS", "LOG_FORMATS",
+    "AUTH_POLICIES", "INTERCEPT_POLICIES", "KEYRING_PROVIDERS", "LOG_FORMATS", "UV_KEYRING_PROVIDERS",
     "ClientCertRule", "ConfigError", "InterceptPolicy", "KeyringProvider", "Settings",
     "derived_index_name", "load_settings", "merge_indexes", "name_imported_indexes",
     "parse_boolish", "parse_config", "parse_index_arg", "pip_config_paths", "safe_url",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..credentials.index import Index, valid_index_name
-from .model import KEYRING_PROVIDERS, ConfigError, Layer, Settings
+from .model import KEYRING_PROVIDERS, UV_KEYRING_PROVIDERS, ConfigError, Layer, Settings
 from .values import (BOOL_FALSE, BOOL_TRUE, env_value, one_of, parse_boolish, positive_seconds, quote, safe_url,
                      url_problem, url_scheme)
 
@@ -24,11 +24,25 @@ def env_layer(env: Mapping[str, str], settings: Settings) -> Layer:
     layer = Layer()
     problems: list[str] = []
 
-    if (v := env_value(env, "UV_KEYRING_PROVIDER")) is not None:
+    # uv accepts only disabled|subprocess (`native` makes uv exit 2): the OS keyring has its
+    # own switch, CREDPROXY_KEYRING_PROVIDER, which wins
+    if (v := env_value(env, "CREDPROXY_KEYRING_PROVIDER")) is not None:
         if v in KEYRING_PROVIDERS:
             layer.keyring_provider = v
         else:
-            problems.append(f"UV_KEYRING_PROVIDER: expected {one_of(KEYRING_PROVIDERS)}, got {quote(v)}")
+            problems.append(f"CREDPROXY_KEYRING_PROVIDER: expected {one_of(KEYRING_PROVIDERS)}, got {quote(v)}")
+    elif (v := env_value(env, "UV_KEYRING_PROVIDER")) is not None:
+        if v in UV_KEYRING_PROVIDERS:
+            layer.keyring_provider = v
+        elif v == "native":
+            layer.keyring_provider = v
+            settings.warnings.append(
+                "UV_KEYRING_PROVIDER=native makes uv fail (uv accepts \"disabled\" or \"subprocess\"): "
+                "unset it and set CREDPROXY_KEYRING_PROVIDER=native (uv itself reads the OS keyring with "
+                "UV_PREVIEW_FEATURES=native-auth)")
+        else:
+            problems.append(f"UV_KEYRING_PROVIDER: expected {one_of(UV_KEYRING_PROVIDERS)}, got {quote(v)} "
+                            "(for the OS keyring: CREDPROXY_KEYRING_PROVIDER=native)")
 
     if (v := env_value(env, "CREDPROXY_KEYRING_TIMEOUT")) is not None:
         try:

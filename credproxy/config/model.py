@@ -15,6 +15,7 @@ KeyringProvider = Literal["disabled", "subprocess", "native"]
 InterceptPolicy = Literal["auto", "all"]
 
 KEYRING_PROVIDERS = ("disabled", "subprocess", "native")
+UV_KEYRING_PROVIDERS = ("disabled", "subprocess")  # what uv itself accepts in UV_KEYRING_PROVIDER
 INTERCEPT_POLICIES = ("auto", "all")
 AUTH_POLICIES = ("auto", "always", "never")
 LOG_FORMATS = ("text", "json")
@@ -74,6 +75,9 @@ class Settings:
     port: int = 8899
     log_format: Literal["text", "json"] = "text"
     save_flows: str | None = None
+    # the request log's file (None = stderr); `credproxy run` sets it so the command's own
+    # output stays readable. Not read from the config file or the environment.
+    log_file: str | None = None
     verbose: int = 0
     # where things were read from, for `doctor`; warnings to show once at start-up
     config_files: list[str] = field(default_factory=list)

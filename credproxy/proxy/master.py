@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 from typing import Callable
 
-from .. import paths
+from .. import hints, paths
 from ..addons import upstream_tls
 from ..addons.auth import AuthAddon
 from ..certs.ca import ensure_ca
@@ -211,6 +211,8 @@ class Proxy:
         if self.resolver is None:
             self.resolver = build_resolver(self.settings)
         _load_fast_sources(self.resolver)
+        if (loose := hints.netrc_mode_warning(getattr(self.settings, "env", None) or os.environ)) is not None:
+            logger.warning("%s", loose)  # once per proxy run
 
         loop = asyncio.get_running_loop()
         try:
@@ -295,12 +297,31 @@ def configure_logging(verbose: int) -> None:
     root = logging.getLogger()
     if not any(getattr(h, "_credproxy", False) for h in root.handlers):
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("credproxy: %(levelname)s %(name)s: %(message)s"))
         handler._credproxy = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+    for handler in root.handlers:
+        if getattr(handler, "_credproxy", False):
+            handler.setFormatter(LogFormatter(show_logger=verbose >= 2))
     root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING)
     logging.getLogger("credproxy").setLevel(root.level)
     _set_mitmproxy_log_level(_mitmproxy_level(verbose))
+
+
+class LogFormatter(logging.Formatter):
+    """`credproxy: warning: TEXT`, the shape of the CLI's own `credproxy: error:` lines: the
+    level in lower case, no logger name (only with -vv, for debugging), and never
+    `credproxy:` twice when a message already starts with it."""
+
+    def __init__(self, show_logger: bool = False):
+        super().__init__()
+        self.show_logger = show_logger
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if text.startswith("credproxy: "):
+            text = text[len("credproxy: "):]
+        where = f"{record.name}: " if self.show_logger else ""
+        return f"credproxy: {record.levelname.lower()}: {where}{text}"
 
 
 def _mitmproxy_level(verbose: int) -> int:

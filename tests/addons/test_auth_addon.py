@@ -208,3 +208,40 @@ def test_which_statuses_are_challenges(status, sent, expect_challenge):
     run(cycle())
     assert bool(resolver.challenged) == expect_challenge
     assert len(resolver.recorded) == 1
+
+
+def _respond(addon, flow, status: int):
+    from mitmproxy import http
+
+    async def go():
+        with taddons.context(addon):
+            await addon.requestheaders(flow)
+            flow.response = http.Response.make(status, b"no", {"content-length": "2"})
+            await addon.responseheaders(flow)
+            await addon.response(flow)
+
+    run(go())
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_rejected_injected_credential_is_one_warning_with_the_command(caplog, status):
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET, source="store")})
+    addon = AuthAddon(resolver)
+    with caplog.at_level("WARNING", logger="credproxy.auth"):
+        for path in ("/simple/a/", "/simple/b/", "/simple/a/"):
+            _respond(addon, https_flow(path=path), status)
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(lines) == 1, lines  # one line per rejected credential, not per request
+    assert "the credential from store (username alice)" in lines[0]
+    assert lines[0].endswith("Replace it: credproxy auth login https://pkgs.test/ --username alice --password -")
+    assert all(form not in caplog.text for form in secret_forms(SECRET, "alice"))
+
+
+def test_no_rejection_warning_for_the_clients_own_or_an_accepted_credential(caplog):
+    resolver = FakeResolver({"pkgs.test": inject("alice", SECRET, source="store")})
+    addon = AuthAddon(resolver)
+    with caplog.at_level("WARNING", logger="credproxy.auth"):
+        _respond(addon, https_flow(headers={"authorization": basic("bob", "bobs-pw")}), 401)
+        _respond(addon, https_flow(), 200)
+        _respond(addon, https_flow(host="other.test"), 404)  # sent bare: nothing was rejected
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

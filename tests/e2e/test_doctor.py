@@ -87,7 +87,8 @@ def test_doctor_url_without_a_proxy_asks_directly_and_names_a_rejected_credentia
     assert result.returncode == 1
     assert f"✗ GET {url} direct (no proxy running): 403" in out
     assert "the upstream rejected the credential from netrc" in out
-    assert "fix: store a working one: credproxy auth login" in out
+    # the netrc comes before the store in the chain: the fix is the netrc entry itself
+    assert "fix: edit the password of 'machine 127.0.0.1' in your netrc file ($NETRC or ~/.netrc)" in out
     assert leaks(out + result.stderr) == [] and leaks(out, f"wrong-{SECRET}") == []
     assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
     assert f"✗ GET {unknown} direct (no proxy running) failed: " in unreachable.stdout

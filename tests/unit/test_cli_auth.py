@@ -123,7 +123,7 @@ def test_login_replaces_and_keeps_other_usernames(env, store):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["example.com:8080", "-u", "a", "--password", "p"], "invalid value 'example.com:8080' for '<SERVICE>': Unsupported scheme: example.com"),
+        (["example.com:8080/simple", "-u", "a", "--password", "p", "--token", "t"], "the argument '--token <TOKEN>' cannot be used with '--username <USERNAME>'"),
         (["ftp://example.com", "-u", "a", "--password", "p"], "invalid value 'ftp://example.com' for '<SERVICE>': Unsupported scheme: ftp"),
         (["http://example.com", "-u", "a", "--password", "p"], "invalid value 'http://example.com' for '<SERVICE>': HTTPS is required for non-local hosts"),
         (["example.com", "-u", "a"], "No password provided; did you mean to provide `--password` or `--token`?"),
@@ -153,9 +153,9 @@ def test_error_never_echoes_a_url_secret(env):
     r = cli(env, "login", "ftp://u:topsecret-9@example.com", "--password", "p")
     assert r.returncode == 2 and "ftp://u:****@example.com" in r.stderr
     assert_no_secret(r, "topsecret-9", "u")
-    # no scheme: uv reads `u` as the scheme and would echo the whole argument
+    # no scheme: a bare host with userinfo (uv would read `u` as the scheme and echo it all)
     r = cli(env, "login", "u:topsecret-9@example.com", "--password", "p")
-    assert r.returncode == 2 and r.stderr == "error: invalid value '****@example.com' for '<SERVICE>': Unsupported scheme: u\n"
+    assert r.returncode == 2 and r.stderr == "error: Cannot specify a password both via the URL and CLI\n"
     assert_no_secret(r, "topsecret-9", "u")
 
 
@@ -293,3 +293,38 @@ def test_prompts_on_a_tty_with_hidden_password(env, store):
         os.close(master)
     assert b"tty-hidden-pw" not in seen
     assert entries(store) == [("https://pkgs.example/", "tty-user", "basic", "tty-hidden-pw")]
+
+
+@pytest.mark.parametrize("arg, service", [
+    ("vm:33861/simple/", "https://vm:33861/"),       # uv 0.13.9: "Unsupported scheme: vm"
+    ("example.com:8080", "https://example.com:8080/"),
+    ("localhost:3141/root/pypi/+simple/", "https://localhost:3141/root/pypi"),  # strip_simple, as uv
+])
+def test_login_takes_a_host_with_a_port_as_a_bare_host_and_keeps_the_port(env, store, arg, service):
+    r = cli(env, "login", arg, "-u", "alice", "--password", "pw")
+    assert r.returncode == 0, r.stderr
+    assert [(e.service, e.username) for e in store.read()] == [(service, "alice")]
+    t = cli(env, "token", arg, "-u", "alice")
+    assert t.returncode == 0 and t.stdout == "pw\n"
+
+
+def test_token_and_logout_without_username_name_the_stored_usernames(env, store):
+    """`auth token URL` looks for __token__: with only alice and bob stored, the error names
+    them and says what to pass; then the command works with --username as it says."""
+    for user in ("alice", "bob"):
+        assert cli(env, "login", "https://pkgs.example.com/simple/", "-u", user, "--password", f"pw-{user}").returncode == 0
+    r = cli(env, "token", "https://pkgs.example.com/simple/x/")
+    assert r.returncode == 2
+    assert r.stderr == ("error: Failed to fetch credentials for `https://pkgs.example.com/simple/x/`; "
+                        "entries for this URL: alice, bob; pass --username\n")
+    assert "pw-" not in r.stderr
+    assert cli(env, "token", "https://pkgs.example.com/simple/x/", "--username", "bob").stdout == "pw-bob\n"
+    r = cli(env, "logout", "https://pkgs.example.com/")
+    assert r.returncode == 2
+    assert r.stderr == ("error: No matching entry found for `https://pkgs.example.com/`; "
+                        "entries for this URL: alice, bob; pass --username\n")
+    assert cli(env, "logout", "https://pkgs.example.com/", "--username", "alice").returncode == 0
+    assert [e.username for e in store.read()] == ["bob"]
+    # another host's entries are not "for this URL"
+    r = cli(env, "token", "https://other.example.com/")
+    assert r.returncode == 2 and "entries for this URL" not in r.stderr

@@ -324,7 +324,8 @@ def test_system_certs_env_and_native_tls_alias(tmp_path, env, expected, warned):
 @pytest.mark.parametrize("env, var, expected", [
     ({"UV_SYSTEM_CERTS": "maybe"}, "UV_SYSTEM_CERTS", "a boolean"),
     ({"UV_NATIVE_TLS": "2"}, "UV_NATIVE_TLS", "a boolean"),
-    ({"UV_KEYRING_PROVIDER": "auto"}, "UV_KEYRING_PROVIDER", '"disabled", "subprocess", "native"'),
+    ({"UV_KEYRING_PROVIDER": "auto"}, "UV_KEYRING_PROVIDER", 'CREDPROXY_KEYRING_PROVIDER=native'),
+    ({"CREDPROXY_KEYRING_PROVIDER": "auto"}, "CREDPROXY_KEYRING_PROVIDER", '"disabled", "subprocess", "native"'),
     ({"UV_INDEX": "b@d=https://h/"}, "UV_INDEX", "index names"),
     ({"UV_DEFAULT_INDEX": "https://h:0x/"}, "UV_DEFAULT_INDEX", "a valid URL"),
     ({"UV_INDEX_URL": "https:///simple"}, "UV_INDEX_URL", "with a host"),
@@ -859,3 +860,14 @@ def test_unknown_key_without_a_close_one_gets_the_list_only(tmp_path):
     with pytest.raises(ConfigError) as e:
         load(tmp_path, "colour = 1")
     assert "did you mean" not in str(e.value) and "(known: keyring-provider, " in str(e.value)
+
+
+def test_credproxy_keyring_provider_is_the_native_switch_and_wins_over_uvs(tmp_path):
+    """uv rejects UV_KEYRING_PROVIDER=native (exit 2): credproxy's own variable selects the OS
+    keyring, and UV_KEYRING_PROVIDER=native still works but is called out with the fix."""
+    s = load(tmp_path, env={"CREDPROXY_KEYRING_PROVIDER": "native", "UV_KEYRING_PROVIDER": "subprocess"})
+    assert s.keyring_provider == "native" and not s.warnings
+    s = load(tmp_path, env={"UV_KEYRING_PROVIDER": "native"})
+    assert s.keyring_provider == "native"
+    assert any("UV_KEYRING_PROVIDER=native makes uv fail" in w and "CREDPROXY_KEYRING_PROVIDER=native" in w
+               for w in s.warnings)
