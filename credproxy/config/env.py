@@ -54,6 +54,16 @@ def env_layer(env: Mapping[str, str], settings: Settings) -> Layer:
         else:
             problems.append(f"CREDPROXY_KEYRING_TIMEOUT: expected a positive number of seconds, got {quote(v)}")
 
+    if (v := env_value(env, "CREDPROXY_REQUEST_HEAD_TIMEOUT")) is not None:
+        try:
+            seconds = float(v)
+        except ValueError:
+            seconds = -1.0
+        if positive_seconds(seconds):
+            layer.request_head_timeout = seconds
+        else:
+            problems.append(f"CREDPROXY_REQUEST_HEAD_TIMEOUT: expected a positive number of seconds, got {quote(v)}")
+
     if (v := env_value(env, "UV_INSECURE_HOST")) is not None:
         layer.allow_insecure_host = v.split()
 

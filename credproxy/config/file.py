@@ -11,7 +11,7 @@ from ..credentials.index import Index, valid_index_name
 from .model import AUTH_POLICIES, INTERCEPT_POLICIES, KEYRING_PROVIDERS, ClientCertRule, Layer
 from .values import Problems, known_key, one_of, positive_seconds, quote, safe_url, url_problem, valid_host_pattern
 
-_TOP_KEYS = ("keyring-provider", "keyring-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
+_TOP_KEYS = ("keyring-provider", "keyring-timeout", "request-head-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
              "intercept-hosts", "index", "client-cert", "project")
 _INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url")
 _CERT_KEYS = ("host", "cert")
@@ -58,6 +58,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Layer:
             layer.keyring_timeout = float(v)
         else:
             p.add("keyring-timeout", "a positive number of seconds", v)
+    if "request-head-timeout" in data:
+        v = data["request-head-timeout"]
+        if positive_seconds(v):
+            layer.request_head_timeout = float(v)
+        else:
+            p.add("request-head-timeout", "a positive number of seconds", v)
     if "intercept" in data:
         v = data["intercept"]
         if v in INTERCEPT_POLICIES:

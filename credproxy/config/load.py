@@ -82,6 +82,7 @@ def load_settings(
 
     settings.keyring_provider = first("keyring_provider", None)
     settings.keyring_timeout = first("keyring_timeout", settings.keyring_timeout)
+    settings.request_head_timeout = first("request_head_timeout", settings.request_head_timeout)
     settings.system_certs = first("system_certs", None)
     settings.ca_bundle = first("ca_bundle", settings.ca_bundle)
     settings.intercept = first("intercept", settings.intercept)

@@ -65,6 +65,8 @@ class Settings:
     # seconds a `keyring` command may take before it is killed (a hanging keyring must not
     # hold requests); raise it for keyrings that prompt (a device-code sign-in)
     keyring_timeout: float = 10.0
+    # seconds from the first byte of a request head to its end (proxy/limits.py)
+    request_head_timeout: float = 30.0
     allow_insecure_host: list[str] = field(default_factory=list)
     system_certs: bool = False
     ca_bundle: str | None = None
@@ -111,6 +113,7 @@ class Layer:
     indexes: list[Index] = field(default_factory=list)
     keyring_provider: str | None = None
     keyring_timeout: float | None = None
+    request_head_timeout: float | None = None
     allow_insecure_host: list[str] = field(default_factory=list)
     system_certs: bool | None = None
     ca_bundle: str | None = None
