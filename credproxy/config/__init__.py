@@ -36,6 +36,8 @@ from .model import (
     INTERCEPT_POLICIES,
     KEYRING_PROVIDERS,
     LOG_FORMATS,
+    NETRC_DEFAULT_SCOPES,
+    NETRC_LOOPBACK_SCOPES,
     ClientCertRule,
     ConfigError,
     InterceptPolicy,
@@ -48,7 +50,7 @@ from .uv import uv_config_paths, uv_project_config_file, uv_system_config_files,
 from .values import parse_boolish, safe_url, url_problem, url_scheme, valid_host_pattern
 
 __all__ = [
-    "AUTH_POLICIES", "INTERCEPT_POLICIES", "KEYRING_PROVIDERS", "LOG_FORMATS", "UV_KEYRING_PROVIDERS",
+    "AUTH_POLICIES", "INTERCEPT_POLICIES", "KEYRING_PROVIDERS", "LOG_FORMATS", "NETRC_DEFAULT_SCOPES", "NETRC_LOOPBACK_SCOPES", "UV_KEYRING_PROVIDERS",
     "ClientCertRule", "ConfigError", "InterceptPolicy", "KeyringProvider", "Settings",
     "derived_index_name", "load_settings", "merge_indexes", "name_imported_indexes",
     "parse_boolish", "parse_config", "parse_index_arg", "pip_config_paths", "safe_url",

@@ -8,11 +8,12 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from ..credentials.index import Index, valid_index_name
-from .model import AUTH_POLICIES, INTERCEPT_POLICIES, KEYRING_PROVIDERS, ClientCertRule, Layer
+from .model import (AUTH_POLICIES, INTERCEPT_POLICIES, KEYRING_PROVIDERS, NETRC_DEFAULT_SCOPES, NETRC_LOOPBACK_SCOPES,
+                    ClientCertRule, Layer)
 from .values import Problems, known_key, one_of, positive_seconds, quote, safe_url, url_problem, valid_host_pattern
 
 _TOP_KEYS = ("keyring-provider", "keyring-timeout", "request-head-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
-             "intercept-hosts", "index", "client-cert", "project")
+             "intercept-hosts", "index", "client-cert", "netrc-default", "netrc-loopback", "project")
 _INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url")
 _CERT_KEYS = ("host", "cert")
 
@@ -70,6 +71,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Layer:
             layer.intercept = v
         else:
             p.add("intercept", one_of(INTERCEPT_POLICIES), v)
+    for key, allowed in (("netrc-default", NETRC_DEFAULT_SCOPES), ("netrc-loopback", NETRC_LOOPBACK_SCOPES)):
+        if key in data:
+            if data[key] in allowed:
+                setattr(layer, key.replace("-", "_"), data[key])
+            else:
+                p.add(key, one_of(allowed), data[key])
     if "system-certs" in data:
         v = data["system-certs"]
         if isinstance(v, bool):

@@ -86,6 +86,8 @@ def load_settings(
     settings.system_certs = first("system_certs", None)
     settings.ca_bundle = first("ca_bundle", settings.ca_bundle)
     settings.intercept = first("intercept", settings.intercept)
+    settings.netrc_default = first("netrc_default", settings.netrc_default)
+    settings.netrc_loopback = first("netrc_loopback", settings.netrc_loopback)
     settings.allow_insecure_host = dedupe(h for layer in layers for h in layer.allow_insecure_host)
     settings.intercept_hosts = dedupe(h for layer in layers for h in layer.intercept_hosts)
     settings.client_certs = [c for layer in layers for c in layer.client_certs]

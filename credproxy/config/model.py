@@ -17,6 +17,8 @@ InterceptPolicy = Literal["auto", "all"]
 KEYRING_PROVIDERS = ("disabled", "subprocess", "native")
 UV_KEYRING_PROVIDERS = ("disabled", "subprocess")  # what uv itself accepts in UV_KEYRING_PROVIDER
 INTERCEPT_POLICIES = ("auto", "all")
+NETRC_DEFAULT_SCOPES = ("indexes", "any-host")  # netrc-default: who the `default` entry answers
+NETRC_LOOPBACK_SCOPES = ("index-ports", "any-port")  # netrc-loopback: `machine localhost` ports
 AUTH_POLICIES = ("auto", "always", "never")
 LOG_FORMATS = ("text", "json")
 
@@ -99,6 +101,10 @@ class Settings:
     intercept_hosts: list[str] = field(default_factory=list)
     # things `-v`/doctor may show but that are not worth a warning (ignored file:// indexes...)
     notes: list[str] = field(default_factory=list)
+    # the netrc `default` entry answers configured indexes only, or any host (uv's way)
+    netrc_default: str = "indexes"
+    # a netrc machine entry for a loopback name applies to the ports indexes name, or all
+    netrc_loopback: str = "index-ports"
     # `--project DIR` / `project = "DIR"`: a project whose uv/pip settings are imported (opt-in;
     # the working directory's are never read). What it added, for the start-up log.
     project: str | None = None
@@ -121,3 +127,5 @@ class Layer:
     intercept_hosts: list[str] = field(default_factory=list)
     client_certs: list[ClientCertRule] = field(default_factory=list)
     project: str | None = None
+    netrc_default: str | None = None
+    netrc_loopback: str | None = None
