@@ -14,11 +14,11 @@ def _fail(message: str) -> "NoReturn":  # noqa: F821
     sys.exit(2)
 
 
-def _settings(config_file: str | None):
+def _settings(config_file: str | None, project: str | None = None):
     from .config import ConfigError, load_settings
 
     try:
-        return load_settings(config_file=config_file)
+        return load_settings(config_file=config_file, overrides={"project": project})
     except ConfigError as e:
         _fail(str(e))
 
@@ -27,7 +27,9 @@ def _settings(config_file: str | None):
 @click.argument("url")
 @click.option("--username", "-u", default=None, help="Look up credentials for this username.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML).")
-def explain(url: str, username: str | None, config_file: str | None) -> None:
+@click.option("--project", "project", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Also import this project's uv settings, as `serve --project DIR` would.")
+def explain(url: str, username: str | None, config_file: str | None, project: str | None) -> None:
     """Show which credential source would answer for URL, and what would be sent (redacted).
 
     Nothing is sent to URL."""
@@ -38,7 +40,9 @@ def explain(url: str, username: str | None, config_file: str | None) -> None:
     from .hints import netrc_mode_warning, no_proxy_line
 
     logging.basicConfig(level=logging.WARNING, format="credproxy: warning: %(message)s", stream=sys.stderr)
-    settings = _settings(config_file)
+    settings = _settings(config_file, project)
+    for line in getattr(settings, "project_report", []) or []:
+        click.echo(f"credproxy: {line}", err=True)
     for warning in getattr(settings, "warnings", []) or []:
         click.echo(f"credproxy: warning: {warning}", err=True)
     if (loose := netrc_mode_warning(getattr(settings, "env", None) or {})) is not None:

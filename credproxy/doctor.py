@@ -300,6 +300,21 @@ def check_config(settings) -> list[Check]:
     return checks
 
 
+def check_config_error(error: str) -> Check:
+    """A configuration that does not load is one failed check: the loader's message (it names
+    the file or variable, the key and what was expected) and what to do with it."""
+    lines = error.splitlines() or [error]
+    first = lines[0]
+    if first.startswith("environment variable"):
+        fix = "correct or unset the variable named above, then run `credproxy doctor` again"
+    elif first.startswith("command line"):
+        fix = "correct the option named above"
+    else:
+        where = first.split(": ", 1)[0]
+        fix = f"edit {where} as the message says, then run `credproxy doctor` again"
+    return Check("problem", "the configuration does not load", details=lines, fix=fix)
+
+
 def describe_tls(settings, url: str) -> list[str]:
     """The TLS settings that apply to the URL's host (credproxy.tlsrules), one line each."""
     from .tlsrules import describe, format_description
@@ -644,8 +659,11 @@ def check_company_proxy(settings, resolver, url: str | None, report: Report) -> 
 # --- all of it ---------------------------------------------------------------------------
 
 
-def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str] | None = None) -> Report:
-    """Every check; `env` is the shell's environment (the proxy variables, the data dir)."""
+def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str] | None = None,
+               config_error: str | None = None) -> Report:
+    """Every check; `env` is the shell's environment (the proxy variables, the data dir).
+    With `config_error` (the configuration did not load; `settings` are the defaults) the
+    proxy, CA and shell checks still run; indexes and the URL are not checked."""
     env = settings.env if env is None else env
     report = Report()
     listener, proxy_up = check_listener(settings.host, settings.port)
@@ -657,6 +675,12 @@ def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str
     if owner is not None:
         report.secrets.append(owner.token)  # never shown, even inside an error text
     report.add("Shell environment", check_environment(env, settings.host, settings.port, ca_der, index_hosts, owner))
+    if config_error is not None:
+        report.add("Configuration", [check_config_error(config_error)])
+        report.add("Indexes", [Check("info", "not checked: the configuration does not load")])
+        if url:
+            report.add(f"Request {redact_url(url)}", [Check("info", "not sent: the configuration does not load")])
+        return report
     report.add("Configuration", check_config(settings))
     report.add("Company proxy", check_company_proxy(settings, resolver, url, report))
     if settings.indexes:
