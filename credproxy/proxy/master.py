@@ -21,6 +21,7 @@ from typing import Callable
 from .. import hints, paths
 from ..addons import upstream_tls
 from ..addons.auth import AuthAddon
+from ..addons.status import StatusFile
 from ..certs.ca import ensure_ca
 from . import name_override
 
@@ -238,7 +239,7 @@ class Proxy:
             master.shutdown()
 
         before_tls, after_tls = upstream_tls.addons(self.settings, self.wants_interception)
-        ours = [*before_tls, AuthAddon(self.resolver), *audit_addons(self.settings)]
+        ours = [*before_tls, AuthAddon(self.resolver), *audit_addons(self.settings), StatusFile(self.settings)]
         addons = default_addons()
         tls_index = next(i for i, a in enumerate(addons) if isinstance(a, TlsConfig))
         addons[tls_index + 1:tls_index + 1] = list(after_tls)
