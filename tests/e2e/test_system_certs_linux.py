@@ -41,18 +41,25 @@ def _unshare_works() -> str | None:
 pytestmark = pytest.mark.skipif(_unshare_works() is not None, reason=str(_unshare_works()))
 
 
-def _install(tmp_path: Path, ca_pem: Path, *, bundle: bool, hashed: bool) -> Path:
+def _link(store: Path, pem: Path, name: str) -> None:
+    shutil.copy(pem, store / name)
+    h = subprocess.run(["openssl", "x509", "-noout", "-subject_hash", "-in", str(pem)],
+                       capture_output=True, text=True, check=True).stdout.strip()
+    (store / f"{h}.0").symlink_to(name)
+
+
+def _install(tmp_path: Path, ca_pem: Path, *, bundle: bool, hashed: bool, other: Path | None = None) -> Path:
     """A stand-in for /etc/ssl/certs holding the test CA the way update-ca-certificates does:
-    in ca-certificates.crt (the bundle) and/or as a `<subject hash>.0` link."""
+    in ca-certificates.crt (the bundle) and/or as a `<subject hash>.0` link. `other`: another
+    CA present as a hashed link (the directory is populated, just not with our CA)."""
     store = tmp_path / "os-store"
     store.mkdir()
     if bundle:
         shutil.copy(ca_pem, store / "ca-certificates.crt")
     if hashed:
-        shutil.copy(ca_pem, store / "test-ca.pem")
-        h = subprocess.run(["openssl", "x509", "-noout", "-subject_hash", "-in", str(ca_pem)],
-                           capture_output=True, text=True, check=True).stdout.strip()
-        (store / f"{h}.0").symlink_to("test-ca.pem")
+        _link(store, ca_pem, "test-ca.pem")
+    if other is not None:
+        _link(store, other, "other-ca.pem")
     return store
 
 
@@ -68,13 +75,18 @@ def _get(proxy, url: str, tmp_path: Path) -> tuple[int, str]:
     return int(status or 0), body
 
 
-@pytest.mark.parametrize("bundle, hashed", [(True, False), (False, True), (True, True)],
-                         ids=["bundle", "hashed-dir", "both"])
+@pytest.mark.parametrize("bundle, hashed, other", [(True, False, False), (False, True, False), (True, True, False),
+                                                   (True, False, True)],
+                         ids=["bundle", "hashed-dir", "both", "appended-to-bundle-only"])
 def test_serve_system_certs_trusts_a_ca_installed_in_the_os_store(tmp_path, tls_certs, echo_factory,
-                                                                   credproxy_factory, bundle, hashed):
+                                                                   credproxy_factory, bundle, hashed, other):
+    """`appended-to-bundle-only`: the company CA was appended to ca-certificates.crt (a common
+    recipe) without re-hashing the directory, which holds other CAs: the bundle must count
+    too, not only the directory."""
     server = echo_factory(host="mirror.test")
     (tmp_path / "credproxy-config.toml").write_text('intercept-hosts = ["mirror.test"]\n')
-    store = _install(tmp_path, tls_certs.ca_pem, bundle=bundle, hashed=hashed)
+    store = _install(tmp_path, tls_certs.ca_pem, bundle=bundle, hashed=hashed,
+                     other=tls_certs.untrusted_ca_pem if other else None)
     proxy = credproxy_factory("--system-certs", env=proxy_env(tmp_path),
                               command=[*_in_namespace(store), str(CREDPROXY), "serve"])
     status, body = _get(proxy, server.url, tmp_path)
