@@ -291,7 +291,7 @@ def _same_file(a: str | Path, b: Path) -> bool:
         return Path(a).expanduser().absolute() == b.absolute()
 
 
-def _system_store():
+def system_store():
     """The OS trust store (credproxy.certs.system), read once per process: on macOS it runs
     `security`, and the roots are decided several times at start."""
     global _system_store_cache
@@ -372,7 +372,7 @@ def decide_roots(settings) -> Roots:
     system, sys_warnings = _wants_system_certs(settings)
     warnings += sys_warnings
     if system:
-        store = _system_store()
+        store = system_store()
         warnings += store.warnings
         if store.count:
             return Roots("system", f"the OS trust store ({store.platform}: {store.where})",

@@ -42,10 +42,10 @@ def system_bundle(exclude: Path | None = None) -> Path | None:
 def system_parts(env: Mapping[str, str] | None = None) -> list[tuple[str, Path]]:
     """The OS store as files (credproxy.certs.system): the OpenSSL bundle on Linux, the
     collected keychain / Windows store roots elsewhere."""
-    from ..tlsrules import _system_store
+    from ..tlsrules import system_store
     from .system import write_pem
 
-    store = _system_store()
+    store = system_store()
     if store.pem is not None:
         if not store.pem:
             return []

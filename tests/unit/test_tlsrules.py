@@ -306,7 +306,7 @@ def test_own_exported_bundle_is_ignored(tmp_path):
 def test_system_certs_use_the_os_store(tmp_path):
     for s in (settings(tmp_path, system_certs=True), settings(tmp_path, env={"UV_SYSTEM_CERTS": "true"})):
         roots = tlsrules.decide_roots(s)
-        store = tlsrules._system_store()
+        store = tlsrules.system_store()
         if store.count:
             assert roots.kind == "system" and (roots.ca_dir, roots.ca_file) == (store.ca_dir, store.ca_file)
             assert roots.count == store.count and roots.origins
