@@ -102,15 +102,17 @@ def start_echo(certs) -> tuple[subprocess.Popen, int]:
 class Target:
     """Where a client connects: direct to 127.0.0.1, or through the proxy to a host name."""
 
-    def __init__(self, name: str, host: str, port: int, proxy_port: int | None, context: ssl.SSLContext):
+    def __init__(self, name: str, host: str, port: int, proxy_port: int | None, context: ssl.SSLContext,
+                 proxy_headers: dict[str, str] | None = None):
         self.name, self.host, self.port, self.proxy_port, self.context = name, host, port, proxy_port, context
+        self.proxy_headers = proxy_headers or {}  # credproxy's Proxy-Authorization (its owner's token)
 
     def connect(self) -> http.client.HTTPSConnection:
         if self.proxy_port is None:
             conn = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=60)
         else:
             conn = http.client.HTTPSConnection("127.0.0.1", self.proxy_port, context=self.context, timeout=60)
-            conn.set_tunnel(self.host, self.port)
+            conn.set_tunnel(self.host, self.port, headers=self.proxy_headers)
         conn.connect()
         return conn
 
@@ -267,8 +269,8 @@ def run(tmp: Path, counts: dict, args, started: list) -> int:
     bundle = combined_bundle(tmp / "client-bundle.pem", proxy.ca_cert, certs.ca_pem)
     context = ssl.create_default_context(cafile=str(bundle))
     targets = [Target("direct", "127.0.0.1", echo_port, None, context),
-               Target("passthrough", PASSED, echo_port, proxy.port, context),
-               Target("intercepted", INTERCEPTED, echo_port, proxy.port, context),
+               Target("passthrough", PASSED, echo_port, proxy.port, context, proxy.auth_headers()),
+               Target("intercepted", INTERCEPTED, echo_port, proxy.port, context, proxy.auth_headers()),
                Target("mitmdump", "127.0.0.1", echo_port, mitmdump_port, context)]
 
     results = Results()

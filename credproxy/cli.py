@@ -62,12 +62,15 @@ def _serve_options(f=None, *, run: bool = False):
                     else "Add why no credential was sent to the request log, which is on without it "
                          "(-vv: connections and decisions).")
     options = [
-        click.option("--host", default=None, help="Listen address (default 127.0.0.1; non-loopback needs --proxyauth)."),
+        click.option("--host", default=None, help="Listen address (default 127.0.0.1; non-loopback needs --proxyauth-file)."),
         click.option("--port", type=click.IntRange(0, 65535), default=None, help=port_help),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML)."),
         click.option("--intercept-all", is_flag=True, default=False, help="Intercept TLS for every host (debugging)."),
-        click.option("--proxyauth", default=None, metavar="USER:TOKEN", envvar="CREDPROXY_PROXYAUTH",
-                     help="Require this proxy authentication from clients."),
+        click.option("--proxyauth-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                     help="Clients must send the USER:TOKEN in FILE (chmod 600) instead of the per-user "
+                          "proxy token; or set CREDPROXY_PROXYAUTH=USER:TOKEN."),
+        # refused: a secret on the command line is visible to every user (ps)
+        click.option("--proxyauth", default=None, metavar="USER:TOKEN", hidden=True),
         click.option("--log-format", type=click.Choice(["text", "json"]), default=None, help="Request log format."),
         click.option("--save-flows", type=click.Path(dir_okay=False), default=None, help="Save redacted flows to FILE."),
         click.option("-v", "--verbose", count=True, help=verbose_help),
@@ -102,9 +105,32 @@ def _tls_overrides(allow_insecure_host=(), system_certs=None, native_tls=None) -
     return {"allow_insecure_host": list(allow_insecure_host) or None, "system_certs": system_certs}
 
 
-def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags):
+_PROXYAUTH_ON_ARGV = (
+    "--proxyauth on the command line shows the token to every user of this machine (ps, "
+    "/proc/PID/cmdline); put USER:TOKEN in a file (chmod 600 FILE) and pass --proxyauth-file FILE, "
+    "or set CREDPROXY_PROXYAUTH=USER:TOKEN in the environment")
+
+
+def _proxyauth_pair(proxyauth_file):
+    """The --proxyauth-file / CREDPROXY_PROXYAUTH pair (warnings printed), or None."""
+    from .proxy.token import TokenError, configured_pair
+
+    try:
+        pair, warnings = configured_pair(proxyauth_file)
+    except TokenError as e:
+        _fail(str(e))
+    for warning in warnings:
+        click.echo(f"credproxy: warning: {warning}", err=True)
+    return pair
+
+
+def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
+                 proxyauth_file=None, **tls_flags):
     from .proxy.master import ServeConfig, configure_logging
 
+    if proxyauth is not None:
+        _fail(_PROXYAUTH_ON_ARGV)
+    pair = _proxyauth_pair(proxyauth_file)
     settings = _settings(
         config_file, host=host, port=port, log_format=log_format, save_flows=save_flows,
         verbose=verbose or None, intercept="all" if intercept_all else None, **_tls_overrides(**tls_flags),
@@ -114,7 +140,7 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
     config = ServeConfig(
         host=host or getattr(settings, "host", None) or "127.0.0.1",
         port=port if port is not None else getattr(settings, "port", 8899),
-        proxyauth=proxyauth or getattr(settings, "proxyauth", None),
+        proxyauth=f"{pair.user}:{pair.token}" if pair else getattr(settings, "proxyauth", None),
         intercept_all=intercept_all,
     )
     return settings, config
@@ -123,7 +149,10 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
 @main.command()
 @_serve_options
 def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags) -> None:
-    """Run the proxy (127.0.0.1:8899 by default) until Ctrl-C or SIGTERM."""
+    """Run the proxy (127.0.0.1:8899 by default) until Ctrl-C or SIGTERM.
+
+    Only clients that send your proxy token may use it (others get 407): point them at it with
+    eval "$(credproxy env)", which puts the token in HTTPS_PROXY."""
     from .proxy.master import ServeError, serve_forever
 
     settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
@@ -152,6 +181,7 @@ def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flow
                                     **tls_flags)
     if port is None:
         config.port = 0  # ephemeral: a free port unless one was asked for
+    config.one_off_token = True  # the child alone gets it (unless a --proxyauth pair is configured)
     if not getattr(config, "host", None) or host is None:
         config.host = "127.0.0.1"
     try:
@@ -171,15 +201,20 @@ def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flow
                    "and the registries whose hosts stay out of NO_PROXY.")
 @click.option("--host", default=None, help="The proxy's address (default from config, else 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default 8899).")
-def env(shell, unset, config_file, host, port) -> None:
+@click.option("--proxyauth-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="The USER:TOKEN the proxy was started with (else CREDPROXY_PROXYAUTH, else the per-user token).")
+def env(shell, unset, config_file, host, port, proxyauth_file) -> None:
     """Print the variables that send clients through the proxy and make them trust it.
 
+    The proxy URL carries your proxy token (http://credproxy:TOKEN@127.0.0.1:8899), created on
+    first use in credproxy's data directory; only clients that send it may use the proxy.
     NO_PROXY is merged with yours (loopback added, registries credproxy knows left out); each
     variable replaced is remembered as CREDPROXY_PREVIOUS_<VAR>, and --unset restores it."""
     import os
 
     from .certs.bundle import write_bundle
     from .proxy.envvars import proxy_url, registry_urls, render, restore_environment, shell_environment
+    from .proxy.token import TokenError, ensure_token
 
     if unset:
         restore, names = restore_environment(os.environ)
@@ -194,7 +229,13 @@ def env(shell, unset, config_file, host, port) -> None:
         bundle = write_bundle(settings)
     except OSError as e:
         _fail(str(e))
-    url = proxy_url(host, port, getattr(settings, "proxyauth", None))
+    credential = _proxyauth_pair(proxyauth_file)
+    if credential is None:
+        try:
+            credential = ensure_token()
+        except TokenError as e:
+            _fail(str(e))
+    url = proxy_url(host, port, credential)
     variables, dropped = shell_environment(url, bundle, os.environ, registry_urls(settings))
     if dropped:
         click.echo(f"credproxy: note: NO_PROXY without {', '.join(dropped)}: it would send a registry "

@@ -45,8 +45,8 @@ def _check_serve_args(args: tuple[str, ...]) -> None:
     from .cli import serve
 
     if any(a == "--proxyauth" or a.startswith("--proxyauth=") for a in args):
-        _fail("--proxyauth is a secret and would be written into the service file; install the service "
-              "without it (the proxy listens on loopback)")
+        _fail("--proxyauth is a secret and would be written into the service file; use "
+              "--proxyauth-file FILE (chmod 600) instead, or nothing: the per-user proxy token applies")
     try:
         serve.make_context("serve", list(args), resilient_parsing=False)
     except click.exceptions.Exit:
@@ -83,6 +83,9 @@ def install(no_start: bool, serve_args: tuple[str, ...]) -> None:
     except OSError as e:
         _fail(f"cannot write {plan.path}: {e.strerror or e}")
     click.echo(f"wrote {plan.path}")
+    if env.get("CREDPROXY_PROXYAUTH"):
+        click.echo("  note: CREDPROXY_PROXYAUTH is a secret and is not copied into the service; give the pair "
+                   "with --proxyauth-file FILE (chmod 600) if the service must require it")
     click.echo(f"  runs: {' '.join(plan.argv)}")
     if plan.environment:
         click.echo(f"  environment: {', '.join(sorted(plan.environment))}")

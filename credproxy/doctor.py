@@ -173,8 +173,37 @@ def check_ca(env: Mapping[str, str]) -> tuple[list[Check], bytes | None]:
 # --- the shell's variables ---------------------------------------------------------------
 
 
+def owner_credential(env: Mapping[str, str]):
+    """The proxy pair the owner's clients must send (CREDPROXY_PROXYAUTH, else the token file),
+    read without creating anything; None when there is none (yet) or it is unusable."""
+    from .proxy import token
+
+    try:
+        pair, _ = token.configured_pair(None, env)
+        return pair if pair is not None else token.read_token(paths.token_file(env))
+    except (OSError, token.TokenError):
+        return None
+
+
+def _carries(proxy_url: str, credential) -> bool:
+    from urllib.parse import unquote
+
+    if "://" not in proxy_url:
+        proxy_url = "http://" + proxy_url
+    parts = urlsplit(proxy_url)
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    return credential.matches(f"Basic {_b64(f'{user}:{password}')}")
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
 def check_environment(env: Mapping[str, str], host: str, port: int, ca_der: bytes | None,
-                      index_hosts: list[str]) -> list[Check]:
+                      index_hosts: list[str], owner=None) -> list[Check]:
+    """`owner`: the proxy pair (token.ProxyCredential) the proxy admits, when known."""
     checks: list[Check] = []
     pointing = []
     for name in PROXY_VARS:
@@ -184,6 +213,10 @@ def check_environment(env: Mapping[str, str], host: str, port: int, ca_der: byte
         shown = redact_url(value)
         if _points_at(value, host, port):
             pointing.append(name)
+            if owner is not None and not _carries(value, owner):
+                checks.append(Check("problem", f"{name}={shown} points at credproxy without the current proxy "
+                                    "token: the proxy answers 407 (Proxy Authentication Required)", fix=ENV_FIX))
+                continue
             checks.append(Check("ok", f"{name}={shown} points at credproxy"))
         else:
             checks.append(Check("problem", f"{name}={shown} does not point at credproxy "
@@ -404,7 +437,9 @@ def check_url(url: str, settings, resolver, report: Report, proxy_up: bool, ca_p
     via = "through the proxy" if through_proxy else "direct (no proxy running)"
     try:
         if through_proxy:
-            status = _request_via_proxy(url, settings.host, settings.port, ca_path)
+            owner = owner_credential(settings.env)
+            status = _request_via_proxy(url, settings.host, settings.port, ca_path,
+                                        {"Proxy-Authorization": owner.header_value()} if owner else {})
         else:
             status = _request_direct(url, settings, resolver, decision, report)
     except (OSError, http.client.HTTPException, ssl.SSLError) as e:
@@ -430,20 +465,23 @@ def check_url(url: str, settings, resolver, report: Report, proxy_up: bool, ca_p
     return checks
 
 
-def _request_via_proxy(url: str, proxy_host: str, proxy_port: int, ca_path: Path) -> int:
+def _request_via_proxy(url: str, proxy_host: str, proxy_port: int, ca_path: Path,
+                       proxy_headers: Mapping[str, str] | None = None) -> int:
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if parts.scheme == "https":
         context = ssl.create_default_context(cafile=str(ca_path))
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
             proxy_host, proxy_port, timeout=TIMEOUT, context=context)
-        conn.set_tunnel(parts.hostname or "", parts.port or 443)
+        conn.set_tunnel(parts.hostname or "", parts.port or 443, headers=dict(proxy_headers or {}))
         target = path
+        headers = {}
     else:
         conn = http.client.HTTPConnection(proxy_host, proxy_port, timeout=TIMEOUT)
         target = url
+        headers = dict(proxy_headers or {})
     try:
-        conn.request("GET", target, headers={"Connection": "close", "User-Agent": "credproxy-doctor"})
+        conn.request("GET", target, headers={"Connection": "close", "User-Agent": "credproxy-doctor", **headers})
         response = conn.getresponse()
         response.read(1 << 20)
         return response.status
@@ -499,7 +537,10 @@ def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str
     ca_checks, ca_der = check_ca(env)
     report.add("CA", ca_checks)
     index_hosts = sorted({(urlsplit(i.url).hostname or "").lower() for i in settings.indexes} - {""})
-    report.add("Shell environment", check_environment(env, settings.host, settings.port, ca_der, index_hosts))
+    owner = owner_credential(env)
+    if owner is not None:
+        report.secrets.append(owner.token)  # never shown, even inside an error text
+    report.add("Shell environment", check_environment(env, settings.host, settings.port, ca_der, index_hosts, owner))
     report.add("Configuration", check_config(settings))
     report.add("Upstream trust", check_roots(settings))
     if settings.indexes:

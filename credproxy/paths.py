@@ -34,6 +34,12 @@ def bundle_path(env: Mapping[str, str] | None = None) -> Path:
     return data_dir(env) / "ca-bundle.pem"
 
 
+def token_file(env: Mapping[str, str] | None = None) -> Path:
+    """The per-user proxy token (proxy/token.py): 0600, created on first use, never overwritten.
+    Delete it to rotate the token."""
+    return data_dir(env) / "proxy-token"
+
+
 def default_config_file(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("CREDPROXY_CONFIG"):

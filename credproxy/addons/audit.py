@@ -309,6 +309,7 @@ def _connect_error_text(response: http.Response | None) -> str:
     if response is None:
         return ""
     text = response.get_text(strict=False) or ""
+    text = text.strip().split("\n", 1)[0]  # the why; a 407's advice for clients follows on line 2
     text = text.split(" If you plan to redirect", 1)[0].strip()
     return text[:300] or response.reason
 

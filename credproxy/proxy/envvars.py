@@ -35,18 +35,19 @@ PREVIOUS_PREFIX = "CREDPROXY_PREVIOUS_"
 ACTIVE = "CREDPROXY_ENV_ACTIVE"
 
 
-def proxy_url(host: str, port: int, proxyauth: str | None = None) -> str:
+def proxy_url(host: str, port: int, credential=None) -> str:
     """The proxy URL clients are given (`env` prints it, `run` sets it): the one place that
-    builds it."""
+    builds it. `credential` (a token.ProxyCredential) goes in as userinfo,
+    `http://USER:TOKEN@HOST:PORT`, the form every client (pip, uv, curl, git, npm) turns into a
+    Proxy-Authorization header."""
     from urllib.parse import quote
 
     from .master import url_host
 
     address = f"{url_host(host)}:{port}"
-    if not proxyauth:
+    if credential is None:
         return f"http://{address}"
-    user, _, token = proxyauth.partition(":")
-    return f"http://{quote(user, safe='')}:{quote(token, safe='')}@{address}"
+    return f"http://{quote(credential.user, safe='')}:{quote(credential.token, safe='')}@{address}"
 
 
 def _entries(value: str | None) -> list[str]:

@@ -1,7 +1,8 @@
 """Building and running the embedded mitmproxy (mitmproxy-notes.md §1).
 
 A plain `Master` (not DumpMaster: it prints flows and exits the process on a startup error)
-with mitmproxy's default addons, ours inserted just before `TlsConfig`, no terminal log. We
+with mitmproxy's default addons minus its ProxyAuth, our owner check (addons/owner.py) first
+of all, our other addons inserted just before `TlsConfig`, no terminal log. We
 check ourselves that the listener came up, because a plain Master only logs a bind error.
 """
 
@@ -13,6 +14,7 @@ import importlib.util
 import ipaddress
 import logging
 import os
+import secrets
 import signal
 import socket
 from dataclasses import dataclass
@@ -21,9 +23,10 @@ from typing import Callable
 from .. import hints, paths
 from ..addons import upstream_tls
 from ..addons.auth import AuthAddon
+from ..addons.owner import OwnerOnly
 from ..addons.status import StatusFile
 from ..certs.ca import ensure_ca
-from . import name_override
+from . import name_override, token
 
 logger = logging.getLogger("credproxy.proxy")
 
@@ -41,8 +44,10 @@ class ServeError(Exception):
 class ServeConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    proxyauth: str | None = None  # "user:token"
+    proxyauth: str | None = None  # "user:token" from --proxyauth-file / CREDPROXY_PROXYAUTH
     intercept_all: bool = False
+    # `credproxy run`: a one-off token in memory instead of the per-user token file
+    one_off_token: bool = False
 
 
 def is_loopback(host: str) -> bool:
@@ -87,14 +92,19 @@ def _free_port_on(hosts: list[str]) -> int:
 
 
 def check_listen_host(config: ServeConfig, settings) -> str | None:
-    """The proxyauth spec to use, or raise when a non-loopback address has none."""
+    """The --proxyauth pair (`USER:TOKEN`) to use, or None for the per-user token. Raises when
+    the pair has an empty part, or a non-loopback address has no pair."""
     proxyauth = config.proxyauth or getattr(settings, "proxyauth", None)
-    if proxyauth is not None and ":" not in proxyauth:
-        raise ServeError("--proxyauth must be USER:TOKEN")
+    if proxyauth is not None:
+        try:
+            token.parse_pair(proxyauth, "--proxyauth")
+        except token.TokenError as e:
+            raise ServeError(str(e)) from None
     if not is_loopback(config.host) and not proxyauth:
         raise ServeError(
             f"refusing to listen on {config.host}: other machines could use your credentials; "
-            "configure proxy authentication (--proxyauth USER:TOKEN) or listen on 127.0.0.1"
+            f"configure proxy authentication (--proxyauth-file FILE holding USER:TOKEN, or "
+            f"{token.ENV_VAR}=USER:TOKEN) or listen on 127.0.0.1"
         )
     return proxyauth
 
@@ -161,6 +171,27 @@ class Proxy:
         self.master = None
         self._error: ServeError | None = None
         self._pending_shutdown = False
+        self._client_credential: Callable[[], token.ProxyCredential] | None = None
+
+    def client_credential(self) -> token.ProxyCredential:
+        """The USER:TOKEN pair clients must send (for `credproxy run`'s child environment)."""
+        assert self._client_credential is not None, "the proxy is not running"
+        return self._client_credential()
+
+    def _setup_client_credential(self, proxyauth: str | None) -> None:
+        if proxyauth:
+            pair = token.parse_pair(proxyauth, "--proxyauth")
+            self._client_credential = lambda: pair
+        elif self.config.one_off_token:
+            pair = token.ProxyCredential(token.USER, secrets.token_urlsafe(token.TOKEN_BYTES), "credproxy run")
+            self._client_credential = lambda: pair
+        else:
+            token_file = token.TokenFile(paths.token_file())
+            try:
+                token_file.current()  # created now, so `credproxy env` finds it; errors stop start-up
+            except token.TokenError as e:
+                raise ServeError(str(e)) from None
+            self._client_credential = token_file.current
 
     # called from the event loop --------------------------------------------------------------
 
@@ -200,11 +231,13 @@ class Proxy:
 
     async def run(self) -> None:
         from mitmproxy.addons import default_addons
+        from mitmproxy.addons.proxyauth import ProxyAuth
         from mitmproxy.addons.tlsconfig import TlsConfig
         from mitmproxy.master import Master
         from mitmproxy.options import Options
 
         proxyauth = check_listen_host(self.config, self.settings)
+        self._setup_client_credential(proxyauth)
         try:
             ca = ensure_ca()
         except Exception as e:
@@ -240,7 +273,10 @@ class Proxy:
 
         before_tls, after_tls = upstream_tls.addons(self.settings, self.wants_interception)
         ours = [*before_tls, AuthAddon(self.resolver), *audit_addons(self.settings), StatusFile(self.settings)]
-        addons = default_addons()
+        # mitmproxy's own ProxyAuth is replaced by ours, which goes first of all (after Core,
+        # which has no flow hooks): a refused client must reach no other addon's side effects.
+        addons = [a for a in default_addons() if not isinstance(a, ProxyAuth)]
+        addons.insert(1, OwnerOnly(self._client_credential, configured_pair=bool(proxyauth)))
         tls_index = next(i for i, a in enumerate(addons) if isinstance(a, TlsConfig))
         addons[tls_index + 1:tls_index + 1] = list(after_tls)
         addons[tls_index:tls_index] = ours
@@ -252,8 +288,6 @@ class Proxy:
             "http2": _mitmproxy_major() >= 12,
             "connection_strategy": "eager",
         }
-        if proxyauth:
-            options["proxyauth"] = proxyauth
         options.update(upstream_tls.mitmproxy_options(self.settings))
         try:
             master.options.update(**options)

@@ -1,7 +1,9 @@
 """`credproxy run -- CMD`: an ephemeral proxy on a free loopback port for one command.
 
 The proxy runs in this process on its own thread and event loop; CMD is a child process with
-the proxy and CA variables set, signals are passed on to it, and its exit code is ours.
+the proxy and CA variables set, signals are passed on to it, and its exit code is ours. The
+proxy admits a one-off token (in memory, never in a file) that only CMD's environment
+carries, unless a --proxyauth pair is configured.
 
 CMD owns the terminal: the request log goes to a file in the state directory, named on
 stderr at the end (`-v` shows it on stderr instead); warnings still go to stderr. Stopping
@@ -24,11 +26,13 @@ from .. import paths
 from ..certs.bundle import write_bundle
 from .envvars import merge_no_proxy, proxy_environment, proxy_url, registry_urls
 from .master import Proxy, ServeConfig, ServeError
+from .token import ProxyCredential
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 KEEP_LOGS = 20  # request logs of earlier runs kept in the state directory
+
 
 
 class _ProxyThread:
@@ -136,8 +140,8 @@ def run_command(settings, config: ServeConfig, argv: Sequence[str], base_env: Ma
         env = dict(os.environ if base_env is None else base_env)
         no_proxy, _dropped = merge_no_proxy((env.get("no_proxy"), env.get("NO_PROXY")), registry_urls(settings))
         proxy = proxy_thread.proxy
-        env.update(proxy_environment(proxy_url(proxy.config.host, proxy.port, proxy.config.proxyauth
-                                               or getattr(settings, "proxyauth", None)), bundle, no_proxy))
+        env.update(proxy_environment(proxy_url(proxy.config.host, proxy.port, proxy.client_credential()),
+                                     bundle, no_proxy))
         try:
             child = subprocess.Popen(list(argv), env=env)
         except OSError as e:

@@ -73,7 +73,7 @@ class World:
 
     def get(self, host: str, path: str, **kw) -> Reply:
         assert self.proxy is not None
-        return get(self.proxy.port, self.url(host, path), self.context, **kw)
+        return get(self.proxy, self.url(host, path), self.context, **kw)
 
     def cli(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(credproxy_cmd(*args), env=env or self.env, capture_output=True, text=True,

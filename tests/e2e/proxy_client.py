@@ -1,5 +1,9 @@
 """A stdlib HTTP client that goes through the proxy as pip or curl would (CONNECT for https,
-absolute-form for http), trusting the given CA files. Cheap enough for a thousand requests."""
+absolute-form for http), trusting the given CA files. Cheap enough for a thousand requests.
+
+`proxy` is a tests.helpers.proxy.Proxy (its owner's Proxy-Authorization is sent on the CONNECT
+or with the absolute-form request, as clients do with a proxy URL that carries userinfo), or a
+bare port: a client without the proxy token, as another user would be."""
 
 from __future__ import annotations
 
@@ -27,24 +31,32 @@ def client_context(*cafiles: str) -> ssl.SSLContext:
     return context
 
 
-def open_connection(proxy_port: int, url: str, context: ssl.SSLContext | None, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+def _port_and_auth(proxy) -> tuple[int, dict[str, str]]:
+    if isinstance(proxy, int):
+        return proxy, {}
+    return proxy.port, proxy.auth_headers()
+
+
+def open_connection(proxy, url: str, context: ssl.SSLContext | None, timeout: float
+                    ) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
+    """(connection, request target, headers the request itself must carry)."""
+    proxy_port, auth = _port_and_auth(proxy)
     parts = urlsplit(url)
     if parts.scheme == "https":
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
             "127.0.0.1", proxy_port, timeout=timeout, context=context)
-        conn.set_tunnel(parts.hostname or "", parts.port or 443)
+        conn.set_tunnel(parts.hostname or "", parts.port or 443, headers=auth)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=timeout)
-        target = url
-    return conn, target
+        return conn, target, {}
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=timeout)
+    return conn, url, auth
 
 
-def get(proxy_port: int, url: str, context: ssl.SSLContext | None = None, *, timeout: float = 15.0,
+def get(proxy, url: str, context: ssl.SSLContext | None = None, *, timeout: float = 15.0,
         headers: dict[str, str] | None = None, method: str = "GET") -> Reply:
-    conn, target = open_connection(proxy_port, url, context, timeout)
+    conn, target, auth = open_connection(proxy, url, context, timeout)
     try:
-        conn.request(method, target, headers={"Connection": "close", **(headers or {})})
+        conn.request(method, target, headers={"Connection": "close", **auth, **(headers or {})})
         response = conn.getresponse()
         body = response.read()
         return Reply(response.status, body, {k.lower(): v for k, v in response.getheaders()})

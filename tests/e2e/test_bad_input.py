@@ -183,7 +183,8 @@ def test_client_sending_a_malformed_request_gets_400_and_others_are_served(serve
 def test_client_disconnecting_mid_download_is_logged_and_others_are_served(served):
     context = served.context
     raw = socket.create_connection(("127.0.0.1", served.proxy.port), timeout=10)
-    raw.sendall(f"CONNECT pkgs.test:{served.port} HTTP/1.1\r\nHost: pkgs.test:{served.port}\r\n\r\n".encode())
+    auth = "".join(f"{k}: {v}\r\n" for k, v in served.proxy.auth_headers().items())
+    raw.sendall(f"CONNECT pkgs.test:{served.port} HTTP/1.1\r\nHost: pkgs.test:{served.port}\r\n{auth}\r\n".encode())
     assert raw.recv(4096).startswith(b"HTTP/1.1 200")
     tls = context.wrap_socket(raw, server_hostname="pkgs.test")
     tls.sendall(f"GET /big?n={200 << 20}&delay=0.01 HTTP/1.1\r\nHost: pkgs.test:{served.port}\r\n\r\n".encode())

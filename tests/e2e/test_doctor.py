@@ -67,7 +67,7 @@ def test_doctor_with_the_proxy_and_its_env_is_clean_and_checks_the_url(tmp_path)
     cert = x509.load_pem_x509_certificate(open(world.proxy_ca, "rb").read())
     fingerprint = cert.fingerprint(hashes.SHA256()).hex().upper()
     assert f"SHA-256 {':'.join(fingerprint[i:i + 2] for i in range(0, 64, 2))}" in out
-    assert f"✓ HTTPS_PROXY=http://127.0.0.1:{proxy.port} points at credproxy" in out
+    assert f"✓ HTTPS_PROXY=http://credproxy:****@127.0.0.1:{proxy.port} points at credproxy" in out
     assert "✓ SSL_CERT_FILE=" in out and "trusts credproxy's CA" in out
     assert f"✓ GET {url} through the proxy: 200" in out
     assert out.rstrip().endswith("No problems found.")

@@ -61,7 +61,7 @@ def test_thousand_requests_at_fifty_concurrency(tmp_path):
         def one(n: int) -> tuple[str, int | str]:
             kind, host, path = plan(n)
             try:
-                reply = get(proxy.port, world.url(host, path), context, timeout=30)
+                reply = get(proxy, world.url(host, path), context, timeout=30)
             except Exception as e:  # counted, reported below
                 return kind, f"{type(e).__name__}: {e}"
             return kind, reply.status

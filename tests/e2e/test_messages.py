@@ -215,7 +215,8 @@ def test_env_merges_no_proxy_and_unset_restores_every_previous_value(tmp_path):
            "HTTPS_PROXY": "http://corp-proxy:3128", "PIP_CERT": "/etc/corp.pem"}
     after = bash_env_after(env, 'eval "$(credproxy env)"')
     assert after["NO_PROXY"] == after["no_proxy"] == "corp.example,.internal,localhost,127.0.0.1,::1"
-    assert after["HTTPS_PROXY"] == "http://127.0.0.1:8899"
+    token = (tmp_path / "data" / "proxy-token").read_text().strip()
+    assert after["HTTPS_PROXY"] == f"http://credproxy:{token}@127.0.0.1:8899"
     assert after["CREDPROXY_PREVIOUS_HTTPS_PROXY"] == "http://corp-proxy:3128"
     assert after["CREDPROXY_PREVIOUS_NO_PROXY"] == "corp.example,.internal"
     assert after["CREDPROXY_PREVIOUS_PIP_CERT"] == "/etc/corp.pem"

@@ -77,8 +77,11 @@ def test_non_loopback_listen_is_refused_without_proxy_auth(tmp_path):
 
 def test_non_loopback_listen_with_proxy_auth_requires_it(tmp_path):
     env = hermetic_env(tmp_path)
+    pair = tmp_path / "proxyauth"
+    pair.write_text("alice:tok3n-value-0123456789\n")
+    pair.chmod(0o600)
     proc = subprocess.Popen(
-        credproxy_cmd("serve", "--host", "0.0.0.0", "--port", "0", "--proxyauth", "alice:tok3n-value"),
+        credproxy_cmd("serve", "--host", "0.0.0.0", "--port", "0", "--proxyauth-file", str(pair)),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -149,15 +152,17 @@ def test_env_prints_every_variable_for_each_shell(tmp_path, shell):
         assert name in out
     lines = out.strip().splitlines()
     assert lines[-1].startswith("# ") and "credproxy env" in lines[-1]
+    token = (tmp_path / "data" / "proxy-token").read_text().strip()
+    url = f"http://credproxy:{token}@127.0.0.1:8899"
     if shell in ("bash", "zsh"):
-        assert "export HTTPS_PROXY='http://127.0.0.1:8899'" in out
+        assert f"export HTTPS_PROXY='{url}'" in out
         assert f"export SSL_CERT_FILE='{bundle}'" in out
         assert 'eval "$(credproxy env' in lines[-1]
     elif shell == "fish":
-        assert "set -gx HTTPS_PROXY 'http://127.0.0.1:8899'" in out
+        assert f"set -gx HTTPS_PROXY '{url}'" in out
         assert "| source" in lines[-1]
     else:
-        assert "$Env:HTTPS_PROXY = 'http://127.0.0.1:8899'" in out
+        assert f"$Env:HTTPS_PROXY = '{url}'" in out
         assert "Invoke-Expression" in lines[-1]
     unset = run_cli(env, "env", "--shell", shell, "--unset")
     for name in ALL_VARS:
@@ -170,7 +175,8 @@ def test_env_output_works_when_evaluated_by_bash(tmp_path):
     result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     seen = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    assert seen["HTTPS_PROXY"] == "http://127.0.0.1:8899"
+    token = (tmp_path / "data" / "proxy-token").read_text().strip()
+    assert seen["HTTPS_PROXY"] == f"http://credproxy:{token}@127.0.0.1:8899"
     assert seen["no_proxy"] == "localhost,127.0.0.1,::1"
     for name in CA_VARS:
         assert seen[name] == str(tmp_path / "data" / "ca-bundle.pem")
@@ -181,7 +187,7 @@ def test_run_gives_the_command_the_variables_and_returns_its_exit_code(tmp_path)
     child = (
         "import os, socket, sys\n"
         "p = os.environ['HTTPS_PROXY']\n"
-        "assert p.startswith('http://127.0.0.1:'), p\n"
+        "assert p.startswith('http://credproxy:') and '@127.0.0.1:' in p, p\n"
         "port = int(p.rsplit(':', 1)[1])\n"
         "socket.create_connection(('127.0.0.1', port), timeout=5).close()\n"
         "print('PROXY', p)\n"

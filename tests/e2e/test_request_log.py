@@ -35,10 +35,10 @@ def drive(world: World) -> int:
     assert world.get("retry.test", "/private/simple/b/").status == 200
     assert world.get("other.test", "/public/c").status == 200  # nobody knows other.test: passthrough
     with pytest.raises(OSError):  # a client that does not trust the proxy's CA
-        get(world.proxy.port, world.url("pkgs.test", "/private/simple/d/"), client_context(str(world.ca_pem)))
+        get(world.proxy, world.url("pkgs.test", "/private/simple/d/"), client_context(str(world.ca_pem)))
     dead = closed_port()
     with pytest.raises(OSError):
-        get(world.proxy.port, f"https://other.test:{dead}/e", world.context)
+        get(world.proxy, f"https://other.test:{dead}/e", world.context)
     return dead
 
 

@@ -68,7 +68,7 @@ def test_status_shows_realms_sources_and_counts_without_secrets(tmp_path, tls_ce
             break
         time.sleep(0.2)
     assert out.returncode == 0, out.stderr
-    assert f"credproxy (pid {proxy.pid}) listening on {proxy.url}" in out.stdout
+    assert f"credproxy (pid {proxy.pid}) listening on {proxy.bare_url}" in out.stdout
     assert "upstream proxy: none (direct)" in out.stdout
     line = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith(realm + " |"))
     cells = [c.strip() for c in line.split("|")]
@@ -78,7 +78,7 @@ def test_status_shows_realms_sources_and_counts_without_secrets(tmp_path, tls_ce
 
     as_json = _status(proxy.data_dir, "--json")
     (state,) = json.loads(as_json.stdout)
-    assert state["realms"][realm]["requests"] == 2 and state["listen"] == proxy.url
+    assert state["realms"][realm]["requests"] == 2 and state["listen"] == proxy.bare_url
 
     status_dir = proxy.data_dir / "status"
     files = list(status_dir.glob("*.json"))

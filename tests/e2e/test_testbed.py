@@ -318,7 +318,9 @@ def test_start_credproxy_parses_port_and_stops_by_pid(tmp_path):
     env, log, command = _fake(tmp_path, "ok")
     proxy = start_credproxy(tmp_path, "--config", "x.toml", env=env, command=command)
     try:
-        assert proxy.url == f"http://127.0.0.1:{proxy.port}"
+        # the fake writes no token: the URL stays bare, and no Proxy-Authorization is invented
+        assert proxy.url == proxy.bare_url == f"http://127.0.0.1:{proxy.port}"
+        assert proxy.auth_headers() == {}
         socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
         recorded = json.loads(log.read_text())
         assert recorded["argv"] == ["--port", "0", "--config", "x.toml"]

@@ -7,10 +7,17 @@
 Contract (PREAMBLE): `credproxy serve --port 0` prints `credproxy listening on
 http://127.0.0.1:PORT` as its first stdout line once the listener is up; state lives in
 CREDPROXY_DATA_DIR (always a temp dir here).
+
+The proxy admits only its owner: `proxy.url` carries the proxy token
+(`http://credproxy:TOKEN@127.0.0.1:PORT`, read from the proxy's data dir after start, as a
+real client gets it from `credproxy env`; or the --proxyauth-file / CREDPROXY_PROXYAUTH pair the
+proxy was started with). `proxy.bare_url` has no credentials (a stranger's view);
+`proxy.auth_headers()` is the Proxy-Authorization header for hand-written requests.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -20,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import quote
 
 from tests.helpers.clients import home_env
 from tests.helpers.servers import die_with_parent
@@ -35,11 +43,20 @@ class ProxyStartError(RuntimeError):
 @dataclass
 class Proxy:
     proc: subprocess.Popen = field(repr=False)
-    url: str  # http://127.0.0.1:PORT
     port: int
     data_dir: Path
     stdout_path: Path
     stderr_path: Path
+    # the USER:TOKEN clients must send (proxy/token.py); None before the proxy listens
+    user: str | None = None
+    token: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """`http://credproxy:TOKEN@127.0.0.1:PORT`: what `credproxy env` exports."""
+        if self.token is None:
+            return self.bare_url
+        return f"http://{quote(self.user or '', safe='')}:{quote(self.token, safe='')}@127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -78,7 +95,10 @@ class Proxy:
     def auth_headers(self) -> dict[str, str]:
         """Headers a raw-socket client (CONNECT or absolute-form request written by hand) adds
         to be let in as the owner. `proxy.url` already carries them for real clients."""
-        return {}
+        if self.token is None:
+            return {}
+        raw = f"{self.user}:{self.token}".encode()
+        return {"Proxy-Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
 
     def stop(self, grace: float = 5.0, sig: int = signal.SIGTERM) -> int:
         """`sig` (SIGTERM; SIGINT is Ctrl-C), wait, then SIGKILL this pid only. Returns the
@@ -200,7 +220,7 @@ def start_credproxy(
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=err, cwd=tmp, preexec_fn=die_with_parent)
-    proxy = Proxy(proc=proc, url="", port=0, data_dir=Path(full_env["CREDPROXY_DATA_DIR"]),
+    proxy = Proxy(proc=proc, port=0, data_dir=Path(full_env["CREDPROXY_DATA_DIR"]),
                   stdout_path=stdout_path, stderr_path=stderr_path)
 
     deadline = time.monotonic() + timeout
@@ -209,7 +229,8 @@ def start_credproxy(
         if first_line is not None:
             m = _LISTENING.match(first_line)
             if m:
-                proxy.url, proxy.port = m.group(1), int(m.group(2))
+                proxy.port = int(m.group(2))
+                proxy.user, proxy.token = _client_pair(proxy.data_dir, args, full_env)
                 return proxy
             proxy.stop()
             raise ProxyStartError(
@@ -226,6 +247,24 @@ def start_credproxy(
                 f"credproxy serve not listening after {timeout}s; stderr:\n{proxy.stderr()[-4000:]}"
             )
         time.sleep(0.05)
+
+
+def _client_pair(data_dir: Path, args: tuple[str, ...], env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The pair the proxy expects, found where the owner's `credproxy env` finds it."""
+    args = list(args)
+    text = None
+    if "--proxyauth-file" in args:
+        lines = Path(args[args.index("--proxyauth-file") + 1]).read_text().split()
+        text = lines[0] if lines else None
+    elif env.get("CREDPROXY_PROXYAUTH"):
+        text = env["CREDPROXY_PROXYAUTH"]
+    if text is not None:
+        user, _, token = text.partition(":")
+        return user, token
+    token_file = data_dir / "proxy-token"
+    if not token_file.exists():
+        return None, None  # a fake `command` in this helper's own tests
+    return "credproxy", token_file.read_text().strip()
 
 
 def _first_line(path: Path) -> str | None:

@@ -125,3 +125,24 @@ def test_report_render_masks_every_known_secret():
     text = report.render()
     assert "pa55word" not in text and "YWxpY2U6cGE1NXdvcmQh" not in text
     assert text.rstrip().endswith("1 problem found.")
+
+
+def test_a_proxy_variable_without_the_current_token_is_a_problem_and_the_report_hides_it(tmp_path):
+    from credproxy.proxy.token import ensure_token
+
+    env = {"CREDPROXY_DATA_DIR": str(tmp_path)}
+    current = ensure_token(env)
+    owner = doctor.owner_credential(env)
+    assert owner == current
+    shell = {"HTTPS_PROXY": f"http://credproxy:{current.token}@127.0.0.1:8899",
+             "HTTP_PROXY": "http://credproxy:rotated-away-old-token@127.0.0.1:8899",
+             "https_proxy": "http://127.0.0.1:8899"}
+    checks = doctor.check_environment(shell, "127.0.0.1", 8899, None, [], owner)
+    ok = [c.title for c in by_status(checks, "ok")]
+    stale = [c for c in by_status(checks, "problem") if "without the current proxy token" in c.title]
+    assert ok == ["HTTPS_PROXY=http://credproxy:****@127.0.0.1:8899 points at credproxy"]
+    assert sorted(c.title.split("=")[0] for c in stale) == ["HTTP_PROXY", "https_proxy"]
+    assert all(c.fix == doctor.ENV_FIX for c in stale)
+    report = doctor.Report(secrets=[current.token])
+    report.add("Shell environment", checks)
+    assert current.token not in report.render() and "rotated-away" not in report.render()
