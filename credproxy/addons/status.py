@@ -5,7 +5,8 @@ Hooks and why:
   first state file is written here.
 - `response` / `error`: one client request is finished, with the auth addon's metadata
   (source, action, cached) and the final status, after a re-send; the counters change here.
-  The auth addon's own re-sent copies are skipped (they are reported on the client's flow).
+  The auth addon's own re-sent copies are skipped (they are reported on the client's flow),
+  and so are requests the owner check refused with 407: a stranger leaves no trace here.
 - `done`: a clean exit removes the file, so a stopped proxy is not shown as running.
 
 Writes are atomic and at most once a second (a timer flushes the last change)."""
@@ -62,6 +63,8 @@ class StatusFile:
         if flow.request.method.upper() == "CONNECT" or RETRY_MARK in flow.metadata:
             return
         meta = flow.metadata.get(METADATA_KEY) or {}
+        if meta.get("action") == "refuse":
+            return  # a client without the proxy token (addons/owner.py): not the owner's traffic
         realm = str(Realm.of(f"{flow.request.scheme}://{_host(flow.request.host)}:{flow.request.port}/"))
         self.state.note(realm, source=str(meta.get("source") or "none"), injected=meta.get("action") == "inject",
                         status=flow.response.status_code if flow.response else None,

@@ -59,6 +59,10 @@ def test_status_shows_realms_sources_and_counts_without_secrets(tmp_path, tls_ce
     assert _get(proxy, private_index.url + "private-dep/", tmp_path) == 200
     assert _get(proxy, other.url_for("other.test") + "private-pkg/", tmp_path) == 401
 
+    stranger = curl("-o", os.devnull, "-w", "%{http_code}", f"http://stranger.test:{other.port}/",
+                    env=client_env(tmp_path, proxy_url=proxy.bare_url))  # no proxy token
+    assert stranger.stdout == "407"
+
     realm = f"https://pkgs.test:{private_index.port}"
     other_realm = f"https://other.test:{other.port}"
     deadline = time.monotonic() + 10
@@ -75,6 +79,7 @@ def test_status_shows_realms_sources_and_counts_without_secrets(tmp_path, tls_ce
     assert cells[1] == "env:UV_INDEX_PRIVATE" and cells[2].endswith("ago") and cells[3:] == ["2", "0"], line
     other_line = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith(other_realm + " |"))
     assert [c.strip() for c in other_line.split("|")][1:] == ["none", "-", "1", "1"], other_line
+    assert "stranger.test" not in out.stdout  # a refused client leaves no trace in the status
 
     as_json = _status(proxy.data_dir, "--json")
     (state,) = json.loads(as_json.stdout)
