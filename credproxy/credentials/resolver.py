@@ -60,7 +60,7 @@ class Decision:
       and nothing found).
 
     `source` is the label for the request log: `client`, `index-url`, `env:UV_INDEX_<NAME>`,
-    `netrc`, `store`, `uv-store`, `native`, `keyring`, `hf-token`, or `none`. `cached` is
+    `netrc`, `store`, `old-store`, `native`, `keyring`, `hf-token`, or `none`. `cached` is
     true when the credentials came from the session cache (then a 401 evicts them).
     `preemptive` is false for a retry after a challenge. `username` is the username the
     lookups used (from a username-only client header), so a challenge asks with it again.
@@ -307,7 +307,7 @@ Plan = Generator[_Ask, Answer, "Decision | None"]
 
 class Resolver:
     """The credential chain (design.md order): client header > index URL/env credentials >
-    hf-token > netrc > store > uv-store > native > keyring; session cache beside the sources
+    hf-token > netrc > store (shared with uv) > old-store > native > keyring; session cache beside the sources
     (the longest prefix wins); single-flight memo for slow sources; negative results expire
     after 60 s.
 
@@ -352,9 +352,11 @@ class Resolver:
         self._slow_executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-slow-lookup")
         self._seed()
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._slow_executor.shutdown(wait=False, cancel_futures=True)
+    def close(self, cancel_pending: bool = True) -> None:
+        """Stop the worker threads. `cancel_pending=False` (a resolver replaced by a reload)
+        lets lookups already queued finish for the requests waiting on them."""
+        self._executor.shutdown(wait=False, cancel_futures=cancel_pending)
+        self._slow_executor.shutdown(wait=False, cancel_futures=cancel_pending)
 
     # --- §3: seed the cache from configured index credentials ---------------------------------
 
@@ -757,7 +759,7 @@ def _depth(prefix: str | None) -> int:
 
 def default_sources(settings) -> list[Source]:
     """The chain in design.md order, from Settings: index URL/env > hf-token > netrc > store >
-    uv-store > native (keyring-provider = native) > keyring (keyring-provider = subprocess)."""
+    old-store > native (keyring-provider = native) > keyring (keyring-provider = subprocess)."""
     from .sources.hf import HuggingFaceSource
     from .sources.keyring_subprocess import KeyringSubprocessSource
     from .sources.native import NativeKeyringSource
@@ -772,7 +774,7 @@ def default_sources(settings) -> list[Source]:
     sources.append(NetrcSource(env, indexes=settings.indexes,
                                default_scope=getattr(settings, "netrc_default", "indexes"),
                                loopback_scope=getattr(settings, "netrc_loopback", "index-ports")))
-    sources.extend(store_sources(env))  # ours, then uv's read-only; one when they coincide
+    sources.extend(store_sources(env))  # the store shared with uv, then the old location if it exists
     provider = getattr(settings, "keyring_provider", "disabled")
     if provider == "native":
         sources.append(NativeKeyringSource())
