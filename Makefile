@@ -1,5 +1,6 @@
 # `make test` and `make run` work on a fresh clone: they create .venv when it is missing.
-# `make run` installs only what running needs; `make test` adds the test extras. Separate
+# `make run` installs only what running needs; `make test` adds the test extras (and the
+# optional negotiate extra, so the NTLM tests run). Separate
 # stamps, so `make run` after `make test` installs nothing more.
 #
 # The bootstrap runs pip with --isolated: your pip.conf in HOME and PIP_* variables are not
@@ -13,8 +14,10 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed
 BOOTSTRAP_PIP_ARGS ?=
 # --isolated covers pip itself; the environment below also covers the pip it starts to install
-# build dependencies (pip < 25 runs one that reads user config and PIP_* variables).
-PIP := env $(foreach v,$(filter PIP_%,$(.VARIABLES)),-u $(v)) PIP_CONFIG_FILE=/dev/null \
+# build dependencies (pip < 25 runs one that reads user config and PIP_* variables): an
+# existing PIP_CONFIG_FILE makes pip skip the user's pip.conf but still read the global one
+# (/dev/null would skip that too).
+PIP := env $(foreach v,$(filter PIP_%,$(.VARIABLES)),-u $(v)) PIP_CONFIG_FILE=$(CURDIR)/scripts/pip-bootstrap.conf \
 	$(BIN)/python -m pip --isolated --disable-pip-version-check --no-input
 BOOTSTRAP_FAILED := scripts/bootstrap-failed
 
@@ -31,7 +34,7 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	touch $(RUN_STAMP)
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet $(BOOTSTRAP_PIP_ARGS) -e '.[test]' || $(BOOTSTRAP_FAILED)
+	$(PIP) install --quiet $(BOOTSTRAP_PIP_ARGS) -e '.[test,negotiate]' || $(BOOTSTRAP_FAILED)
 	touch $(RUN_STAMP) $(TEST_STAMP)
 
 test: $(TEST_STAMP)

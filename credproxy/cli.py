@@ -89,6 +89,12 @@ def _serve_options(f=None, *, run: bool = False):
                      metavar="HOST[:PORT]", help="Skip upstream certificate checks for this host (repeatable)."),
         click.option("--system-certs", is_flag=True, default=None, help="Verify upstream servers with the OS trust store."),
         click.option("--native-tls", is_flag=True, default=None, hidden=True, help="Deprecated alias of --system-certs."),
+        # egress through the company proxy (default: HTTPS_PROXY & co from serve's environment)
+        click.option("--upstream-proxy", "upstream_proxy", default=None, metavar="URL",
+                     help="Send upstream traffic through this company proxy (http://[user:password@]host:port); "
+                          "overrides HTTPS_PROXY/HTTP_PROXY/ALL_PROXY; NO_PROXY still applies."),
+        click.option("--no-upstream-proxy", "no_upstream_proxy", is_flag=True, default=False,
+                     help="Connect to every host directly, whatever HTTPS_PROXY & co say."),
     ]
     for option in reversed(options):  # click lists the last-applied decorator first
         f = option(f)
@@ -141,9 +147,15 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
     if proxyauth is not None:
         _fail(_PROXYAUTH_ON_ARGV)
     pair = _proxyauth_pair(proxyauth_file)
+    upstream_proxy = tls_flags.pop("upstream_proxy", None)
+    if tls_flags.pop("no_upstream_proxy", False):
+        if upstream_proxy:
+            _fail("--upstream-proxy and --no-upstream-proxy contradict each other; give one")
+        upstream_proxy = "none"
     overrides = dict(
         host=host, port=port, log_format=log_format, save_flows=save_flows,
-        verbose=verbose or None, intercept="all" if intercept_all else None, **_tls_overrides(**tls_flags),
+        verbose=verbose or None, intercept="all" if intercept_all else None, upstream_proxy=upstream_proxy,
+        **_tls_overrides(**tls_flags),
     )
     settings = _settings(config_file, **overrides)
     configure_logging(getattr(settings, "verbose", 0) or 0)

@@ -100,6 +100,11 @@ class Settings:
     netrc_default: str = "indexes"
     # a netrc machine entry for a loopback name applies to the ports indexes name, or all
     netrc_loopback: str = "index-ports"
+    # the company proxy to chain to (`--upstream-proxy`, `upstream-proxy`): a URL, or "none"
+    # (`--no-upstream-proxy`); None = from HTTPS_PROXY & co (credproxy/egress.py). Not in repr:
+    # the URL may hold the proxy password. `upstream_proxy_origin` names the flag or file.
+    upstream_proxy: str | None = field(default=None, repr=False)
+    upstream_proxy_origin: str | None = None
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -231,7 +236,7 @@ def _read_toml(path: Path) -> dict:
 # --- the credproxy config file ---------------------------------------------------------------
 
 _TOP_KEYS = ("keyring-provider", "keyring-timeout", "request-head-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
-             "intercept-hosts", "index", "client-cert", "netrc-default", "netrc-loopback")
+             "intercept-hosts", "index", "client-cert", "netrc-default", "netrc-loopback", "upstream-proxy")
 _INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url")
 _CERT_KEYS = ("host", "cert")
 
@@ -252,6 +257,7 @@ class _Layer:
     client_certs: list[ClientCertRule] = field(default_factory=list)
     netrc_default: str | None = None
     netrc_loopback: str | None = None
+    upstream_proxy: tuple[str, str] | None = None  # (URL or "none", where it was set)
 
 
 def _positive_seconds(value: Any) -> bool:
@@ -341,6 +347,14 @@ def parse_config(data: Mapping[str, Any], path: Path) -> _Layer:
             p, "intercept-hosts", data["intercept-hosts"], check=valid_host_pattern,
             expected="an array of host patterns (`host`, `*.suffix`, `host:port`)")
 
+    if "upstream-proxy" in data:
+        v = data["upstream-proxy"]
+        if isinstance(v, str) and (v.strip().lower() in ("none", "direct") or url_problem(
+                v if "://" in v else "http://" + v) is None):
+            layer.upstream_proxy = (v, f"upstream-proxy in {path}")
+        else:
+            p.add("upstream-proxy", 'an http:// or https:// proxy URL, or "none"',
+                  safe_url(v) if isinstance(v, str) else v)
     if "index" in data:
         tables = data["index"]
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
@@ -861,6 +875,9 @@ def _override_layer(overrides: Mapping[str, Any], settings: Settings) -> _Layer:
             layer.intercept_hosts = list(value)
         elif key == "client_certs":
             layer.client_certs = list(value)
+        elif key == "upstream_proxy":
+            flag = "--no-upstream-proxy" if str(value).strip().lower() in ("none", "direct") else "--upstream-proxy"
+            layer.upstream_proxy = (str(value), flag)
         elif key in ("config_files", "warnings", "notes"):
             getattr(settings, key).extend(value)
         else:
@@ -997,6 +1014,8 @@ def load_settings(
     settings.intercept = first("intercept", settings.intercept)
     settings.netrc_default = first("netrc_default", settings.netrc_default)
     settings.netrc_loopback = first("netrc_loopback", settings.netrc_loopback)
+    if (upstream := first("upstream_proxy", None)) is not None:
+        settings.upstream_proxy, settings.upstream_proxy_origin = upstream
     settings.allow_insecure_host = _dedupe(h for layer in layers for h in layer.allow_insecure_host)
     settings.intercept_hosts = _dedupe(h for layer in layers for h in layer.intercept_hosts)
     settings.client_certs = [c for layer in layers for c in layer.client_certs]
