@@ -26,6 +26,7 @@ threads finish their pending lookups and exit.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import re
@@ -43,7 +44,7 @@ _ENV_INDEX_CREDS = re.compile(r"^UV_INDEX_[A-Z0-9_]+_(USERNAME|PASSWORD)$")
 _ENV_INDEX_URLS = ("UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_DEFAULT_INDEX",
                    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
 
-Stamp = tuple[int, int, int] | None
+Stamp = tuple | None  # (mtime_ns, size, inode[, content digest])
 
 
 def env_credential_names(env: Mapping[str, str]) -> list[str]:
@@ -61,13 +62,28 @@ def env_credential_names(env: Mapping[str, str]) -> list[str]:
 def watched_files(settings, config_file: str | os.PathLike | None) -> list[Path]:
     """The files whose changes reach the running proxy."""
     from .. import paths
-    from ..credentials.store import default_store_path, legacy_store_path
 
     env = settings.env
     files: list[Path] = []
     config = Path(config_file) if config_file is not None else paths.default_config_file(env)
     files.append(Path(os.path.expanduser(config)).absolute())
     files += [Path(p) for p in getattr(settings, "config_files", []) or []]
+    files += credential_files(settings)
+    unique: list[Path] = []
+    for f in files:
+        if f not in unique:
+            unique.append(f)
+    return unique
+
+
+def credential_files(settings) -> list[Path]:
+    """The netrc and store files. Tools rewrite them (`auth login` twice in a row, a token
+    rotation) within one clock tick, at the same size, and an atomic rename may reuse the
+    old inode number: their stamp includes a digest of the content."""
+    from ..credentials.store import default_store_path, legacy_store_path
+
+    env = settings.env
+    files: list[Path] = []
     home = env.get("HOME")
     if env.get("NETRC"):
         netrc = env["NETRC"]
@@ -77,19 +93,26 @@ def watched_files(settings, config_file: str | os.PathLike | None) -> list[Path]
     if home:
         files.append(Path(home) / ".netrc")
     files += [default_store_path(env), legacy_store_path(env)]
-    unique: list[Path] = []
-    for f in files:
-        if f not in unique:
-            unique.append(f)
-    return unique
+    return files
 
 
-def _stamp(path: Path) -> Stamp:
+#: A credential file larger than this is stamped by its metadata only.
+DIGEST_LIMIT = 1 << 20
+
+
+def _stamp(path: Path, digest: bool = False) -> Stamp:
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+    if not digest or st.st_size > DIGEST_LIMIT:
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+    try:
+        with open(path, "rb") as f:
+            content = hashlib.blake2b(f.read(DIGEST_LIMIT + 1), digest_size=16).digest()
+    except OSError:
+        content = b""
+    return (st.st_mtime_ns, st.st_size, st.st_ino, content)
 
 
 class Reloader:
@@ -111,7 +134,8 @@ class Reloader:
         self._signal_installed = False
 
     def _look(self) -> dict[Path, Stamp]:
-        return {f: _stamp(f) for f in self.files}
+        digested = set(credential_files(self.settings))
+        return {f: _stamp(f, digest=f in digested) for f in self.files}
 
     # --- mitmproxy hooks -----------------------------------------------------------------------
 

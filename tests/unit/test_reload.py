@@ -3,6 +3,7 @@ start-up, which files are watched, and that a change (or a failed load) is handl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from credproxy.config import ConfigError, Settings
@@ -47,3 +48,19 @@ def test_check_reloads_once_per_change_and_keeps_state_on_a_bad_load(tmp_path):
     assert r.check() and len(applied) == 1  # not applied: the previous settings stay
     assert not r.check()  # and it does not retry until the next change
     assert Path(tmp_path / ".netrc").exists()
+
+
+def test_a_credential_file_rewritten_in_the_same_tick_at_the_same_size_is_a_change(tmp_path):
+    """`auth login` twice in a row (a new password of the same length) can leave mtime, size
+    and inode as they were: the content digest still tells the two apart."""
+    from credproxy.proxy.reload import _stamp
+
+    f = tmp_path / "credentials.toml"
+    f.write_text('password = "first-secret"\n')
+    st = os.stat(f)
+    before_meta, before = _stamp(f), _stamp(f, digest=True)
+    with open(f, "r+") as out:  # in place: same inode, same size
+        out.write('password = "other-secret"\n')
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert _stamp(f) == before_meta  # metadata alone cannot see it
+    assert _stamp(f, digest=True) != before
