@@ -224,7 +224,7 @@ def _read_toml(path: Path) -> dict:
 
 _TOP_KEYS = ("keyring-provider", "keyring-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
              "intercept-hosts", "index", "client-cert")
-_INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url")
+_INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url", "token-command", "token-lifetime")
 _CERT_KEYS = ("host", "cert")
 
 
@@ -402,10 +402,31 @@ def _parse_index_table(p: _Problems, key: str, table: dict, origin: str,
             p.add(f"{key}.publish-url", "a URL without credentials (use UV_INDEX_<NAME>_USERNAME/"
                   "_PASSWORD or `credproxy auth login`)", safe_url(publish))
             ok = False
+    command = table.get("token-command")
+    if command is not None:
+        if (not isinstance(command, list) or not command
+                or not all(isinstance(a, str) for a in command) or not command[0]):
+            p.add(f"{key}.token-command", "a non-empty array of strings (the program and its arguments; "
+                  "no shell), e.g. [\"aws\", \"codeartifact\", \"get-authorization-token\", ...]",
+                  command, show_value=False)
+            ok = False
+        else:
+            command = tuple(command)
+    lifetime = table.get("token-lifetime")
+    if lifetime is not None:
+        if not _positive_seconds(lifetime):
+            p.add(f"{key}.token-lifetime", "a positive number of seconds", lifetime)
+            ok = False
+        elif command is None:
+            p.add(f"{key}.token-lifetime", "to be set together with token-command", lifetime)
+            ok = False
+        else:
+            lifetime = float(lifetime)
     if not ok:
         return None
     return Index.from_url(url, name=name, authenticate=auth, username=username,
-                          publish_url=publish, origin=origin)
+                          publish_url=publish, origin=origin, token_command=command,
+                          token_lifetime=lifetime)
 
 
 # --- environment -----------------------------------------------------------------------------
@@ -858,7 +879,7 @@ def merge_indexes(indexes: Iterable[Index], notes: list[str] | None = None) -> l
             merged[key] = index
             continue
         fill = {}
-        for attr in ("name", "username", "publish_url", "url_credentials"):
+        for attr in ("name", "username", "publish_url", "url_credentials", "token_command", "token_lifetime"):
             if getattr(first, attr) is None and getattr(index, attr) is not None:
                 if attr == "name" and any(i.name == index.name for i in merged.values()):
                     continue
