@@ -55,7 +55,8 @@ class Decision:
     `preemptive` is false for a retry after a challenge. `username` is the username the
     lookups used (from a username-only client header), so a challenge asks with it again.
     `prefix` is the URL prefix the credential's source entry names (Answer.prefix): the
-    entry a user would replace or remove. Nothing here prints a secret."""
+    entry a user would replace or remove. `ttl` is the answer's lifetime (Answer.ttl): the
+    session cache keeps the credential that long. Nothing here prints a secret."""
 
     action: Action
     credentials: Credentials | None = field(default=None, repr=False)
@@ -66,6 +67,7 @@ class Decision:
     preemptive: bool = True
     username: str | None = None
     prefix: str | None = None
+    ttl: float | None = None
 
     @property
     def header(self) -> str | None:
@@ -140,6 +142,7 @@ class Explanation:
 class _CacheEntry:
     credentials: Credentials = field(repr=False)
     source: str
+    expires_at: float | None = None  # on the resolver's clock; None = until rejected
 
 
 class SessionCache:
@@ -151,7 +154,7 @@ class SessionCache:
     def __init__(self) -> None:
         self._nodes: dict[tuple[Realm, tuple[str, ...]], dict[str | None, _CacheEntry]] = {}
 
-    def insert(self, url: str, credentials: Credentials, source: str) -> None:
+    def insert(self, url: str, credentials: Credentials, source: str, expires_at: float | None = None) -> None:
         if credentials.is_empty:
             return
         node = self._nodes.setdefault(_key(url), {})
@@ -160,17 +163,21 @@ class SessionCache:
             old = node.get(slot)
             # a username-only credential never clobbers a complete one (uv §6)
             if old is None or credentials.is_complete or not old.credentials.is_complete:
-                node[slot] = _CacheEntry(credentials, source)
+                node[slot] = _CacheEntry(credentials, source, expires_at)
 
-    def lookup(self, url: str, username: str | None = None, min_segments: int = 0) -> tuple[_CacheEntry, str] | None:
+    def lookup(self, url: str, username: str | None = None, min_segments: int = 0,
+               now: float | None = None) -> tuple[_CacheEntry, str] | None:
         """(entry, prefix shown) for the longest prefix of `url` holding complete credentials
-        (with `username` when given). Prefixes shorter than `min_segments` are ignored."""
+        (with `username` when given) that have not expired at `now`. Prefixes shorter than
+        `min_segments` are ignored."""
         realm, segments = _key(url)
         for n in range(len(segments), min_segments - 1, -1):
             node = self._nodes.get((realm, segments[:n]))
             if not node:
                 continue
             entry = node.get(username)
+            if entry is not None and now is not None and entry.expires_at is not None and entry.expires_at <= now:
+                continue  # a token past its lifetime: ask its source again
             if entry is not None and entry.credentials.is_complete:
                 return entry, f"{realm}/" + "/".join(segments[:n])
         return None
@@ -210,8 +217,9 @@ class _Flight:
 
 
 class SingleFlight:
-    """One lookup per key at a time; later askers wait for it. Found answers are kept;
-    "nothing found" expires after `negative_ttl` seconds on the injectable clock."""
+    """One lookup per key at a time; later askers wait for it. Found answers are kept (for
+    their `ttl` when they have one); "nothing found" expires after `negative_ttl` seconds on
+    the injectable clock."""
 
     def __init__(self, clock: Callable[[], float], negative_ttl: float):
         self._clock = clock
@@ -227,7 +235,10 @@ class SingleFlight:
                 if flight.finished_at is None:
                     return flight.future, False
                 answer: Answer = flight.future.result()
-                if answer.found or self._clock() - flight.finished_at < self._ttl:
+                age = self._clock() - flight.finished_at
+                if answer.found and (answer.ttl is None or age < answer.ttl):
+                    return flight.future, False
+                if not answer.found and age < self._ttl:
                     return flight.future, False
             future: Future = Future()
             # RUNNING: an asyncio waiter that is cancelled cannot cancel it for the others
@@ -365,10 +376,11 @@ class Resolver:
         if decision.action != "inject" or decision.credentials is None or decision.source == "client":
             return
         creds = decision.credentials
+        expires_at = self._clock() + decision.ttl if decision.ttl is not None else None
         with self._lock:
             if status < 400:
                 for prefix in self._cache_prefixes(url, decision.index):
-                    self._cache.insert(prefix, creds, decision.source)
+                    self._cache.insert(prefix, creds, decision.source, expires_at)
             elif status == 401:
                 self._cache.evict(url, creds)
 
@@ -527,7 +539,8 @@ class Resolver:
                 continue  # the netrc default entry: only after the upstream asked
             how = "after a challenge" if challenged else "before sending"
             return Decision("inject", creds, source=answer.source, index=index, username=username,
-                            preemptive=not challenged, reason=f"{answer.source} answered {how}: {answer.detail}")
+                            preemptive=not challenged, reason=f"{answer.source} answered {how}: {answer.detail}",
+                            prefix=answer.prefix, ttl=answer.ttl)
         if lookup_user is not None and index is not None and index.authenticate == "always":
             return Decision("fail", index=index, username=username,
                             reason=f"Incomplete credentials for {redact_url(url)}: a username but no password "
@@ -538,13 +551,15 @@ class Resolver:
         # Before sending to an index, only prefixes within that index count; after a
         # challenge the realm entry may answer too (uv: index URL, then realm).
         floor = len(path_segments(index.root_path)) if index is not None and not challenged else 0
+        now = self._clock()
         with self._lock:
-            found = self._cache.lookup(url, username, min_segments=floor)
+            found = self._cache.lookup(url, username, min_segments=floor, now=now)
         if found is None:
             return None
         entry, prefix = found
+        ttl = entry.expires_at - now if entry.expires_at is not None else None  # kept, not extended
         return Decision("inject", entry.credentials, source=entry.source, index=index, username=username,
-                        cached=True, preemptive=not challenged,
+                        cached=True, preemptive=not challenged, ttl=ttl,
                         reason=f"session cache: {entry.source} credentials for {prefix}")
 
     def _cache_prefixes(self, url: str, index: Index | None) -> list[str]:
@@ -715,10 +730,14 @@ def default_sources(settings) -> list[Source]:
     from .sources.native import NativeKeyringSource
     from .sources.netrc import NetrcSource
     from .sources.store import store_sources
+    from .sources.token_command import TokenCommandSource
     from .sources.url_env import IndexCredentialsSource
 
     env = settings.env
     sources: list[Source] = [IndexCredentialsSource(list(settings.indexes), env)]
+    if any(index.token_command for index in settings.indexes):
+        # explicit per-index configuration, like the index's env credentials
+        sources.append(TokenCommandSource(list(settings.indexes), env, timeout=getattr(settings, "keyring_timeout", 10.0)))
     if "UV_NO_HF_TOKEN" not in env:
         sources.append(HuggingFaceSource(env))
     sources.append(NetrcSource(env))
