@@ -21,6 +21,7 @@ Every run: -v request log, --save-flows and `credproxy explain` are scanned for 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ import pytest
 from mitmproxy import io as mio
 
 from credproxy.credentials.model import secret_forms
+from tests.helpers import recipes
 from tests.helpers.clients import client_env, installed, pip_install, uv_pip_install
 from tests.helpers.proxy import credproxy_cmd, proxy_env, start_credproxy
 from tests.helpers.registries import TokenRegistry
@@ -173,22 +175,28 @@ def rotate_and_install_again(w: World, client: str) -> None:
     assert statuses[0] == 401 and statuses[1:] and set(statuses[1:]) == {200}, statuses
 
 
+def standin_origin(w: World) -> str:
+    return f"https://pkgs.test:{w.reg.port}"
+
+
+def login_as_the_recipe_says(w: World, page: str, origin: str, secret: str) -> None:
+    for argv in recipes.commands(page, "credproxy auth login", origin, standin_origin(w)):
+        result = w.cli(*argv[1:], stdin=secret + "\n")
+        assert result.returncode == 0, result.stderr
+
+
+AWS = "https://my-domain-111122223333.d.codeartifact.us-east-1.amazonaws.com"
+
+
 def test_aws_codeartifact_token_command(world):
     w = world(base="/pypi/my-repo", username="aws")
     fake_program(w.bin, "aws", PRINT_TOKEN, w.token_file)
-    w.config = f'''
-[[index]]
-name = "codeartifact"
-url = "{w.reg.index_url()}"
-username = "aws"
-token-command = ["aws", "codeartifact", "get-authorization-token", "--domain", "my-domain",
-                 "--domain-owner", "111122223333", "--query", "authorizationToken", "--output", "text"]
-token-lifetime = 3600
-'''
+    w.config = recipes.config("aws-codeartifact.md", AWS, standin_origin(w))
     w.start()
     first = w.install(1, "pip")
     assert first.returncode == 0, first.stderr
     assert runs(w.bin, "aws") == 1  # once for the whole install, not per request
+    assert json.loads((w.bin / "aws.runs").read_text().splitlines()[0])[:2] == ["codeartifact", "get-authorization-token"]
     w.token_file.write_text(NEW + "\n")  # what `aws codeartifact get-authorization-token` prints now
     rotate_and_install_again(w, "uv")
     assert runs(w.bin, "aws") == 2
@@ -200,33 +208,23 @@ token-lifetime = 3600
 def test_google_artifact_registry_oauth2accesstoken(world):
     w = world(base="/my-project/my-repo", username="oauth2accesstoken")
     fake_program(w.bin, "gcloud", PRINT_TOKEN, w.token_file)
-    w.config = f'''
-[[index]]
-name = "gar"
-url = "{w.reg.index_url()}"
-username = "oauth2accesstoken"
-token-command = ["gcloud", "auth", "print-access-token"]
-token-lifetime = 3000
-'''
+    w.config = recipes.config("google-artifact-registry.md", "https://us-central1-python.pkg.dev", standin_origin(w))
     w.start()
     first = w.install(1, "uv")
     assert first.returncode == 0, first.stderr
     w.token_file.write_text(NEW + "\n")
     rotate_and_install_again(w, "pip")
+    assert runs(w.bin, "gcloud") == 2
     w.finish(["oauth2accesstoken"])
 
 
-def test_azure_artifacts_vss_session_token_from_a_keyring(world):
-    w = world(base="/org/_packaging/feed/pypi", username="VssSessionToken")
-    fake_program(w.bin, "keyring", KEYRING, w.token_file)
-    w.config = f'''
-keyring-provider = "subprocess"
+AZURE = "https://pkgs.dev.azure.com"
 
-[[index]]
-name = "azure"
-url = "{w.reg.index_url()}"
-username = "VssSessionToken"
-'''
+
+def test_azure_artifacts_vss_session_token_from_a_keyring(world):
+    w = world(base="/my-org/_packaging/my-feed/pypi", username="VssSessionToken")
+    fake_program(w.bin, "keyring", KEYRING, w.token_file)
+    w.config = recipes.config("azure-artifacts.md", AZURE, standin_origin(w))
     w.start()
     first = w.install(1, "pip")
     assert first.returncode == 0, first.stderr
@@ -237,52 +235,52 @@ username = "VssSessionToken"
 
 
 def test_azure_artifacts_pat_in_the_store(world):
-    w = world(base="/org/_packaging/feed/pypi", username=None)  # a PAT takes any username
-    root = w.reg.url(path="/")
-    login = w.cli("auth", "login", root, "--username", "azure", "--password", "-", stdin=OLD + "\n")
-    assert login.returncode == 0, login.stderr
+    w = world(base="/my-org/_packaging/my-feed/pypi", username=None)  # a PAT takes any username
+    login_as_the_recipe_says(w, "azure-artifacts.md", AZURE, OLD)
     w.start()
     first = w.install(1, "uv")
     assert first.returncode == 0, first.stderr
-    login = w.cli("auth", "login", root, "--username", "azure", "--password", "-", stdin=NEW + "\n")
-    assert login.returncode == 0, login.stderr
+    login_as_the_recipe_says(w, "azure-artifacts.md", AZURE, NEW)  # "run the same command again"
     rotate_and_install_again(w, "pip")
-    w.finish(["azure"])
+    stderr = w.finish(["azure"])
+    assert "source=store" in stderr
+
+
+GITLAB = "https://gitlab.example.com"
 
 
 def test_gitlab_token_in_the_store(world):
     w = world(base="/api/v4/projects/42/packages/pypi", username="__token__")
-    root = w.reg.url(path="/")
-    assert w.cli("auth", "login", root, "--token", "-", stdin=OLD + "\n").returncode == 0
+    login_as_the_recipe_says(w, "gitlab-github.md", GITLAB, OLD)
     w.start()
     first = w.install(1, "pip")
     assert first.returncode == 0, first.stderr
-    assert w.cli("auth", "login", root, "--token", "-", stdin=NEW + "\n").returncode == 0
+    login_as_the_recipe_says(w, "gitlab-github.md", GITLAB, NEW)
     rotate_and_install_again(w, "uv")
     w.finish(["__token__"])
 
 
 def test_named_user_and_token_in_the_netrc(world):
     w = world(base="/pypi", username="octocat")
+    (line,) = [b for b in recipes.blocks("gitlab-github.md", "") if b.startswith("machine ")]
     netrc = w.tmp / "proxy-home" / ".netrc"
     netrc.parent.mkdir(parents=True, exist_ok=True)
-    netrc.write_text(f"machine pkgs.test login octocat password {OLD}\n")
+    netrc.write_text(line.replace("npm.pkg.github.com", "pkgs.test").replace("ghp_XXXXXXXXXXXX", OLD))
     netrc.chmod(0o600)
     w.start()
     first = w.install(1, "uv")
     assert first.returncode == 0, first.stderr
-    netrc.write_text(f"machine pkgs.test login octocat password {NEW}\n")
+    netrc.write_text(line.replace("npm.pkg.github.com", "pkgs.test").replace("ghp_XXXXXXXXXXXX", NEW))
     rotate_and_install_again(w, "pip")
     w.finish(["octocat"])
 
 
 def test_jfrog_empty_username_from_the_environment_says_restart_after_rotation(world):
     w = world(base="/artifactory/api/pypi/pypi-local", username="")
-    w.config = f'''
-[[index]]
-name = "jfrog"
-url = "{w.reg.index_url()}"
-'''
+    w.config = recipes.config("jfrog-artifactory.md", "https://example.jfrog.io", standin_origin(w))
+    (export,) = [line for b in recipes.blocks("jfrog-artifactory.md", "sh") for line in b.splitlines()
+                 if line.startswith("export ")]
+    assert export.startswith("export UV_INDEX_JFROG_PASSWORD=") and "USERNAME" not in export.split("#")[0]
     w.extra = {"UV_INDEX_JFROG_PASSWORD": OLD}
     w.start()
     first = w.install(1, "uv")
