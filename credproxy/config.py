@@ -92,6 +92,9 @@ class Settings:
     intercept_hosts: list[str] = field(default_factory=list)
     # things `-v`/doctor may show but that are not worth a warning (ignored file:// indexes...)
     notes: list[str] = field(default_factory=list)
+    # hosts (`host`, `*.suffix`, `host:port`) whose credentials git's own credential helpers
+    # (`git credential fill`) may give, after the host asked for them; they are intercepted
+    git_credential_hosts: list[str] = field(default_factory=list)
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -223,7 +226,7 @@ def _read_toml(path: Path) -> dict:
 # --- the credproxy config file ---------------------------------------------------------------
 
 _TOP_KEYS = ("keyring-provider", "keyring-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
-             "intercept-hosts", "index", "client-cert")
+             "intercept-hosts", "index", "client-cert", "git-credential-hosts")
 _INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url", "token-command", "token-lifetime")
 _CERT_KEYS = ("host", "cert")
 
@@ -241,6 +244,7 @@ class _Layer:
     intercept: str | None = None
     intercept_hosts: list[str] = field(default_factory=list)
     client_certs: list[ClientCertRule] = field(default_factory=list)
+    git_credential_hosts: list[str] = field(default_factory=list)
 
 
 def _positive_seconds(value: Any) -> bool:
@@ -316,6 +320,10 @@ def parse_config(data: Mapping[str, Any], path: Path) -> _Layer:
     if "intercept-hosts" in data:
         layer.intercept_hosts = _string_list(
             p, "intercept-hosts", data["intercept-hosts"], check=valid_host_pattern,
+            expected="an array of host patterns (`host`, `*.suffix`, `host:port`)")
+    if "git-credential-hosts" in data:
+        layer.git_credential_hosts = _string_list(
+            p, "git-credential-hosts", data["git-credential-hosts"], check=valid_host_pattern,
             expected="an array of host patterns (`host`, `*.suffix`, `host:port`)")
 
     if "index" in data:
@@ -984,6 +992,7 @@ def load_settings(
     settings.intercept = first("intercept", settings.intercept)
     settings.allow_insecure_host = _dedupe(h for layer in layers for h in layer.allow_insecure_host)
     settings.intercept_hosts = _dedupe(h for layer in layers for h in layer.intercept_hosts)
+    settings.git_credential_hosts = _dedupe(h for layer in layers for h in layer.git_credential_hosts)
     settings.client_certs = [c for layer in layers for c in layer.client_certs]
     settings.indexes = name_imported_indexes(
         merge_indexes((i for layer in layers for i in layer.indexes), settings.notes))
