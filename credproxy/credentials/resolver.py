@@ -394,7 +394,7 @@ class Resolver:
                 return True
         for source in self.sources:
             try:
-                if source.fast and source.knows_host(scheme, host, port):
+                if (source.fast or getattr(source, "scoped_to_hosts", False)) and source.knows_host(scheme, host, port):
                     return True
             except Exception:  # noqa: BLE001 - a broken source must not break interception
                 log.warning("credential source %s failed answering knows_host", getattr(source, "name", "?"))
@@ -570,6 +570,8 @@ class Resolver:
         return prefixes
 
     def _slow_skip_reason(self, source: Source, index: Index | None, username: str | None, challenged: bool) -> str:
+        if getattr(source, "scoped_to_hosts", False):  # git credential helpers: their own hosts only
+            return "" if challenged else "asked only after the host challenged, as git asks its helpers"
         if index is None and not challenged:
             return "slow sources are asked for hosts without a configured index only after a challenge"
         if index is None and username is None:
@@ -747,4 +749,12 @@ def default_sources(settings) -> list[Source]:
         sources.append(NativeKeyringSource())
     elif provider == "subprocess":
         sources.append(KeyringSubprocessSource(timeout=getattr(settings, "keyring_timeout", 10.0), env=env))
+    git_hosts = list(getattr(settings, "git_credential_hosts", []) or [])
+    if git_hosts:
+        from ..tlsrules import parse_host_patterns  # no mitmproxy; config is loaded by now
+        from .sources.git_credential import GitCredentialSource
+
+        patterns = parse_host_patterns(git_hosts, "git-credential-hosts")
+        sources.append(GitCredentialSource(lambda host, port: any(p.matches(host, port) for p in patterns),
+                                           env, timeout=getattr(settings, "keyring_timeout", 10.0)))
     return sources
