@@ -60,6 +60,8 @@ class Settings:
     # seconds a `keyring` command may take before it is killed (a hanging keyring must not
     # hold requests); raise it for keyrings that prompt (a device-code sign-in)
     keyring_timeout: float = 10.0
+    # seconds from the first byte of a request head to its end (proxy/limits.py)
+    request_head_timeout: float = 30.0
     allow_insecure_host: list[str] = field(default_factory=list)
     system_certs: bool = False
     ca_bundle: str | None = None
@@ -225,7 +227,7 @@ def _read_toml(path: Path) -> dict:
 
 # --- the credproxy config file ---------------------------------------------------------------
 
-_TOP_KEYS = ("keyring-provider", "keyring-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
+_TOP_KEYS = ("keyring-provider", "keyring-timeout", "request-head-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
              "intercept-hosts", "index", "client-cert", "git-credential-hosts")
 _INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url", "token-command", "token-lifetime")
 _CERT_KEYS = ("host", "cert")
@@ -238,6 +240,7 @@ class _Layer:
     indexes: list[Index] = field(default_factory=list)
     keyring_provider: str | None = None
     keyring_timeout: float | None = None
+    request_head_timeout: float | None = None
     allow_insecure_host: list[str] = field(default_factory=list)
     system_certs: bool | None = None
     ca_bundle: str | None = None
@@ -294,6 +297,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> _Layer:
             layer.keyring_timeout = float(v)
         else:
             p.add("keyring-timeout", "a positive number of seconds", v)
+    if "request-head-timeout" in data:
+        v = data["request-head-timeout"]
+        if _positive_seconds(v):
+            layer.request_head_timeout = float(v)
+        else:
+            p.add("request-head-timeout", "a positive number of seconds", v)
     if "intercept" in data:
         v = data["intercept"]
         if v in INTERCEPT_POLICIES:
@@ -488,6 +497,16 @@ def _env_layer(env: Mapping[str, str], settings: Settings) -> _Layer:
             layer.keyring_timeout = seconds
         else:
             problems.append(f"CREDPROXY_KEYRING_TIMEOUT: expected a positive number of seconds, got {_quote(v)}")
+
+    if (v := _env(env, "CREDPROXY_REQUEST_HEAD_TIMEOUT")) is not None:
+        try:
+            seconds = float(v)
+        except ValueError:
+            seconds = -1.0
+        if _positive_seconds(seconds):
+            layer.request_head_timeout = seconds
+        else:
+            problems.append(f"CREDPROXY_REQUEST_HEAD_TIMEOUT: expected a positive number of seconds, got {_quote(v)}")
 
     if (v := _env(env, "UV_INSECURE_HOST")) is not None:
         layer.allow_insecure_host = v.split()
@@ -987,6 +1006,7 @@ def load_settings(
 
     settings.keyring_provider = first("keyring_provider", settings.keyring_provider)
     settings.keyring_timeout = first("keyring_timeout", settings.keyring_timeout)
+    settings.request_head_timeout = first("request_head_timeout", settings.request_head_timeout)
     settings.system_certs = first("system_certs", settings.system_certs)
     settings.ca_bundle = first("ca_bundle", settings.ca_bundle)
     settings.intercept = first("intercept", settings.intercept)

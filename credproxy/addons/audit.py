@@ -7,20 +7,29 @@
   pre-emptive or retry, upstream time, bytes) and one line per passthrough tunnel; text or
   JSON (`--log-format json`); `-v` adds why no credential was sent.
 - `RedactedFlowSaver` (`--save-flows FILE`): mitmproxy's own flow format (`mitmproxy -r FILE`),
-  written from a redacted COPY of each flow; the live flow is never touched.
+  written from a redacted COPY of each flow; the live flow is never touched. The file is
+  created 0600 (an existing file of ours is truncated and set to 0600), never through a
+  symbolic link and never another user's file or a non-regular file. Bodies over
+  `SAVED_BODY_LIMIT` (and compressed bodies that decode to more) are left out; the flow's
+  `credproxy` metadata notes their size.
 
-Every line is redacted before it reaches the logger: the URL with `redact_url`, then the whole
-line with `redact_text` against every credential the flow carried (Authorization,
-Proxy-Authorization, URL userinfo), so even a misbehaving reason text cannot leak one.
+Every line is redacted before it reaches the logger: the URL with `redact_url` (userinfo and
+token query parameters), then the whole line with `redact_text` against every credential the
+flow carried or the proxy injected (Authorization, Proxy-Authorization, URL userinfo, the
+first request's and the re-send's credential), so even a misbehaving reason text cannot leak
+one. The formatter escapes control characters (logsafe.py).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import IO, Iterable
@@ -29,7 +38,8 @@ from mitmproxy import http, io
 
 from ..hints import CLIENT_TLS_FIX
 from ..credentials.model import MASK, parse_authorization, redact_text, redact_url, split_userinfo
-from .auth import RETRY_MARK
+from ..logsafe import SafeFormatter
+from .auth import RETRY_MARK, injected_credentials
 
 LOGGER_NAME = "credproxy.audit"
 #: the marker a redacted header value shows in a saved flow
@@ -38,6 +48,8 @@ REDACTED = "[redacted by credproxy]"
 _AUTH_HEADERS = ("authorization", "proxy-authorization")
 _COOKIE_REQUEST_HEADERS = ("cookie",)
 _COOKIE_RESPONSE_HEADERS = ("set-cookie",)
+#: A request or response body larger than this is not written to --save-flows (its size is).
+SAVED_BODY_LIMIT = 1 << 20
 
 
 def addons(settings) -> list:
@@ -58,7 +70,8 @@ def addons(settings) -> list:
 
 def flow_secrets(flow: http.HTTPFlow) -> tuple[list[str], list[str]]:
     """(secrets, usernames) present in the flow's request: Authorization and
-    Proxy-Authorization header values (and the secrets inside them), URL userinfo."""
+    Proxy-Authorization header values (and the secrets inside them), URL userinfo, and every
+    credential the auth addon injected into it or into its re-send."""
     secrets: list[str] = []
     usernames: list[str] = []
     headers = flow.request.headers
@@ -73,6 +86,15 @@ def flow_secrets(flow: http.HTTPFlow) -> tuple[list[str], list[str]]:
                 secrets.append(cookie_value)
     for authority in (flow.request.authority, flow.request.pretty_url):
         _add_url_secret(authority, secrets, usernames)
+    for creds in injected_credentials(flow):  # the proxy's own, including the re-send's
+        if creds.secret:
+            secrets.append(creds.secret)
+        if creds.username:
+            usernames.append(creds.username)
+        try:
+            _add_header_secret(creds.header_value(), secrets, usernames)
+        except UnicodeError:
+            pass  # never sent (the addon answered 502); the raw secret is in the list already
     return secrets, usernames
 
 
@@ -147,7 +169,7 @@ class AuditLog:
             self.handler = logging.FileHandler(log_file, encoding="utf-8")
         else:
             self.handler = _StderrHandler()
-        self.handler.setFormatter(logging.Formatter("%(message)s"))
+        self.handler.setFormatter(SafeFormatter("%(message)s", json=self.json))
         self.logger.addHandler(self.handler)
         self._tunnels: dict[str, _Tunnel] = {}
 
@@ -206,13 +228,21 @@ class AuditLog:
         action = str(meta.get("action") or "")
         injected = action == "inject"
         retried = bool(meta.get("retried"))
+        if retried:
+            auth = "retry"
+        elif injected and meta.get("preemptive", True):
+            auth = "preemptive"
+        elif action in ("fail", "refuse"):
+            auth = action  # nothing was sent: the proxy answered the client itself
+        else:
+            auth = "-"
         record: dict = {
             "time": _iso(flow.request.timestamp_start or time.time()),
             "method": flow.request.method,
             "url": redact_url(flow.request.url),
             "status": flow.response.status_code if flow.response else None,
             "source": source,
-            "auth": "retry" if retried else ("preemptive" if injected and meta.get("preemptive", True) else "-"),
+            "auth": auth,
             "action": action or None,
             "cached": bool(meta.get("cached")),
             "upstream_ms": _upstream_ms(flow),
@@ -220,7 +250,9 @@ class AuditLog:
         }
         if flow.error is not None:
             record["error"] = flow.error.msg
-        if self.verbose and not injected and meta.get("reason"):
+        if action in ("fail", "refuse") and meta.get("reason"):
+            record["reason"] = str(meta["reason"])  # why the proxy answered: always shown
+        elif self.verbose and not injected and meta.get("reason"):
             record["reason"] = str(meta["reason"])
         elif self.verbose and not injected and not meta:
             record["reason"] = "the auth addon did not see this request"
@@ -365,22 +397,73 @@ def redacted_copy(flow: http.HTTPFlow) -> http.HTTPFlow:
             req.headers.set_all(name, [REDACTED] * len(req.headers.get_all(name)))
     if "@" in req.authority:
         req.authority = req.authority.rpartition("@")[2]
-    req.path = _redact_path(flow.request.path)  # AWS signature query values
+    req.path = _redact_path(flow.request.path)  # token query values
+    omitted: dict[str, str] = {}
+    _limit_body(req, "request", omitted)
     _redact_message(req, secrets, usernames)
     if copy.response is not None:
         resp = copy.response
         for name in _COOKIE_RESPONSE_HEADERS:
             if name in resp.headers:
                 resp.headers.set_all(name, [REDACTED] * len(resp.headers.get_all(name)))
+        _limit_body(resp, "response", omitted)
         _redact_message(resp, secrets, usernames)
     if copy.error is not None:
         copy.error.msg = _clean(copy.error.msg, secrets, usernames)
     meta = copy.metadata.get("credproxy")
     if isinstance(meta, dict) and meta.get("reason"):
         meta["reason"] = _clean(str(meta["reason"]), secrets, usernames)
+    if omitted:
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        meta["omitted"] = omitted
     # copies of other metadata may hold anything (other addons): keep only ours
     copy.metadata = {"credproxy": meta} if isinstance(meta, dict) else {}
     return copy
+
+
+def _limit_body(message: http.Message, which: str, omitted: dict[str, str]) -> None:
+    """Leave out a body over SAVED_BODY_LIMIT; store a compressed body decoded (bounded), so
+    what a viewer shows after decoding has been redacted. `omitted[which]` says why."""
+    raw = message.raw_content
+    if not raw:
+        return
+    if len(raw) > SAVED_BODY_LIMIT:
+        message.raw_content = b""
+        omitted[which] = f"body of {len(raw)} bytes not saved (over {SAVED_BODY_LIMIT} bytes)"
+        return
+    encoding = message.headers.get("content-encoding", "").strip().lower()
+    if not encoding or encoding == "identity":
+        return
+    decoded = _bounded_decode(raw, encoding, SAVED_BODY_LIMIT)
+    if decoded is None:
+        message.raw_content = b""
+        omitted[which] = (f"{encoding}-encoded body of {len(raw)} bytes not saved (not decodable "
+                          f"within {SAVED_BODY_LIMIT} bytes)")
+        return
+    del message.headers["content-encoding"]
+    message.raw_content = decoded
+
+
+def _bounded_decode(data: bytes, encoding: str, limit: int) -> bytes | None:
+    """gzip/deflate decoded to at most `limit` bytes; None when larger, broken or another
+    encoding (a saved flow must not be a decompression bomb for the proxy)."""
+    if encoding in ("gzip", "x-gzip"):
+        modes = (16 + zlib.MAX_WBITS,)
+    elif encoding == "deflate":
+        modes = (zlib.MAX_WBITS, -zlib.MAX_WBITS)  # zlib-wrapped, or raw as some servers send
+    else:
+        return None
+    for wbits in modes:
+        try:
+            d = zlib.decompressobj(wbits)
+            out = d.decompress(data, limit + 1)
+            if len(out) > limit or d.unconsumed_tail:
+                return None
+            out += d.flush()
+        except zlib.error:
+            continue
+        return out if len(out) <= limit else None
+    return None
 
 
 def _redact_auth_value(value: str) -> str:
@@ -389,7 +472,7 @@ def _redact_auth_value(value: str) -> str:
 
 
 def _redact_path(path: str) -> str:
-    # redact_url masks AWS signature parameters; reuse it on a dummy origin
+    # redact_url masks token query parameters; reuse it on a dummy origin
     return redact_url("http://x" + path)[len("http://x"):]
 
 
@@ -425,6 +508,35 @@ def _redact_bytes(data: bytes, secrets: list[str], usernames: list[str]) -> byte
     return _clean(text, secrets, usernames).encode("utf-8")
 
 
+def open_private(path: str) -> int:
+    """A write descriptor for `path`, truncated, mode 0600. Never follows a symbolic link at
+    `path` (O_NOFOLLOW), never opens another user's file or anything but a regular file (a
+    FIFO would block, a device would receive the flows). Raises OSError naming the fix."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):  # Linux, macOS: ELOOP; FreeBSD: EMLINK
+            raise OSError(e.errno, "it is a symbolic link; give the real path (credproxy does not "
+                          "follow links for --save-flows)", path) from None
+        if e.errno == errno.ENXIO:  # a FIFO without a reader
+            raise OSError(e.errno, "not a regular file; give a path for a new or existing file", path) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file; give a path for a new or existing file", path)
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise OSError(errno.EPERM, "the file belongs to another user; choose a path of your own", path)
+        os.set_blocking(fd, True)
+        os.ftruncate(fd, 0)
+        os.fchmod(fd, 0o600)  # an existing 0644 file: the saved flows are yours alone
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class RedactedFlowSaver:
     """`--save-flows FILE`: every completed HTTP flow, redacted, in mitmproxy's format."""
 
@@ -439,7 +551,7 @@ class RedactedFlowSaver:
     def _open(self) -> None:
         if self._writer is not None:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = open_private(self.path)
         self._fo = os.fdopen(fd, "wb")
         self._writer = io.FlowWriter(self._fo)
 

@@ -6,7 +6,11 @@ this addon only translates flows into resolver calls and back.
 Hooks and why:
 - `requestheaders`: the only place where a new `Authorization` still reaches upstream for a
   streamed body (mitmproxy-notes.md §5). The URL is built from `flow.request.scheme/host/
-  port/path`, the real destination, never from the client-controlled Host header.
+  port/path`, the real destination, never from the client-controlled Host header. It is also
+  the first place that sees a request's Host header / `:authority` (and, inside a tunnel,
+  the client's TLS SNI): when they do not name that destination the request is answered
+  `421` before any lookup, because a shared front end (CDN, SNI/Host-routing reverse proxy)
+  would route it, with the destination's credential, to the host they name.
 - `responseheaders`: decides per flow whether the body streams (everything that is not a
   challenge we may answer) and records the outcome early so the cache fills before a large
   download ends.
@@ -15,8 +19,14 @@ Hooks and why:
   copy gets the same upstream TLS policy. The client gets the second response on its
   existing connection: works for clients that do not follow redirects (curl without -L).
 
+Fail closed: any error while building or setting a credential answers the client `502` with
+the reason; the request never goes out bare instead.
+
 Memory (docs/how-it-works.md): ordinary responses stream (flat memory). A challenge response
-is buffered (small). The re-sent request's response is kept in memory up to
+is buffered up to `CHALLENGE_BODY_LIMIT`, whatever its framing: mitmproxy's
+`stream_large_bodies` (set to that limit by the proxy master) switches a longer body, chunked
+or HTTP/2 without a length, to streaming; such a response goes to the client as it is and
+nothing is re-sent. The re-sent request's response is kept in memory up to
 `RETRY_BUFFER_LIMIT`; a larger one is abandoned and the client is answered with a
 307 to the same URL: the credential is cached by then, so the repeated request is
 authenticated up front and streams. Request bodies up to `REQUEST_COPY_LIMIT` are kept so a
@@ -26,14 +36,16 @@ re-send can carry them; larger uploads are not re-sent (the client sees the chal
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import re
 import weakref
 from dataclasses import dataclass, field
 
 from mitmproxy import ctx, http
 
 from .. import hints
-from ..credentials.model import redact_url
+from ..credentials.model import Credentials, redact_url
 from ..credentials.resolver import Decision
 
 logger = logging.getLogger("credproxy.auth")
@@ -50,6 +62,20 @@ CHALLENGE_BODY_LIMIT = 1 << 20
 METADATA_KEY = "credproxy"
 # Marks the copy this addon re-sends, so hooks (ours and the audit log's) can tell it apart.
 RETRY_MARK = "credproxy_retry_of"
+
+# The credentials this addon put on a flow (pre-emptively or on its re-send), for the flow
+# saver's redaction. Kept here, never in flow.metadata, so it cannot be serialised.
+_INJECTED: "weakref.WeakKeyDictionary[http.HTTPFlow, list[Credentials]]" = weakref.WeakKeyDictionary()
+
+
+def injected_credentials(flow: http.HTTPFlow) -> list[Credentials]:
+    """Every credential the proxy added to `flow` (first request and re-send)."""
+    return list(_INJECTED.get(flow, ()))
+
+
+def _remember_injected(flow: http.HTTPFlow, credentials: Credentials | None) -> None:
+    if credentials is not None:
+        _INJECTED.setdefault(flow, []).append(credentials)
 
 
 @dataclass
@@ -116,6 +142,81 @@ def _text_response(status: int, text: str) -> http.Response:
     return http.Response.make(status, (text.rstrip("\n") + "\n").encode(), {"content-type": "text/plain; charset=utf-8"})
 
 
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _normal_host(host: str) -> str:
+    """Case, a trailing dot and IPv6 spelling do not matter."""
+    host = host.strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host.endswith(".") and not host.endswith(".."):
+        host = host[:-1]
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        return host
+
+
+def _parse_authority(value: str) -> tuple[str, int | None] | None:
+    """`host`, `host:port`, `[v6]`, `[v6]:port` -> (host, port or None); None if malformed."""
+    value = value.strip()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        host, rest = value[1:end], value[end + 1:]
+    elif value.count(":") > 1:
+        return None  # an IPv6 address must be bracketed in a Host header
+    else:
+        host, sep, port = value.partition(":")
+        rest = sep + port
+    if not host:
+        return None
+    if rest in ("", ":"):
+        return host, None
+    if rest.startswith(":") and _PORT.fullmatch(rest[1:]):
+        return host, int(rest[1:])
+    return None
+
+
+def names_destination(value: str, scheme: str, host: str, port: int) -> bool:
+    """Whether a Host header / `:authority` value names (host, port) of this scheme."""
+    parsed = _parse_authority(value)
+    if parsed is None:
+        return False
+    named_host, named_port = parsed
+    if named_port is None:
+        named_port = {"http": 80, "https": 443}.get(scheme)
+    return _normal_host(named_host) == _normal_host(host) and named_port == port
+
+
+def misdirection(flow: http.HTTPFlow) -> str | None:
+    """Why this request does not go where its Host header / `:authority` / TLS SNI says,
+    or None when they all name the real destination (absent values are fine)."""
+    request = flow.request
+    scheme, host, port = request.scheme, request.host, request.port
+    named = [("Host header", v) for v in request.headers.get_all("host")]
+    if request.authority and (request.is_http2 or request.is_http3 or "host" not in request.headers):
+        named.append((":authority", request.authority))
+    for what, value in named:
+        if not names_destination(value, scheme, host, port):
+            return f"the {what} {_shown(value)} does not name this connection's destination"
+    sni = getattr(flow.client_conn, "sni", None)
+    if scheme == "https" and sni and _normal_host(sni) != _normal_host(host):
+        return f"the TLS server name {_shown(sni)} does not name this connection's destination"
+    return None
+
+
+def _shown(value: str) -> str:
+    """A client-supplied name for a message and the log: userinfo masked, bounded, quoted
+    with control characters escaped (repr)."""
+    if "@" in value:
+        value = "****@" + value.rpartition("@")[2]
+    text = value if len(value) <= 100 else value[:100] + "..."
+    return repr(text)
+
+
 class AuthAddon:
     """One instance per proxy. `resolver` follows the Resolver contract."""
 
@@ -133,6 +234,16 @@ class AuthAddon:
         if RETRY_MARK in flow.metadata or flow.response is not None:
             return  # our own re-send carries its credentials already; or answered by proxyauth
         url = request_url(flow.request)
+        why = misdirection(flow)
+        if why is not None:
+            flow.metadata[METADATA_KEY] = {
+                "source": "none", "preemptive": False, "retried": False,
+                "action": "refuse", "reason": why, "cached": False,
+            }
+            flow.response = _text_response(
+                421, f"credproxy: {why} ({_destination(flow.request)}); no credential was sent. "
+                "Send requests for another host through a tunnel (CONNECT) to that host.")
+            return
         client_auth = flow.request.headers.get("authorization")
         try:
             decision = await self.resolver.aresolve(url, client_auth)
@@ -154,8 +265,14 @@ class AuthAddon:
         if decision.action == "fail":
             flow.response = _text_response(401, f"credproxy: {decision.reason or 'no credentials for ' + redact_url(url)}")
             return
-        if decision.action == "inject" and decision.header:
-            flow.request.headers["authorization"] = decision.header
+        if decision.action == "inject" and decision.credentials is not None:
+            try:
+                flow.request.headers["authorization"] = _header(decision)
+            except Exception as e:  # fail closed: never forward without the credential
+                self._flows.pop(flow, None)  # it never went upstream: nothing to record
+                self._refuse_broken_credential(flow, state, decision, e)
+                return
+            _remember_injected(flow, decision.credentials)
 
         if decision.action in ("inject", "send") and _has_body(flow.request):
             length = _expected_length(flow.request)
@@ -194,24 +311,66 @@ class AuthAddon:
             self._record(state, state.decision, flow.response.status_code)
             return
         status = flow.response.status_code
+        if flow.response.stream:
+            # mitmproxy switched the challenge to streaming (its body passed
+            # CHALLENGE_BODY_LIMIT): the client has it already; nothing can be re-sent
+            self._record(state, state.decision, status)
+            self._note(flow, f"upstream answered {status} with a body over "
+                       f"{CHALLENGE_BODY_LIMIT >> 10} KiB; passed on, not re-sent")
+            return
         try:
             retry = await self.resolver.achallenge(state.url, state.decision, status)
-        except Exception as e:
+        except Exception as e:  # fail closed: say so rather than pass the challenge on
             logger.error("credential lookup after %d for %s failed: %s", status, redact_url(state.url), type(e).__name__)
-            retry = None
-        if retry is None or retry.action != "inject" or not retry.header:
             self._record(state, state.decision, status)
-            meta = flow.metadata.get(METADATA_KEY)
-            if isinstance(meta, dict):  # for the request log's -v: why nothing was re-sent
-                why = retry.reason if retry is not None and retry.reason else "no source had credentials"
-                meta["reason"] = f"upstream answered {status}; not re-sent: {why}"
+            _fail(flow, f"credential lookup failed ({type(e).__name__})", f"credproxy: looking up credentials "
+                  f"for {redact_url(state.url)} after a {status} failed ({type(e).__name__}); see the proxy's "
+                  "log or run `credproxy explain URL`")
             return
-        await self._resend(flow, state, retry)
+        if retry is None or retry.action != "inject" or retry.credentials is None:
+            self._record(state, state.decision, status)
+            why = retry.reason if retry is not None and retry.reason else "no source had credentials"
+            self._note(flow, f"upstream answered {status}; not re-sent: {why}")
+            return
+        try:
+            header = _header(retry)
+        except Exception as e:  # fail closed: a credential that cannot be sent is an error
+            self._record(state, state.decision, status)
+            self._refuse_broken_credential(flow, state, retry, e)
+            return
+        try:
+            await self._resend(flow, state, retry, header)
+        except Exception as e:  # pragma: no cover - mitmproxy's replay failing in itself
+            logger.error("re-sending %s failed: %s", redact_url(state.url), type(e).__name__)
+            _fail(flow, f"re-sending with credentials failed ({type(e).__name__})",
+                  f"credproxy: re-sending {redact_url(state.url)} with credentials failed "
+                  f"({type(e).__name__}); see the proxy's log")
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._flows.pop(flow, None)
 
     # --- internals -------------------------------------------------------------------------
+
+    @staticmethod
+    def _note(flow: http.HTTPFlow, reason: str) -> None:
+        meta = flow.metadata.get(METADATA_KEY)
+        if isinstance(meta, dict):  # for the request log's -v: why nothing was re-sent
+            meta["reason"] = reason
+
+    @staticmethod
+    def _refuse_broken_credential(flow: http.HTTPFlow, state: _FlowState, decision: Decision,
+                                  error: Exception) -> None:
+        """The credential cannot be put on the request: answer 502, never forward bare."""
+        what = decision.source or "a source"
+        kind = type(error).__name__
+        if isinstance(error, UnicodeError):
+            fix = f"it is not valid UTF-8 text ({kind}); store it again in {what} as UTF-8"
+        else:
+            fix = f"{kind}; see the proxy's log or run `credproxy explain URL`"
+        logger.error("the credential from %s for %s cannot be sent: %s", what, redact_url(state.url), kind)
+        _fail(flow, f"the credential from {what} cannot be sent ({kind})",
+              f"credproxy: the credential from {what} for {redact_url(state.url)} cannot be sent: {fix}. "
+              "The request was not forwarded.", source=what)
 
     def _may_challenge(self, flow: http.HTTPFlow, state: _FlowState) -> bool:
         response = flow.response
@@ -265,7 +424,7 @@ class AuthAddon:
 
         flow.response.stream = keep
 
-    async def _resend(self, flow: http.HTTPFlow, state: _FlowState, retry: Decision) -> None:
+    async def _resend(self, flow: http.HTTPFlow, state: _FlowState, retry: Decision, header: str) -> None:
         dup = flow.copy()
         dup.response = None
         dup.error = None
@@ -274,11 +433,12 @@ class AuthAddon:
         if state.body_copy is not None:
             dup.request.stream = False
             dup.request.raw_content = bytes(state.body_copy)
-        dup.request.headers["authorization"] = retry.header or ""
+        dup.request.headers["authorization"] = header
+        _remember_injected(flow, retry.credentials)
         retry_state = _RetryState()
         self._retries[dup] = retry_state
 
-        await _replay(dup)
+        await _replay(dup, sni=_original_sni(flow))
 
         if dup.response is None:  # the re-send failed at the network level: keep the challenge
             self._record(state, state.decision, flow.response.status_code if flow.response else 0)
@@ -298,12 +458,50 @@ class AuthAddon:
         flow.response = response
 
 
-async def _replay(dup: http.HTTPFlow) -> None:
+def _header(decision: Decision) -> str:
+    """The Authorization value; raises (e.g. UnicodeEncodeError for a password that is not
+    valid UTF-8) instead of returning something that cannot go on the wire."""
+    assert decision.credentials is not None
+    value = decision.credentials.header_value()
+    value.encode("utf-8")  # a lone surrogate (undecodable bytes from a file or variable) raises
+    if any(c in value for c in "\r\n\x00"):
+        raise ValueError("the credential contains a line break or NUL")  # header injection
+    return value
+
+
+def _fail(flow: http.HTTPFlow, reason: str, text: str, *, source: str = "none") -> None:
+    flow.metadata[METADATA_KEY] = {
+        "source": source, "preemptive": False, "retried": False,
+        "action": "fail", "reason": reason, "cached": False,
+    }
+    flow.response = _text_response(502, text)
+
+
+def _destination(request: http.Request) -> str:
+    host = request.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{request.scheme}://{host}:{request.port}"
+
+
+def _original_sni(flow: http.HTTPFlow) -> str | None:
+    """The server name of the connection the original request went out on; never the Host
+    header (mitmproxy's replay would take it from `pretty_host`)."""
+    server = flow.server_conn
+    sni = getattr(server, "sni", None) if server is not None else None
+    return sni or flow.request.host
+
+
+async def _replay(dup: http.HTTPFlow, *, sni: str | None = None) -> None:
     """Send `dup` upstream through mitmproxy's replay machinery and wait for the end.
-    Every addon sees it (upstream TLS rules apply); proxyauth skips replays."""
+    Every addon sees it (upstream TLS rules apply); proxyauth skips replays. The copy keeps
+    the original connection's server name (`sni`)."""
     from mitmproxy.addons.clientplayback import ReplayHandler
 
     handler = ReplayHandler(dup, ctx.options)
+    server = handler.layer.context.server  # the Server the replay connects with
+    if server.tls:
+        server.sni = sni or dup.request.host
     try:
         await asyncio.wait_for(handler.replay(), timeout=300)
     except asyncio.TimeoutError:

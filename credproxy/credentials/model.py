@@ -212,14 +212,35 @@ def with_userinfo(url: str, username: str | None, password: str | None = None) -
 
 # --- redaction ------------------------------------------------------------------------------
 
-_AWS_PARAMS = ("x-amz-credential", "x-amz-security-token", "x-amz-signature")
-_AWS_RE = re.compile(r"(?i)\b(" + "|".join(re.escape(p) for p in _AWS_PARAMS) + r")=([^&#\s]*)")
+#: Query parameters whose values are masked wherever a URL is shown (compared case-insensitively,
+#: after percent-decoding the name). docs/troubleshooting.md lists them for users.
+TOKEN_QUERY_PARAMS = frozenset({
+    "token", "access_token", "refresh_token", "id_token", "private_token", "auth_token",
+    "api_key", "apikey", "api-key", "key", "sig", "signature", "password", "passwd", "pwd",
+    "secret", "client_secret", "auth", "authorization", "session", "sessionid", "jwt",
+    "x-amz-credential", "x-amz-security-token", "x-amz-signature",
+    "x-goog-credential", "x-goog-signature",
+})
 _GIT_SCHEMES = ("ssh", "git+ssh", "git+https")
+
+
+def redact_query(query: str) -> str:
+    """The query string with the value of every TOKEN_QUERY_PARAMS parameter masked; the rest
+    (order, separators, other values) kept byte for byte."""
+    if not query:
+        return query
+    parts = re.split(r"([&;])", query)
+    for i in range(0, len(parts), 2):
+        name, sep, value = parts[i].partition("=")
+        if sep and value and unquote(name.replace("+", " ")).strip().lower() in TOKEN_QUERY_PARAMS:
+            parts[i] = f"{name}={MASK}"
+    return "".join(parts)
 
 
 def redact_url(url: str) -> str:
     """uv's display form: `user:****@`, `****@` (username only: it may be a token),
-    `:****@`; `git@` kept for ssh/git schemes; AWS signature query values masked."""
+    `:****@`; `git@` kept for ssh/git schemes; token query values (TOKEN_QUERY_PARAMS)
+    masked."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
@@ -231,7 +252,7 @@ def redact_url(url: str) -> str:
             netloc = netloc
         else:
             netloc = f"{MASK}@{hostport}"
-    query = _AWS_RE.sub(lambda m: f"{m.group(1)}={MASK}", parts.query)
+    query = redact_query(parts.query)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -22,10 +22,11 @@ from typing import Callable
 
 from .. import hints, paths
 from ..addons import upstream_tls
-from ..addons.auth import AuthAddon
+from ..addons.auth import CHALLENGE_BODY_LIMIT, AuthAddon
 from ..addons.owner import OwnerOnly
 from ..certs.ca import ensure_ca
-from . import name_override, token
+from ..logsafe import SafeFormatter
+from . import limits, name_override, token
 
 logger = logging.getLogger("credproxy.proxy")
 
@@ -264,6 +265,9 @@ class Proxy:
             port = _free_port_on(hosts)
         modes = [f"regular@{h}:{port}" for h in hosts]
 
+        # request-head size and time limits, a refused upload drained (proxy/limits.py)
+        limits.install(getattr(self.settings, "request_head_timeout", limits.HEAD_TIMEOUT))
+
         # Bind errors are reported by us as one line; keep mitmproxy's own quiet until up.
         _set_mitmproxy_log_level(logging.CRITICAL)
         self.master = master = Master(Options(confdir=str(ca.directory)), with_termlog=False)
@@ -286,6 +290,11 @@ class Proxy:
             # HTTP/2 only where the h2 request-smuggling fix is available (mitmproxy >= 12).
             "http2": _mitmproxy_major() >= 12,
             "connection_strategy": "eager",
+            # A body mitmproxy buffers (a possible challenge: the auth addon turns streaming
+            # off for it) switches to streaming once it passes this, whatever its framing
+            # (chunked, HTTP/2 without a length). The auth addon decides streaming itself
+            # for everything else; see addons/auth.py.
+            "stream_large_bodies": str(CHALLENGE_BODY_LIMIT),
         }
         options.update(upstream_tls.mitmproxy_options(self.settings))
         try:
@@ -341,10 +350,11 @@ def configure_logging(verbose: int) -> None:
     _set_mitmproxy_log_level(_mitmproxy_level(verbose))
 
 
-class LogFormatter(logging.Formatter):
+class LogFormatter(SafeFormatter):
     """`credproxy: warning: TEXT`, the shape of the CLI's own `credproxy: error:` lines: the
     level in lower case, no logger name (only with -vv, for debugging), and never
-    `credproxy:` twice when a message already starts with it."""
+    `credproxy:` twice when a message already starts with it. Control characters are escaped
+    (logsafe.py): a request line or upstream text must not reach a terminal raw."""
 
     def __init__(self, show_logger: bool = False):
         super().__init__()

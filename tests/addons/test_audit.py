@@ -290,3 +290,86 @@ def test_the_auth_addons_resend_copy_is_neither_logged_nor_saved(tmp_path):
 def test_unwritable_save_flows_path_fails_at_start_up(tmp_path):
     with pytest.raises(OSError):
         audit.addons(Settings(save_flows=str(tmp_path / "missing-dir" / "flows.mitm")))
+
+
+# --- issue 9 finding 6: what the saver redacts and keeps, and how it opens its file ---------
+
+
+def test_the_resend_credential_is_redacted_where_the_upstream_echoed_it():
+    from credproxy.addons.auth import _remember_injected
+    from credproxy.credentials.model import Credentials
+
+    flow = make_flow(body=f"you sent: {basic(USER, SECRET)} and {SECRET}".encode())
+    flow.response.headers["X-Echo"] = basic(USER, SECRET)
+    _remember_injected(flow, Credentials.basic(USER, SECRET))  # what the re-send carried
+    copy = audit.redacted_copy(flow)
+    assert_no_secret(repr(copy.get_state()))
+    assert copy.response.headers["X-Echo"] == "Basic ****"
+    assert copy.response.get_text() == "you sent: Basic **** and ****"
+    assert SECRET in flow.response.get_text()  # the live flow is untouched
+
+
+def test_bodies_over_the_limit_are_left_out_with_their_size():
+    flow = make_flow(body=b"x" * (audit.SAVED_BODY_LIMIT + 1))
+    flow.request.content = b"y" * 10
+    copy = audit.redacted_copy(flow)
+    assert copy.response.raw_content == b"" and copy.request.raw_content == b"y" * 10
+    assert copy.metadata["credproxy"]["omitted"] == {
+        "response": f"body of {audit.SAVED_BODY_LIMIT + 1} bytes not saved (over {audit.SAVED_BODY_LIMIT} bytes)"}
+
+
+def test_a_compressed_body_is_saved_decoded_and_a_bomb_is_left_out():
+    import gzip
+
+    from credproxy.addons.auth import _remember_injected
+    from credproxy.credentials.model import Credentials
+
+    small = make_flow()
+    small.response.headers["content-encoding"] = "gzip"
+    small.response.raw_content = gzip.compress(f"echo {SECRET}".encode())
+    _remember_injected(small, Credentials.basic(USER, SECRET))
+    copy = audit.redacted_copy(small)
+    assert "content-encoding" not in copy.response.headers
+    assert copy.response.raw_content == b"echo ****"
+
+    bomb = make_flow()
+    bomb.response.headers["content-encoding"] = "gzip"
+    bomb.response.raw_content = gzip.compress(b"\0" * (64 << 20))  # 64 MiB from ~64 KiB
+    assert len(bomb.response.raw_content) < audit.SAVED_BODY_LIMIT
+    copy = audit.redacted_copy(bomb)
+    assert copy.response.raw_content == b""
+    assert "not decodable within" in copy.metadata["credproxy"]["omitted"]["response"]
+
+
+def test_open_private_refuses_links_fifos_and_remodes_existing_files(tmp_path):
+    existing = tmp_path / "old.mitm"
+    existing.write_text("old")
+    existing.chmod(0o644)
+    fd = audit.open_private(str(existing))
+    os.close(fd)
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o600 and existing.read_text() == ""
+
+    target = tmp_path / "target"
+    target.write_text("keep")
+    link = tmp_path / "link.mitm"
+    link.symlink_to(target)
+    with pytest.raises(OSError, match="symbolic link"):
+        audit.open_private(str(link))
+    assert target.read_text() == "keep"
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        audit.open_private(str(fifo))
+
+
+def test_the_log_says_fail_or_refuse_with_the_reason_when_the_proxy_answered():
+    fail = make_flow(status=502, meta={"source": "netrc", "preemptive": False, "retried": False,
+                                       "action": "fail", "reason": "the credential from netrc cannot be sent",
+                                       "cached": False})
+    refuse = make_flow(status=421, meta={"source": "none", "preemptive": False, "retried": False,
+                                         "action": "refuse", "reason": "the Host header 'x' does not name it",
+                                         "cached": False})
+    lines = logged(Settings(), fail, refuse)
+    assert "502 source=netrc auth=fail" in lines[0] and 'reason="the credential from netrc' in lines[0]
+    assert "421 source=none auth=refuse" in lines[1] and "does not name it" in lines[1]

@@ -1,7 +1,9 @@
 """A small HTTPS (or HTTP) upstream on 127.0.0.1 that can misbehave on purpose.
 
 Paths:
-  /private/...   401 + `WWW-Authenticate: Basic` unless the Basic credential matches
+  /private/...   401 + `WWW-Authenticate: Basic` unless the Basic credential matches;
+                 authorised with `?echo=1`: the request headers in the body and the
+                 Authorization in `X-Echo-Authorization` (reflects the re-send's credential)
   /public/...    200 for everyone
   /echo          200, body = the request headers (an upstream that reflects credentials)
   /big?n=N&delay=S   N bytes in 64 KiB chunks, S seconds between chunks
@@ -95,6 +97,9 @@ class Upstream:
             if not authorised:
                 status = 401 if not h.headers.get("Authorization") else 403
                 self._send(h, status, b"credentials required\n", {"WWW-Authenticate": 'Basic realm="pkgs"'})
+            elif "echo" in query:
+                self._send(h, 200, str(h.headers).encode(),
+                           {"X-Echo-Authorization": h.headers.get("Authorization", "")})
             else:
                 self._send(h, 200, b"private ok\n")
         elif path.startswith("/public"):

@@ -1,7 +1,8 @@
 """Acceptance of issue 5: with a known secret sent through every path, no output contains it.
 
 Paths: pre-emptive injection (netrc), retry after a challenge (netrc `default` entry), the
-client's own credential, an upstream that echoes the Authorization header, upstream faults
+client's own credential, an upstream that echoes the Authorization header (of a pre-emptive
+request, and of the re-send after a challenge, in its body and in a response header), upstream faults
 (error bodies), `authenticate = always` without a credential (the proxy's own error body),
 the store (`auth login` with the secret on stdin, read by the proxy). Outputs scanned: the request log (text and json,
 with -v), the proxy's whole stderr, the saved flow file (raw bytes and every field read back
@@ -56,6 +57,8 @@ def test_no_output_contains_the_secret(tmp_path, log_format):
         own = "Basic " + base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
         replies = {
             "preemptive": world.get("pkgs.test", "/private/simple/a/"),
+            # first to retry.test, so it is the re-send after a challenge (later ones use the cache)
+            "retry echo": world.get("retry.test", "/private/simple/g/?echo=1"),
             "retry": world.get("retry.test", "/private/simple/b/"),
             "client's own": world.get("retry.test", "/private/simple/c/", headers={"Authorization": own}),
             "echo": world.get("pkgs.test", "/echo"),
@@ -72,8 +75,10 @@ def test_no_output_contains_the_secret(tmp_path, log_format):
         assert replies["always without credential"].status >= 400
         # the echo upstream really reflected the credential: the saved flow must not keep it
         assert "authorization: basic" in replies["echo"].text.lower()
+        assert replies["retry echo"].status == 200 and leaks(replies["retry echo"].text)
+        assert leaks(replies["retry echo"].headers["x-echo-authorization"])
         for name, reply in replies.items():
-            if name != "echo":  # that body is the upstream's own reflection, not ours
+            if "echo" not in name:  # those bodies are the upstream's own reflection, not ours
                 bodies.append((name, reply.text))
 
         proxy_env = {**world.env, "HTTPS_PROXY": world.proxy.url, "SSL_CERT_FILE": world.proxy_ca}
@@ -98,7 +103,7 @@ def test_no_output_contains_the_secret(tmp_path, log_format):
         records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
         by_path = {r["url"].split("/private/simple/")[-1]: r for r in records if "/private/simple/" in r["url"]}
         assert by_path["a/"]["source"] == "netrc" and by_path["a/"]["auth"] == "preemptive"
-        assert by_path["b/"]["auth"] == "retry"
+        assert by_path["g/?echo=1"]["auth"] == "retry"
         assert by_path["c/"]["source"] == "client"
         assert by_path["e/"]["source"] == "store"
     else:
@@ -110,7 +115,7 @@ def test_no_output_contains_the_secret(tmp_path, log_format):
     scan("saved flow file (raw)", raw.decode("latin-1"))
     with open(flows_file, "rb") as f:
         flows = list(mio.FlowReader(f).stream())
-    assert len(flows) >= 7
+    assert len(flows) >= 8
     for flow in flows:
         state = repr(flow.get_state())
         scan(f"saved flow {flow.request.url}", state)
@@ -121,6 +126,10 @@ def test_no_output_contains_the_secret(tmp_path, log_format):
         scan(f"saved flow {flow.request.url} (decoded)", text)
     echo = next(f for f in flows if f.request.path == "/echo")
     assert "[redacted by credproxy]" in echo.request.headers["Authorization"]
+    # the re-send's credential, echoed back: masked in the saved response's header and body
+    retry_echo = next(f for f in flows if f.request.path.startswith("/private/simple/g/"))
+    assert retry_echo.response.headers["X-Echo-Authorization"] == "Basic ****"
+    assert "Basic ****" in retry_echo.response.get_text()
 
 
 def _login(world: World):

@@ -247,3 +247,22 @@ def test_secret_never_in_str_or_repr(username, secret):
         text = shown(creds)
         for form in forms:
             assert form not in text
+
+
+# --- token query parameters (issue 9 finding 9) -------------------------------------------
+
+
+def test_redact_url_masks_token_query_parameters_and_keeps_the_rest():
+    from credproxy.credentials.model import redact_url
+
+    url = ("https://h/p?page=2&token=abc&Access_Token=def;private_token=ghi&sig=jkl"
+           "&X-Amz-Signature=mno&%74oken=pqr&api-key=stu&keyword=keep&key=vwx#frag")
+    assert redact_url(url) == (
+        "https://h/p?page=2&token=****&Access_Token=****;private_token=****&sig=****"
+        "&X-Amz-Signature=****&%74oken=****&api-key=****&keyword=keep&key=****#frag")
+
+
+def test_redact_url_leaves_names_without_values_and_other_parameters():
+    from credproxy.credentials.model import redact_url
+
+    assert redact_url("https://h/p?token&tokens=1&x=token=2") == "https://h/p?token&tokens=1&x=token=2"
