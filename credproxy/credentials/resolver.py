@@ -290,7 +290,8 @@ Plan = Generator[_Ask, Answer, "Decision | None"]
 
 class Resolver:
     """The credential chain (design.md order): client header > index URL/env credentials >
-    hf-token > netrc > store > uv-store > native > keyring; session cache in front of the
+    token-command > hf-token > netrc > store > uv-store > native > keyring > git-credential
+    (the last for `git-credential-hosts` only); session cache in front of the
     sources; single-flight memo for slow sources; negative results expire after 60 s.
 
     Contract used by the proxy (credproxy/addons/auth.py):
@@ -725,8 +726,9 @@ def _may_carry_credentials(url: str, index: Index | None) -> bool:
 
 
 def default_sources(settings) -> list[Source]:
-    """The chain in design.md order, from Settings: index URL/env > hf-token > netrc > store >
-    uv-store > native (keyring-provider = native) > keyring (keyring-provider = subprocess)."""
+    """The chain in design.md order, from Settings: index URL/env > token-command (indexes that
+    set one) > hf-token > netrc > store > uv-store > native (keyring-provider = native) >
+    keyring (keyring-provider = subprocess) > git-credential (git-credential-hosts)."""
     from .sources.hf import HuggingFaceSource
     from .sources.keyring_subprocess import KeyringSubprocessSource
     from .sources.native import NativeKeyringSource
