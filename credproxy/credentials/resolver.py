@@ -50,7 +50,8 @@ class Decision:
       and nothing found).
 
     `source` is the label for the request log: `client`, `index-url`, `env:UV_INDEX_<NAME>`,
-    `netrc`, `store`, `uv-store`, `native`, `keyring`, `hf-token`, or `none`. `cached` is
+    `netrc`, `store`, `uv-store`, `native`, `keyring`, `hf-token`, `token-command`,
+    `git-credential`, or `none`. `cached` is
     true when the credentials came from the session cache (then a 401 evicts them).
     `preemptive` is false for a retry after a challenge. `username` is the username the
     lookups used (from a username-only client header), so a challenge asks with it again.

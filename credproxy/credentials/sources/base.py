@@ -14,7 +14,8 @@ class Answer:
     """One source's answer for one URL.
 
     `source` is the label shown in logs and `explain` (`netrc`, `store`, `uv-store`,
-    `native`, `keyring`, `hf-token`, `index-url`, `env:UV_INDEX_<NAME>`). `detail` says where
+    `native`, `keyring`, `hf-token`, `index-url`, `env:UV_INDEX_<NAME>`, `token-command`,
+    `git-credential`). `detail` says where
     the answer came from or why there is none; it never contains a secret. `skipped` means
     the source was not asked at all (disabled, not applicable). `preemptive` is false for an
     answer that may only be used after the upstream challenged (the netrc `default` entry).
