@@ -35,35 +35,45 @@ def _fail(message: str) -> "NoReturn":  # noqa: F821
     sys.exit(2)
 
 
-def _settings(config_file: str | None = None, **overrides):
-    """Settings from the config layer when present; flags given on the command line win."""
+def _load_settings(config_file: str | None = None, **overrides):
+    """Settings from the config layer when present; flags given on the command line win.
+    Raises ConfigError."""
     from . import config as config_module
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     load = getattr(config_module, "load_settings", None)
+    if load is not None:
+        return load(config_file=config_file, overrides=overrides)
+    settings = config_module.Settings()
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    return settings
+
+
+def _settings(config_file: str | None = None, **overrides):
+    """_load_settings, exiting with the config error's message."""
+    from . import config as config_module
+
     try:
-        if load is not None:
-            return load(config_file=config_file, overrides=overrides)
-        settings = config_module.Settings()
-        for key, value in overrides.items():
-            setattr(settings, key, value)
-        return settings
+        return _load_settings(config_file, **overrides)
     except config_module.ConfigError as e:
         _fail(str(e))
 
 
 def _serve_options(f=None, *, run: bool = False):
-    """The options of `serve` and `run`, listed in --help in this order."""
+    """The options of `serve` and `run`, listed in --help in this order. `serve` also takes
+    its port from CREDPROXY_PORT (as `env` does), `run` never: it picks a free one."""
     if f is None:
         return lambda g: _serve_options(g, run=run)
     port_help = ("Listen port (default: a free one, so runs never collide)." if run
-                 else "Listen port (default 8899; 0 picks a free one).")
+                 else "Listen port (default $CREDPROXY_PORT, else 8899; 0 picks a free one).")
     verbose_help = ("Show the request log on stderr instead of a file (-vv: connections and decisions)." if run
                     else "Add why no credential was sent to the request log, which is on without it "
                          "(-vv: connections and decisions).")
     options = [
         click.option("--host", default=None, help="Listen address (default 127.0.0.1; non-loopback needs --proxyauth-file)."),
-        click.option("--port", type=click.IntRange(0, 65535), default=None, help=port_help),
+        click.option("--port", type=click.IntRange(0, 65535), default=None, envvar=None if run else "CREDPROXY_PORT",
+                     help=port_help),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML)."),
         click.option("--intercept-all", is_flag=True, default=False, help="Intercept TLS for every host (debugging)."),
         click.option("--proxyauth-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
@@ -131,10 +141,11 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
     if proxyauth is not None:
         _fail(_PROXYAUTH_ON_ARGV)
     pair = _proxyauth_pair(proxyauth_file)
-    settings = _settings(
-        config_file, host=host, port=port, log_format=log_format, save_flows=save_flows,
+    overrides = dict(
+        host=host, port=port, log_format=log_format, save_flows=save_flows,
         verbose=verbose or None, intercept="all" if intercept_all else None, **_tls_overrides(**tls_flags),
     )
+    settings = _settings(config_file, **overrides)
     configure_logging(getattr(settings, "verbose", 0) or 0)
     _check_upstream_tls(settings)
     config = ServeConfig(
@@ -143,6 +154,8 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
         proxyauth=f"{pair.user}:{pair.token}" if pair else getattr(settings, "proxyauth", None),
         intercept_all=intercept_all,
     )
+    # the same flags over whatever the files say then: what a reload (proxy/reload.py) loads
+    config.reload_settings = lambda: _load_settings(config_file, **overrides)
     return settings, config
 
 
@@ -160,7 +173,7 @@ def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_fl
     for warning in getattr(settings, "warnings", []) or []:
         click.echo(f"credproxy: warning: {warning}", err=True)
     try:
-        serve_forever(settings, config)
+        serve_forever(settings, config, reload_settings=config.reload_settings, config_file=config_file)
     except ServeError as e:
         _fail(str(e))
 
@@ -200,7 +213,8 @@ def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flow
               help="Config file (TOML) naming the proxy's host and port, the upstream CA for the bundle, "
                    "and the registries whose hosts stay out of NO_PROXY.")
 @click.option("--host", default=None, help="The proxy's address (default from config, else 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default 8899).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, envvar="CREDPROXY_PORT",
+              help="The proxy's port (default $CREDPROXY_PORT, else 8899).")
 @click.option("--proxyauth-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="The USER:TOKEN the proxy was started with (else CREDPROXY_PROXYAUTH, else the per-user token).")
 def env(shell, unset, config_file, host, port, proxyauth_file) -> None:

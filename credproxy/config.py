@@ -35,6 +35,8 @@ InterceptPolicy = Literal["auto", "all"]
 KEYRING_PROVIDERS = ("disabled", "subprocess", "native")
 UV_KEYRING_PROVIDERS = ("disabled", "subprocess")  # what uv itself accepts in UV_KEYRING_PROVIDER
 INTERCEPT_POLICIES = ("auto", "all")
+NETRC_DEFAULT_SCOPES = ("indexes", "any-host")  # netrc-default: who the `default` entry answers
+NETRC_LOOPBACK_SCOPES = ("index-ports", "any-port")  # netrc-loopback: `machine localhost` ports
 AUTH_POLICIES = ("auto", "always", "never")
 LOG_FORMATS = ("text", "json")
 
@@ -97,6 +99,10 @@ class Settings:
     # hosts (`host`, `*.suffix`, `host:port`) whose credentials git's own credential helpers
     # (`git credential fill`) may give, after the host asked for them; they are intercepted
     git_credential_hosts: list[str] = field(default_factory=list)
+    # the netrc `default` entry answers configured indexes only, or any host (uv's way)
+    netrc_default: str = "indexes"
+    # a netrc machine entry for a loopback name applies to the ports indexes name, or all
+    netrc_loopback: str = "index-ports"
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -228,7 +234,8 @@ def _read_toml(path: Path) -> dict:
 # --- the credproxy config file ---------------------------------------------------------------
 
 _TOP_KEYS = ("keyring-provider", "keyring-timeout", "request-head-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
-             "intercept-hosts", "index", "client-cert", "git-credential-hosts")
+             "intercept-hosts", "index", "client-cert", "netrc-default", "netrc-loopback",
+             "git-credential-hosts")
 _INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url", "token-command", "token-lifetime")
 _CERT_KEYS = ("host", "cert")
 
@@ -248,6 +255,8 @@ class _Layer:
     intercept_hosts: list[str] = field(default_factory=list)
     client_certs: list[ClientCertRule] = field(default_factory=list)
     git_credential_hosts: list[str] = field(default_factory=list)
+    netrc_default: str | None = None
+    netrc_loopback: str | None = None
 
 
 def _positive_seconds(value: Any) -> bool:
@@ -309,6 +318,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> _Layer:
             layer.intercept = v
         else:
             p.add("intercept", _one_of(INTERCEPT_POLICIES), v)
+    for key, allowed in (("netrc-default", NETRC_DEFAULT_SCOPES), ("netrc-loopback", NETRC_LOOPBACK_SCOPES)):
+        if key in data:
+            if data[key] in allowed:
+                setattr(layer, key.replace("-", "_"), data[key])
+            else:
+                p.add(key, _one_of(allowed), data[key])
     if "system-certs" in data:
         v = data["system-certs"]
         if isinstance(v, bool):
@@ -1010,6 +1025,8 @@ def load_settings(
     settings.system_certs = first("system_certs", settings.system_certs)
     settings.ca_bundle = first("ca_bundle", settings.ca_bundle)
     settings.intercept = first("intercept", settings.intercept)
+    settings.netrc_default = first("netrc_default", settings.netrc_default)
+    settings.netrc_loopback = first("netrc_loopback", settings.netrc_loopback)
     settings.allow_insecure_host = _dedupe(h for layer in layers for h in layer.allow_insecure_host)
     settings.intercept_hosts = _dedupe(h for layer in layers for h in layer.intercept_hosts)
     settings.git_credential_hosts = _dedupe(h for layer in layers for h in layer.git_credential_hosts)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
-from .model import Credentials, Realm, is_path_prefix, split_userinfo, strip_simple, url_path
+from .model import Credentials, Realm, path_under, split_userinfo, strip_simple, url_path
 
 AuthPolicy = Literal["auto", "always", "never"]
 _VALID_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -57,8 +57,10 @@ class Index:
         return url_path(self.root_url)
 
     def matches(self, url: str) -> bool:
-        """Same realm, and the root's path is a segment prefix of the request path."""
-        return Realm.of(url) == self.realm and is_path_prefix(self.root_path, url_path(url))
+        """Same realm, and the root's path is a segment prefix of the request path, as sent
+        and as a server may normalise it (model.path_under: `/root/..%2fother` is not
+        under `/root`)."""
+        return Realm.of(url) == self.realm and path_under(self.root_path, url_path(url))
 
     @property
     def display(self) -> str:
