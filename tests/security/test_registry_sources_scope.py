@@ -2,8 +2,8 @@
 
 Against a real `credproxy serve` and upstreams that record the Authorization they receive:
 
-- a `token-command` token goes to its index, never to another host or another port of the
-  same host, even when that upstream challenges with 401; the command is not run for them;
+- a `token-command` token goes to its index, never to another path of the same host (outside
+  the index root), another host or another port of the same host, even when that upstream challenges with 401; the command is not run for them;
 - git's credential helpers are asked only for `git-credential-hosts`, even when the helper
   would answer for any host (a "greedy" helper), and the answer is sent only there;
 - a host challenging with 401 cannot make credproxy run either program (no command run, no
@@ -118,6 +118,10 @@ token-command = ["{aws}", "codeartifact", "get-authorization-token"]
             reply = get(proxy, target)
             assert reply.status == 401, target
         assert len(calls(aws)) == 1, "the token command ran for another host"
+        # the same host and port, outside the index root: not under the token's prefix
+        outside = get(proxy, f"https://pkgs.test:{registry.port}/pypi/other-repo/simple/")
+        assert outside.status == 401
+        assert [s.who for s in registry.seen if "other-repo" in s.path] == [None]
         assert sent_secret(other, TOKEN) == [] and sent_secret(same_host, TOKEN) == []
     finally:
         proxy.stop()
