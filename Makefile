@@ -1,5 +1,6 @@
 # `make test` and `make run` work on a fresh clone: they create .venv when it is missing.
-# `make run` installs only what running needs; `make test` adds the test extras. Separate
+# `make run` installs only what running needs; `make test` adds the test extras (and the
+# optional negotiate extra, so the NTLM tests run). Separate
 # stamps, so `make run` after `make test` installs nothing more.
 #
 # The bootstrap runs pip with --isolated: your pip.conf in HOME and PIP_* variables are not
@@ -33,7 +34,7 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	touch $(RUN_STAMP)
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet $(BOOTSTRAP_PIP_ARGS) -e '.[test]' || $(BOOTSTRAP_FAILED)
+	$(PIP) install --quiet $(BOOTSTRAP_PIP_ARGS) -e '.[test,negotiate]' || $(BOOTSTRAP_FAILED)
 	touch $(RUN_STAMP) $(TEST_STAMP)
 
 test: $(TEST_STAMP)

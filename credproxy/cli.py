@@ -60,6 +60,21 @@ def _settings(config_file: str | None = None, **overrides):
         _fail(str(e))
 
 
+_project_option = click.option(
+    "--project", "project", type=click.Path(file_okay=False), default=None, metavar="DIR",
+    help="Also import this project's uv settings (uv.toml / [tool.uv]); never read from the current directory "
+         "otherwise. A project adds indexes but cannot rebind yours.")
+
+
+def _announce(settings) -> None:
+    """Start-up lines every command that runs the proxy prints on stderr: what a project
+    added (opt-in, so the user sees what it brought) and the warnings."""
+    for line in getattr(settings, "project_report", []) or []:
+        click.echo(f"credproxy: {line}", err=True)
+    for warning in getattr(settings, "warnings", []) or []:
+        click.echo(f"credproxy: warning: {warning}", err=True)
+
+
 def _serve_options(f=None, *, run: bool = False):
     """The options of `serve` and `run`, listed in --help in this order. `serve` also takes
     its port from CREDPROXY_PORT (as `env` does), `run` never: it picks a free one."""
@@ -75,6 +90,7 @@ def _serve_options(f=None, *, run: bool = False):
         click.option("--port", type=click.IntRange(0, 65535), default=None, envvar=None if run else "CREDPROXY_PORT",
                      help=port_help),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML)."),
+        _project_option,
         click.option("--intercept-all", is_flag=True, default=False, help="Intercept TLS for every host (debugging)."),
         click.option("--proxyauth-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                      help="Clients must send the USER:TOKEN in FILE (chmod 600) instead of the per-user "
@@ -89,6 +105,12 @@ def _serve_options(f=None, *, run: bool = False):
                      metavar="HOST[:PORT]", help="Skip upstream certificate checks for this host (repeatable)."),
         click.option("--system-certs", is_flag=True, default=None, help="Verify upstream servers with the OS trust store."),
         click.option("--native-tls", is_flag=True, default=None, hidden=True, help="Deprecated alias of --system-certs."),
+        # egress through the company proxy (default: HTTPS_PROXY & co from serve's environment)
+        click.option("--upstream-proxy", "upstream_proxy", default=None, metavar="URL",
+                     help="Send upstream traffic through this company proxy (http://[user:password@]host:port); "
+                          "overrides HTTPS_PROXY/HTTP_PROXY/ALL_PROXY; NO_PROXY still applies."),
+        click.option("--no-upstream-proxy", "no_upstream_proxy", is_flag=True, default=False,
+                     help="Connect to every host directly, whatever HTTPS_PROXY & co say."),
     ]
     for option in reversed(options):  # click lists the last-applied decorator first
         f = option(f)
@@ -134,18 +156,25 @@ def _proxyauth_pair(proxyauth_file):
     return pair
 
 
-def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
+def _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose,
                  proxyauth_file=None, **tls_flags):
     from .proxy.master import ServeConfig, configure_logging
 
     if proxyauth is not None:
         _fail(_PROXYAUTH_ON_ARGV)
     pair = _proxyauth_pair(proxyauth_file)
+    upstream_proxy = tls_flags.pop("upstream_proxy", None)
+    if tls_flags.pop("no_upstream_proxy", False):
+        if upstream_proxy:
+            _fail("--upstream-proxy and --no-upstream-proxy contradict each other; give one")
+        upstream_proxy = "none"
     overrides = dict(
-        host=host, port=port, log_format=log_format, save_flows=save_flows,
-        verbose=verbose or None, intercept="all" if intercept_all else None, **_tls_overrides(**tls_flags),
+        host=host, port=port, log_format=log_format, save_flows=save_flows, project=project,
+        verbose=verbose or None, intercept="all" if intercept_all else None, upstream_proxy=upstream_proxy,
+        **_tls_overrides(**tls_flags),
     )
     settings = _settings(config_file, **overrides)
+    _announce(settings)
     configure_logging(getattr(settings, "verbose", 0) or 0)
     _check_upstream_tls(settings)
     config = ServeConfig(
@@ -161,17 +190,16 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
 
 @main.command()
 @_serve_options
-def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags) -> None:
+def serve(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose,
+          **tls_flags) -> None:
     """Run the proxy (127.0.0.1:8899 by default) until Ctrl-C or SIGTERM.
 
     Only clients that send your proxy token may use it (others get 407): point them at it with
     eval "$(credproxy env)", which puts the token in HTTPS_PROXY."""
     from .proxy.master import ServeError, serve_forever
 
-    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
-                                    **tls_flags)
-    for warning in getattr(settings, "warnings", []) or []:
-        click.echo(f"credproxy: warning: {warning}", err=True)
+    settings, config = _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows,
+                                    verbose, **tls_flags)
     try:
         serve_forever(settings, config, reload_settings=config.reload_settings, config_file=config_file)
     except ServeError as e:
@@ -181,7 +209,8 @@ def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_fl
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @_serve_options(run=True)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
-def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, command, **tls_flags) -> None:
+def run(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose, command,
+        **tls_flags) -> None:
     """Run one command through an ephemeral proxy: credproxy run -- pip install ...
 
     The proxy listens on a free loopback port for as long as the command runs. The request
@@ -190,8 +219,8 @@ def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flow
     from .proxy.master import ServeError
     from .proxy.run import run_command
 
-    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
-                                    **tls_flags)
+    settings, config = _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows,
+                                    verbose, **tls_flags)
     if port is None:
         config.port = 0  # ephemeral: a free port unless one was asked for
     config.one_off_token = True  # the child alone gets it (unless a --proxyauth pair is configured)
@@ -294,7 +323,8 @@ def ca_bundle(output, config_file) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML).")
 @click.option("--host", default=None, help="The proxy's address to check (default from config, else 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port to check (default 8899).")
-def doctor(url, config_file, host, port) -> None:
+@_project_option
+def doctor(url, config_file, host, port, project) -> None:
     """Check the set-up (proxy, CA, shell variables, config, indexes); with URL, one real
     request. Every problem comes with the command that fixes it; exit 1 when there is one."""
     import os
@@ -304,12 +334,21 @@ def doctor(url, config_file, host, port) -> None:
 
     if url is not None and (problem := url_problem(url)) is not None:
         _fail(problem)  # before anything else, like `explain`
-    settings = _settings(config_file, host=host, port=port)
+    from .config import ConfigError, Settings, load_settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "project": project}.items() if v is not None}
+    resolver = config_error = None
     try:
-        resolver = build_resolver(settings)
-    except Exception as e:  # a broken source must not stop the other checks from running
-        _fail(f"cannot build the credential chain: {type(e).__name__}: {e}")
-    report = run_doctor(settings, resolver, url, env=os.environ)
+        settings = load_settings(config_file=config_file, overrides=overrides)
+    except ConfigError as e:  # one failed check with its fix; the other checks still run
+        settings, config_error = Settings(), str(e)
+        settings.host, settings.port = host or settings.host, port or settings.port
+    if config_error is None:
+        try:
+            resolver = build_resolver(settings)
+        except Exception as e:  # a broken source must not stop the other checks from running
+            _fail(f"cannot build the credential chain: {type(e).__name__}: {e}")
+    report = run_doctor(settings, resolver, url, env=os.environ, config_error=config_error)
     click.echo(report.render(), nl=False)
     sys.exit(1 if report.problems else 0)
 

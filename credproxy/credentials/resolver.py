@@ -405,6 +405,16 @@ class Resolver:
     async def achallenge(self, url: str, sent: Decision, status: int) -> Decision | None:
         return await self._run_async(self._plan_challenge(url, sent, status))
 
+    def proxy_credentials(self, proxy_url: str, username: str | None = None) -> Decision:
+        """Basic credentials for the company proxy at `proxy_url` (scheme://host:port/, no
+        userinfo), for its Proxy-Authorization. See `_plan_proxy`."""
+        _check_url(proxy_url)
+        return self._run_sync(self._plan_proxy(proxy_url, username))
+
+    async def aproxy_credentials(self, proxy_url: str, username: str | None = None) -> Decision:
+        _check_url(proxy_url)
+        return await self._run_async(self._plan_proxy(proxy_url, username))
+
     def record(self, url: str, decision: Decision, status: int) -> None:
         """Cache on success (status < 400) under the prefix the credential's source named
         (never the whole host); a rejected cached credential is evicted. A credential found
@@ -516,6 +526,45 @@ class Resolver:
         elif later:
             reason += f"; on a challenge {', '.join(later)} and the netrc default entry may be asked"
         return Decision("send", index=index, username=username, reason=reason)
+
+    def _plan_proxy(self, url: str, username: str | None) -> Plan:
+        """The chain's entries for the proxy's own host, in chain order: `inject` with the
+        first complete Basic credential, else `send` saying what was asked. Entries that
+        name the proxy only (a netrc machine, a store entry or keyring item for its URL):
+        never the netrc `default` entry or a bearer token, and never the session cache
+        (registry credentials are cached there). The keyring is asked only with a username
+        (from the proxy URL), as uv asks it for hosts without an index."""
+        lookup_user = username
+        asked: list[str] = []
+        realm = Realm.of(url)
+        # the store keeps only https:// entries for non-local hosts (uv's rule): an entry for
+        # https://proxy:port names the same proxy, reached over plain http
+        host = f"[{realm.host}]" if ":" in realm.host else realm.host
+        alternate = f"https://{host}:{realm.port}/" if realm.scheme == "http" else None
+        for source in self.sources:
+            if source.fast:
+                answer = yield _Ask(source, url, lookup_user, None)
+                if not answer.found and alternate is not None:
+                    other = yield _Ask(source, alternate, lookup_user, None)
+                    answer = other if other.found else answer
+            else:
+                if lookup_user is None:
+                    asked.append(f"{source.name} not asked (no username: put one in the proxy URL)")
+                    continue
+                answer = yield _Ask(source, url, lookup_user, None, self._memo_key(source, url, None, lookup_user))
+            if not answer.found or answer.credentials.scheme != "basic" or not answer.preemptive:
+                if not answer.skipped:
+                    asked.append(f"{answer.source}: {answer.detail or 'no entry'}")
+                continue
+            creds = answer.credentials
+            if not creds.is_complete:
+                lookup_user = lookup_user or creds.username
+                continue
+            return Decision("inject", creds, source=answer.source, username=username, prefix=answer.prefix,
+                            reason=f"{answer.source} answered for the proxy {Realm.of(url)}: {answer.detail}")
+        return Decision("send", username=username,
+                        reason=f"no source has a password for the proxy {Realm.of(url)}"
+                               + (f" ({'; '.join(asked)})" if asked else ""))
 
     def _plan_challenge(self, url: str, sent: Decision, status: int) -> Plan:
         if not sent.preemptive or sent.action in ("leave", "fail") or status not in CHALLENGE_STATUSES:

@@ -23,6 +23,8 @@ from typing import Callable
 from .. import hints, paths
 from ..addons import upstream_tls
 from ..addons.auth import CHALLENGE_BODY_LIMIT, AuthAddon
+from ..addons.upstream_proxy import UpstreamProxyAddon
+from ..egress import ProxyURLError, build_egress
 from ..addons.owner import OwnerOnly
 from ..certs.ca import ensure_ca
 from ..logsafe import SafeFormatter
@@ -228,6 +230,19 @@ class Proxy:
     def _verbose_level(self) -> int:
         return _mitmproxy_level(getattr(self.settings, "verbose", 0) or 0)
 
+    def egress(self, hosts: list[str], port: int):
+        """The egress plan (credproxy/egress.py), its notes logged once at start."""
+        try:
+            egress = build_egress(self.settings, listen=[(h, port) for h in hosts])
+        except ProxyURLError as e:
+            raise ServeError(str(e)) from None
+        log = logging.getLogger("credproxy.egress")
+        for note in egress.notes:
+            log.warning("%s", note)
+        for line in egress.summary() if egress.proxies or egress.disabled else []:
+            log.info("%s", line)
+        return egress
+
     def wants_interception(self, host: str, port: int) -> bool:
         if self.config.intercept_all or getattr(self.settings, "intercept", "auto") == "all":
             return True
@@ -266,6 +281,7 @@ class Proxy:
 
     async def run(self) -> None:
         from mitmproxy.addons import default_addons
+        from mitmproxy.addons.next_layer import NextLayer
         from mitmproxy.addons.proxyauth import ProxyAuth
         from mitmproxy.addons.tlsconfig import TlsConfig
         from mitmproxy.master import Master
@@ -299,6 +315,7 @@ class Proxy:
         if port == 0 and len(hosts) > 1:
             port = _free_port_on(hosts)
         modes = [f"regular@{h}:{port}" for h in hosts]
+        egress = self.egress(hosts, port)
 
         # request-head size and time limits, a refused upload drained (proxy/limits.py)
         limits.install(getattr(self.settings, "request_head_timeout", limits.HEAD_TIMEOUT))
@@ -326,6 +343,12 @@ class Proxy:
         tls_index = next(i for i, a in enumerate(addons) if isinstance(a, TlsConfig))
         addons[tls_index + 1:tls_index + 1] = list(after_tls)
         addons[tls_index:tls_index] = ours
+        # the chain answers a CONNECT after every addon that may refuse it (so last), and
+        # decides the layer under it before mitmproxy's NextLayer does
+        chain = UpstreamProxyAddon(egress, self.resolver)
+        next_layer_index = next(i for i, a in enumerate(addons) if isinstance(a, NextLayer))
+        addons.insert(next_layer_index, chain.layer_hook)
+        addons.append(chain)
         master.addons.add(*addons, _Lifecycle(self))
 
         options = {
