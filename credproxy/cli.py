@@ -363,6 +363,11 @@ from .cli_explain import register as _register_explain  # noqa: E402
 
 _register_explain(main)
 
+# service install/uninstall/status and status live in cli_service.py
+from .cli_service import register as _register_service  # noqa: E402
+
+_register_service(main)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -329,6 +329,39 @@ def describe_tls(settings, url: str) -> list[str]:
     return [line.strip() for line in text.splitlines()]
 
 
+def check_roots(settings) -> list[Check]:
+    """Which roots verify upstream servers, where they come from and how many (system-certs:
+    the OS store per origin; certifi; ca-bundle / SSL_CERT_FILE / SSL_CERT_DIR)."""
+    from .tlsrules import count_pem_certs, decide_roots
+
+    try:
+        roots = decide_roots(settings)
+    except Exception as e:  # a broken store must not hide the rest of the report
+        return [Check("problem", f"cannot read the trust roots ({type(e).__name__}: {e})",
+                      fix="check the files named by ca-bundle / SSL_CERT_FILE / SSL_CERT_DIR")]
+    checks = []
+    if roots.kind == "system":
+        checks.append(Check("ok", f"upstream roots: the OS trust store, {roots.count} distinct certificate(s)",
+                            details=[roots.description]))
+        checks += [Check("info", f"{where}: {n}") for where, n in roots.origins]
+    elif roots.kind == "certifi":
+        import certifi
+
+        n = count_pem_certs(Path(certifi.where()))
+        checks.append(Check("ok", f"upstream roots: certifi's Mozilla roots, {n} certificate(s) ({certifi.where()})"))
+    elif roots.kind == "custom":
+        total = sum(count_pem_certs(Path(f)) for f in roots.files)
+        checks.append(Check("ok", f"upstream roots: {roots.description}, {total} certificate(s)"))
+        shown = roots.files[:5]
+        checks += [Check("info", f"{f}: {count_pem_certs(Path(f))}") for f in shown]
+        if len(roots.files) > len(shown):
+            checks.append(Check("info", f"... and {len(roots.files) - len(shown)} more file(s)"))
+    else:
+        checks.append(Check("problem", f"upstream roots: {roots.description}", fix=roots.fix_hint))
+    checks += [Check("problem", w, fix=roots.fix_hint) for w in roots.warnings]
+    return checks
+
+
 def check_index(resolver, settings, index, report: Report) -> Check:
     url = index.url
     try:
@@ -682,6 +715,7 @@ def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str
             report.add(f"Request {redact_url(url)}", [Check("info", "not sent: the configuration does not load")])
         return report
     report.add("Configuration", check_config(settings))
+    report.add("Upstream trust", check_roots(settings))
     report.add("Company proxy", check_company_proxy(settings, resolver, url, report))
     if settings.indexes:
         report.add("Indexes", [check_index(resolver, settings, i, report) for i in settings.indexes])

@@ -266,6 +266,9 @@ class Roots:
     ca_dir: str | None = None
     files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    pem: bytes | None = None  # system roots collected from macOS keychains / Windows stores
+    origins: list[tuple[str, int]] = field(default_factory=list)  # (where, how many) for doctor
+    count: int = 0  # distinct system roots
 
     @property
     def fix_hint(self) -> str:
@@ -289,16 +292,18 @@ def _same_file(a: str | Path, b: Path) -> bool:
         return Path(a).expanduser().absolute() == b.absolute()
 
 
-def _system_store() -> tuple[str | None, str | None]:
-    """(cafile, capath) of the OS OpenSSL store, without SSL_CERT_FILE/SSL_CERT_DIR overrides
-    (those are ours to interpret)."""
-    v = ssl.get_default_verify_paths()
-    capath = next((d for d in (v.openssl_capath, "/etc/ssl/certs", "/etc/pki/tls/certs")
-                   if d and os.path.isdir(d) and any(n.endswith(".0") for n in os.listdir(d))), None)
-    cafile = next((f for f in (v.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt",
-                               "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
-                   if f and os.path.isfile(f)), None)
-    return cafile, capath
+def system_store():
+    """The OS trust store (credproxy.certs.system), read once per process: on macOS it runs
+    `security`, and the roots are decided several times at start."""
+    global _system_store_cache
+    if _system_store_cache is None:
+        from .certs.system import load_store
+
+        _system_store_cache = load_store()
+    return _system_store_cache
+
+
+_system_store_cache = None
 
 
 def _wants_system_certs(settings) -> tuple[bool, list[str]]:
@@ -368,13 +373,14 @@ def decide_roots(settings) -> Roots:
     system, sys_warnings = _wants_system_certs(settings)
     warnings += sys_warnings
     if system:
-        cafile, capath = _system_store()
-        if capath or cafile:
-            where = capath or cafile
-            return Roots("system", f"the OS trust store ({where})",
-                         ca_file=None if capath else cafile, ca_dir=capath, warnings=warnings)
-        warnings.append("system-certs: no OpenSSL-readable OS store found on this platform; "
-                        "using certifi's Mozilla roots")
+        store = system_store()
+        warnings += store.warnings
+        if store.count:
+            return Roots("system", f"the OS trust store ({store.platform}: {store.where})",
+                         ca_file=store.ca_file, ca_dir=store.ca_dir, pem=store.pem,
+                         origins=[(o.name, o.count) for o in store.origins], count=store.count,
+                         warnings=warnings)
+        warnings.append("system-certs: no root found in the OS trust store; using certifi's Mozilla roots")
     return Roots("certifi", f"certifi's Mozilla roots ({certifi.where()})", warnings=warnings)
 
 

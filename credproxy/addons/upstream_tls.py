@@ -75,6 +75,11 @@ def prepare(settings) -> Prepared:
         combined = paths.data_dir(settings.env) / "upstream-roots.pem"
         _write_atomic(combined, b"\n".join(Path(f).read_bytes().strip() + b"\n" for f in roots.files))
         ca_file = str(combined)
+    elif roots.kind == "system" and roots.pem is not None:
+        # macOS keychains / Windows stores, collected as PEM: mitmproxy reads a file
+        from ..certs.system import write_pem
+
+        ca_file = str(write_pem(roots.pem, paths.data_dir(settings.env)))
     elif roots.kind == "none":
         # an empty hashed directory: OpenSSL loads it and finds no issuer (uv: no roots trusted)
         empty = paths.data_dir(settings.env) / "no-roots"

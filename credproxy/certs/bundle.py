@@ -39,6 +39,23 @@ def system_bundle(exclude: Path | None = None) -> Path | None:
     return None
 
 
+def system_parts(env: Mapping[str, str] | None = None) -> list[tuple[str, Path]]:
+    """The OS store as files (credproxy.certs.system): the OpenSSL bundle on Linux, the
+    collected keychain / Windows store roots elsewhere."""
+    from ..tlsrules import system_store
+    from .system import write_pem
+
+    store = system_store()
+    if store.pem is not None:
+        if not store.pem:
+            return []
+        return [(f"system roots ({store.platform})", write_pem(store.pem, paths.data_dir(env)))]
+    if store.ca_file:
+        return [("system roots", Path(store.ca_file))]
+    system = system_bundle()
+    return [("system roots", system)] if system is not None else []
+
+
 def _same_file(a: Path, b: Path | None) -> bool:
     if b is None or not b.exists():
         return False
@@ -54,9 +71,7 @@ def bundle_parts(settings, env: Mapping[str, str] | None = None, output: Path | 
     output = output or paths.bundle_path(env)
     parts: list[tuple[str, Path]] = [("certifi", Path(certifi.where()))]
     if getattr(settings, "system_certs", False):
-        system = system_bundle(exclude=output)
-        if system is not None:
-            parts.append(("system roots", system))
+        parts += [(label, p) for label, p in system_parts(env) if not _same_file(p, output)]
     ca_bundle = getattr(settings, "ca_bundle", None)
     if ca_bundle:
         path = Path(ca_bundle).expanduser()

@@ -26,6 +26,7 @@ from ..addons.auth import CHALLENGE_BODY_LIMIT, AuthAddon
 from ..addons.upstream_proxy import UpstreamProxyAddon
 from ..egress import ProxyURLError, build_egress
 from ..addons.owner import OwnerOnly
+from ..addons.status import StatusFile
 from ..certs.ca import ensure_ca
 from ..logsafe import SafeFormatter
 from . import limits, name_override, token
@@ -329,7 +330,7 @@ class Proxy:
         before_tls, after_tls = upstream_tls.addons(self.settings, self.wants_interception)
         self._auth = AuthAddon(self.resolver)
         self._tls_addons = [*before_tls, *after_tls]
-        ours = [*before_tls, self._auth, *audit_addons(self.settings)]
+        ours = [*before_tls, self._auth, *audit_addons(self.settings), StatusFile(self.settings, egress)]
         if self.reload_settings is not None:
             from .reload import Reloader
 

@@ -306,9 +306,10 @@ def test_own_exported_bundle_is_ignored(tmp_path):
 def test_system_certs_use_the_os_store(tmp_path):
     for s in (settings(tmp_path, system_certs=True), settings(tmp_path, env={"UV_SYSTEM_CERTS": "true"})):
         roots = tlsrules.decide_roots(s)
-        cafile, capath = tlsrules._system_store()
-        if capath or cafile:
-            assert roots.kind == "system" and (roots.ca_dir, roots.ca_file) == (capath, None if capath else cafile)
+        store = tlsrules.system_store()
+        if store.count:
+            assert roots.kind == "system" and (roots.ca_dir, roots.ca_file) == (store.ca_dir, store.ca_file)
+            assert roots.count == store.count and roots.origins
         else:
             assert roots.kind == "certifi" and roots.warnings
 
