@@ -186,9 +186,16 @@ def register(auth: click.Group) -> None:
 @click.option("-u", "--username", help="The username to use for the service.")
 @click.option("--password", help="The password; `-` reads one line from stdin.")
 @click.option("-t", "--token", help="A token (stored with username __token__); `-` reads stdin.")
+@click.option("--scheme", type=click.Choice(["basic", "bearer"]), default="basic", show_default=True,
+              help="bearer: send the --token as `Authorization: Bearer TOKEN` (npm registries); stored as "
+                   "uv's `scheme = \"bearer\"` entry, which uv reads too.")
 @click.option("--keyring-provider", hidden=True, help="Accepted for uv compatibility; ignored.")
-def login(service: str, username: str | None, password: str | None, token: str | None, keyring_provider: str | None) -> None:
+def login(service: str, username: str | None, password: str | None, token: str | None, scheme: str,
+          keyring_provider: str | None) -> None:
     """Store credentials for SERVICE (a URL or a host; `/simple` is stripped)."""
+    if scheme == "bearer" and (token is None or username is not None or password is not None):
+        raise CliError("`--scheme bearer` stores a token: use it with `--token` (`-` reads stdin), "
+                       "without --username and --password")
     if token is not None and username is not None:
         raise CliError("the argument '--token <TOKEN>' cannot be used with '--username <USERNAME>'")
     if token is not None and password is not None:
@@ -229,11 +236,15 @@ def login(service: str, username: str | None, password: str | None, token: str |
     if not secret:
         raise CliError("Password cannot be empty")
 
+    entry = StoreEntry.bearer(root, secret) if scheme == "bearer" else StoreEntry.basic(root, username, secret)
     try:
-        _store_for_writing().add(StoreEntry.basic(root, username, secret))
+        _store_for_writing().add(entry)
     except StoreError as e:
         raise CliError(str(e)) from None
-    click.echo(f"Stored credentials for {_display(root, username)}", err=True)
+    if scheme == "bearer":
+        click.echo(f"Stored a bearer token for {root}", err=True)
+    else:
+        click.echo(f"Stored credentials for {_display(root, username)}", err=True)
 
 
 @click.command(cls=OneLineErrors)

@@ -85,6 +85,9 @@ def replace_command(decision, url: str) -> str:
             else f"--username {shlex.quote(username)} --password -")
     if source == "keyring":
         return f"keyring set {shlex.quote(service)} {shlex.quote(username or TOKEN_USERNAME)}"
+    if source == "token-command":
+        return ("run the index's token-command yourself and check that it prints a current token for "
+                "the index's username; credproxy runs it again for the next request")
     if source == "hf-token":
         return "huggingface-cli login (or export a working HF_TOKEN and restart the proxy)"
     return login

@@ -14,8 +14,8 @@ from .values import Problems, known_key, one_of, positive_seconds, quote, safe_u
 
 _TOP_KEYS = ("keyring-provider", "keyring-timeout", "request-head-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
              "intercept-hosts", "index", "client-cert", "netrc-default", "netrc-loopback", "project",
-             "upstream-proxy")
-_INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url")
+             "upstream-proxy", "git-credential-hosts")
+_INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url", "token-command", "token-lifetime")
 _CERT_KEYS = ("host", "cert")
 
 def _string_list(p: Problems, key: str, value: Any, check=None, expected: str = "an array of strings") -> list[str]:
@@ -104,6 +104,10 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Layer:
     if "intercept-hosts" in data:
         layer.intercept_hosts = _string_list(
             p, "intercept-hosts", data["intercept-hosts"], check=valid_host_pattern,
+            expected="an array of host patterns (`host`, `*.suffix`, `host:port`)")
+    if "git-credential-hosts" in data:
+        layer.git_credential_hosts = _string_list(
+            p, "git-credential-hosts", data["git-credential-hosts"], check=valid_host_pattern,
             expected="an array of host patterns (`host`, `*.suffix`, `host:port`)")
 
     if "upstream-proxy" in data:
@@ -198,8 +202,29 @@ def _parse_index_table(p: Problems, key: str, table: dict, origin: str,
             p.add(f"{key}.publish-url", "a URL without credentials (use UV_INDEX_<NAME>_USERNAME/"
                   "_PASSWORD or `credproxy auth login`)", safe_url(publish))
             ok = False
+    command = table.get("token-command")
+    if command is not None:
+        if (not isinstance(command, list) or not command
+                or not all(isinstance(a, str) for a in command) or not command[0]):
+            p.add(f"{key}.token-command", "a non-empty array of strings (the program and its arguments; "
+                  "no shell), e.g. [\"aws\", \"codeartifact\", \"get-authorization-token\", ...]",
+                  command, show_value=False)
+            ok = False
+        else:
+            command = tuple(command)
+    lifetime = table.get("token-lifetime")
+    if lifetime is not None:
+        if not positive_seconds(lifetime):
+            p.add(f"{key}.token-lifetime", "a positive number of seconds", lifetime)
+            ok = False
+        elif command is None:
+            p.add(f"{key}.token-lifetime", "to be set together with token-command", lifetime)
+            ok = False
+        else:
+            lifetime = float(lifetime)
     if not ok:
         return None
     return Index.from_url(url, name=name, authenticate=auth, username=username,
-                          publish_url=publish, origin=origin)
+                          publish_url=publish, origin=origin, token_command=command,
+                          token_lifetime=lifetime)
 

@@ -92,6 +92,7 @@ def load_settings(
         settings.upstream_proxy, settings.upstream_proxy_origin = upstream
     settings.allow_insecure_host = dedupe(h for layer in layers for h in layer.allow_insecure_host)
     settings.intercept_hosts = dedupe(h for layer in layers for h in layer.intercept_hosts)
+    settings.git_credential_hosts = dedupe(h for layer in layers for h in layer.git_credential_hosts)
     settings.client_certs = [c for layer in layers for c in layer.client_certs]
     settings.indexes = name_imported_indexes(
         merge_indexes((i for layer in layers for i in layer.indexes), settings.notes))

@@ -31,7 +31,7 @@ def merge_indexes(indexes: Iterable[Index], notes: list[str] | None = None) -> l
             merged[key] = index
             continue
         fill = {}
-        for attr in ("name", "username", "publish_url", "url_credentials"):
+        for attr in ("name", "username", "publish_url", "url_credentials", "token_command", "token_lifetime"):
             if getattr(first, attr) is None and getattr(index, attr) is not None:
                 if attr == "name" and any(i.name == index.name for i in merged.values()):
                     continue

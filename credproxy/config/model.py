@@ -101,6 +101,9 @@ class Settings:
     intercept_hosts: list[str] = field(default_factory=list)
     # things `-v`/doctor may show but that are not worth a warning (ignored file:// indexes...)
     notes: list[str] = field(default_factory=list)
+    # hosts (`host`, `*.suffix`, `host:port`) whose credentials git's own credential helpers
+    # (`git credential fill`) may give, after the host asked for them; they are intercepted
+    git_credential_hosts: list[str] = field(default_factory=list)
     # the netrc `default` entry answers configured indexes only, or any host (uv's way)
     netrc_default: str = "indexes"
     # a netrc machine entry for a loopback name applies to the ports indexes name, or all
@@ -131,6 +134,7 @@ class Layer:
     intercept: str | None = None
     intercept_hosts: list[str] = field(default_factory=list)
     client_certs: list[ClientCertRule] = field(default_factory=list)
+    git_credential_hosts: list[str] = field(default_factory=list)
     project: str | None = None
     netrc_default: str | None = None
     netrc_loopback: str | None = None

@@ -34,6 +34,10 @@ class Index:
     publish_url: str | None = None
     url_credentials: Credentials | None = field(default=None, repr=False)
     origin: str = "config"  # where it was defined: a file path, "pip.conf", "--index-url", ...
+    # `token-command`: argv (no shell) whose stdout is the password for `username`; its answer
+    # is used for `token_lifetime` seconds, and the command is run again after a rejection
+    token_command: tuple[str, ...] | None = None
+    token_lifetime: float | None = None
 
     @classmethod
     def from_url(cls, url: str, **kw) -> "Index":

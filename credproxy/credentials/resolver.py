@@ -60,12 +60,14 @@ class Decision:
       and nothing found).
 
     `source` is the label for the request log: `client`, `index-url`, `env:UV_INDEX_<NAME>`,
-    `netrc`, `store`, `old-store`, `native`, `keyring`, `hf-token`, or `none`. `cached` is
+    `netrc`, `store`, `old-store`, `native`, `keyring`, `hf-token`, `token-command`,
+    `git-credential`, or `none`. `cached` is
     true when the credentials came from the session cache (then a 401 evicts them).
     `preemptive` is false for a retry after a challenge. `username` is the username the
     lookups used (from a username-only client header), so a challenge asks with it again.
     `prefix` is the URL prefix the credential's source entry names (Answer.prefix): the
-    entry a user would replace or remove. Nothing here prints a secret."""
+    entry a user would replace or remove. `ttl` is the answer's lifetime (Answer.ttl): the
+    session cache keeps the credential that long. Nothing here prints a secret."""
 
     action: Action
     credentials: Credentials | None = field(default=None, repr=False)
@@ -76,6 +78,7 @@ class Decision:
     preemptive: bool = True
     username: str | None = None
     prefix: str | None = None
+    ttl: float | None = None
 
     @property
     def header(self) -> str | None:
@@ -154,6 +157,7 @@ class _CacheEntry:
     credentials: Credentials = field(repr=False)
     source: str
     prefix: str = ""  # the source entry's prefix it was cached under
+    expires_at: float | None = None  # on the resolver's clock; None = until rejected
 
 
 class SessionCache:
@@ -168,10 +172,12 @@ class SessionCache:
     def __init__(self) -> None:
         self._nodes: dict[tuple[Realm, tuple[str, ...]], dict[str | None, _CacheEntry]] = {}
 
-    def insert(self, prefix: str, credentials: Credentials, source: str, *, for_username: str | None = None) -> None:
+    def insert(self, prefix: str, credentials: Credentials, source: str, *, for_username: str | None = None,
+               expires_at: float | None = None) -> None:
         """Cache `credentials` under `prefix`. `for_username`: the username the client named
         (a `Basic user:` header): only that username's slot is filled, so one client's
-        header never changes what anonymous requests get."""
+        header never changes what anonymous requests get. `expires_at` (the resolver's clock):
+        the end of a token's lifetime (Answer.ttl)."""
         if credentials.is_empty:
             return
         node = self._nodes.setdefault(_key(prefix), {})
@@ -183,11 +189,13 @@ class SessionCache:
             old = node.get(slot)
             # a username-only credential never clobbers a complete one (uv §6)
             if old is None or credentials.is_complete or not old.credentials.is_complete:
-                node[slot] = _CacheEntry(credentials, source, prefix)
+                node[slot] = _CacheEntry(credentials, source, prefix, expires_at)
 
-    def lookup(self, url: str, username: str | None = None, min_segments: int = 0) -> tuple[_CacheEntry, str] | None:
+    def lookup(self, url: str, username: str | None = None, min_segments: int = 0,
+               now: float | None = None) -> tuple[_CacheEntry, str] | None:
         """(entry, prefix shown) for the longest prefix of `url` holding complete credentials
-        (with `username` when given). Prefixes shorter than `min_segments` are ignored."""
+        (with `username` when given) that have not expired at `now`. Prefixes shorter than
+        `min_segments` are ignored."""
         realm = Realm.of(url)
         segments = covered_segments(url_path(url))
         for n in range(len(segments), min_segments - 1, -1):
@@ -195,6 +203,8 @@ class SessionCache:
             if not node:
                 continue
             entry = node.get(username)
+            if entry is not None and now is not None and entry.expires_at is not None and entry.expires_at <= now:
+                continue  # a token past its lifetime: ask its source again
             if entry is not None and entry.credentials.is_complete:
                 return entry, entry.prefix or f"{realm}/" + "/".join(segments[:n])
         return None
@@ -234,8 +244,9 @@ class _Flight:
 
 
 class SingleFlight:
-    """One lookup per key at a time; later askers wait for it. Found answers are kept;
-    "nothing found" expires after `negative_ttl` seconds on the injectable clock."""
+    """One lookup per key at a time; later askers wait for it. Found answers are kept (for
+    their `ttl` when they have one); "nothing found" expires after `negative_ttl` seconds on
+    the injectable clock."""
 
     def __init__(self, clock: Callable[[], float], negative_ttl: float):
         self._clock = clock
@@ -251,7 +262,10 @@ class SingleFlight:
                 if flight.finished_at is None:
                     return flight.future, False
                 answer: Answer = flight.future.result()
-                if answer.found or self._clock() - flight.finished_at < self._ttl:
+                age = self._clock() - flight.finished_at
+                if answer.found and (answer.ttl is None or age < answer.ttl):
+                    return flight.future, False
+                if not answer.found and age < self._ttl:
                     return flight.future, False
             future: Future = Future()
             # RUNNING: an asyncio waiter that is cancelled cannot cancel it for the others
@@ -307,7 +321,8 @@ Plan = Generator[_Ask, Answer, "Decision | None"]
 
 class Resolver:
     """The credential chain (design.md order): client header > index URL/env credentials >
-    hf-token > netrc > store (shared with uv) > old-store > native > keyring; session cache beside the sources
+    token-command > hf-token > netrc > store (shared with uv) > old-store > native > keyring >
+    git-credential (for `git-credential-hosts` only); session cache beside the sources
     (the longest prefix wins); single-flight memo for slow sources; negative results expire
     after 60 s.
 
@@ -408,10 +423,12 @@ class Resolver:
             return
         creds = decision.credentials
         prefix = decision.prefix or url_prefix(url)
+        expires_at = self._clock() + decision.ttl if decision.ttl is not None else None
         with self._lock:
             if status < 400:
                 if covers(prefix, url):  # the decision was for this URL; never cache elsewhere
-                    self._cache.insert(prefix, creds, decision.source, for_username=decision.username)
+                    self._cache.insert(prefix, creds, decision.source, for_username=decision.username,
+                                       expires_at=expires_at)
             elif status == 401:
                 self._cache.evict(url, creds)
 
@@ -425,7 +442,7 @@ class Resolver:
                 return True
         for source in self.sources:
             try:
-                if source.fast and source.knows_host(scheme, host, port):
+                if (source.fast or getattr(source, "scoped_to_hosts", False)) and source.knows_host(scheme, host, port):
                     return True
             except Exception:  # noqa: BLE001 - a broken source must not break interception
                 log.warning("credential source %s failed answering knows_host", getattr(source, "name", "?"))
@@ -629,7 +646,7 @@ class Resolver:
                 continue
             how = "after a challenge" if challenged else "before sending"
             return Decision("inject", creds, source=answer.source, index=index, username=username,
-                            preemptive=not challenged, prefix=prefix,
+                            preemptive=not challenged, prefix=prefix, ttl=answer.ttl,
                             reason=f"{answer.source} answered {how}: {answer.detail}")
         if lookup_user is not None and index is not None and index.authenticate == "always":
             return Decision("fail", index=index, username=username,
@@ -641,13 +658,15 @@ class Resolver:
         # Before sending to an index, only prefixes within that index count; after a
         # challenge the realm entry may answer too (uv: index URL, then realm).
         floor = len(path_segments(index.root_path)) if index is not None and not challenged else 0
+        now = self._clock()
         with self._lock:
-            found = self._cache.lookup(url, username, min_segments=floor)
+            found = self._cache.lookup(url, username, min_segments=floor, now=now)
         if found is None:
             return None
         entry, prefix = found
+        ttl = entry.expires_at - now if entry.expires_at is not None else None  # kept, not extended
         return Decision("inject", entry.credentials, source=entry.source, index=index, username=username,
-                        cached=True, preemptive=not challenged, prefix=prefix,
+                        cached=True, preemptive=not challenged, prefix=prefix, ttl=ttl,
                         reason=f"session cache: {entry.source} credentials for {prefix}")
 
     def _plain_http_refusal(self, url: str, index: Index | None) -> str:
@@ -667,6 +686,8 @@ class Resolver:
                 f"(any local user may listen on it); credentials are never sent")
 
     def _slow_skip_reason(self, source: Source, index: Index | None, username: str | None, challenged: bool) -> str:
+        if getattr(source, "scoped_to_hosts", False):  # git credential helpers: their own hosts only
+            return "" if challenged else "asked only after the host challenged, as git asks its helpers"
         if index is None and not challenged:
             return "slow sources are asked for hosts without a configured index only after a challenge"
         if index is None and username is None:
@@ -807,17 +828,22 @@ def _depth(prefix: str | None) -> int:
 
 
 def default_sources(settings) -> list[Source]:
-    """The chain in design.md order, from Settings: index URL/env > hf-token > netrc > store >
-    old-store > native (keyring-provider = native) > keyring (keyring-provider = subprocess)."""
+    """The chain in design.md order, from Settings: index URL/env > token-command (indexes that
+    set one) > hf-token > netrc > store > old-store > native (keyring-provider = native) >
+    keyring (keyring-provider = subprocess) > git-credential (git-credential-hosts)."""
     from .sources.hf import HuggingFaceSource
     from .sources.keyring_subprocess import KeyringSubprocessSource
     from .sources.native import NativeKeyringSource
     from .sources.netrc import NetrcSource
     from .sources.store import store_sources
+    from .sources.token_command import TokenCommandSource
     from .sources.url_env import IndexCredentialsSource
 
     env = settings.env
     sources: list[Source] = [IndexCredentialsSource(list(settings.indexes), env)]
+    if any(index.token_command for index in settings.indexes):
+        # explicit per-index configuration, like the index's env credentials
+        sources.append(TokenCommandSource(list(settings.indexes), env, timeout=getattr(settings, "keyring_timeout", 10.0)))
     if "UV_NO_HF_TOKEN" not in env:
         sources.append(HuggingFaceSource(env))
     sources.append(NetrcSource(env, indexes=settings.indexes,
@@ -829,4 +855,12 @@ def default_sources(settings) -> list[Source]:
         sources.append(NativeKeyringSource())
     elif provider == "subprocess":
         sources.append(KeyringSubprocessSource(timeout=getattr(settings, "keyring_timeout", 10.0), env=env))
+    git_hosts = list(getattr(settings, "git_credential_hosts", []) or [])
+    if git_hosts:
+        from ..tlsrules import parse_host_patterns  # no mitmproxy; config is loaded by now
+        from .sources.git_credential import GitCredentialSource
+
+        patterns = parse_host_patterns(git_hosts, "git-credential-hosts")
+        sources.append(GitCredentialSource(lambda host, port: any(p.matches(host, port) for p in patterns),
+                                           env, timeout=getattr(settings, "keyring_timeout", 10.0)))
     return sources

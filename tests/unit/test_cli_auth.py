@@ -332,3 +332,29 @@ def test_token_and_logout_without_username_name_the_stored_usernames(env, store)
     # another host's entries are not "for this URL"
     r = cli(env, "token", "https://other.example.com/")
     assert r.returncode == 2 and "entries for this URL" not in r.stderr
+
+
+def test_login_scheme_bearer_stores_a_uv_bearer_entry(env, store):
+    """`--scheme bearer` (npm registries): uv's `scheme = "bearer"` entry, the token from stdin."""
+    result = cli(env, "login", "https://npm.example.com/", "--token", "-", "--scheme", "bearer", stdin="npm-s3cret\n")
+    assert result.returncode == 0, result.stderr
+    assert "Stored a bearer token for https://npm.example.com/" in result.stderr
+    assert entries(store) == [("https://npm.example.com/", None, "bearer", "npm-s3cret")]
+    assert_no_secret(result, "npm-s3cret")
+    text = store.path.read_text()
+    assert 'scheme = "bearer"' in text and 'token = "npm-s3cret"' in text and "username" not in text
+    logout = cli(env, "logout", "https://npm.example.com/")
+    assert logout.returncode == 0, logout.stderr
+    assert entries(store) == []
+
+
+@pytest.mark.parametrize("args", [
+    ("--username", "alice", "--password", "-"),
+    ("--password", "-"),
+    ("--token", "-", "--username", "alice"),
+])
+def test_login_scheme_bearer_needs_a_token_alone(env, store, args):
+    result = cli(env, "login", "https://npm.example.com/", *args, "--scheme", "bearer", stdin="x\n")
+    assert result.returncode != 0
+    assert "`--scheme bearer` stores a token: use it with `--token`" in result.stderr
+    assert entries(store) == []

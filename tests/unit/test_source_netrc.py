@@ -102,11 +102,18 @@ def test_parse_error_is_a_warning_without_secret(tmp_path, caplog):
             assert form not in text
 
 
-def test_loaded_once(home):
+def test_read_again_when_the_file_changes(home):
+    """A token replaced in the netrc while the proxy runs is used (issue 12: rotation); an
+    unchanged file is not parsed again."""
     src = NetrcSource({}, home=str(home))
     assert src.lookup("https://pkgs.example.com/", None, None).found
+    hosts = src._hosts
+    assert src.lookup("https://pkgs.example.com/", None, None).found and src._hosts is hosts
+    (home / ".netrc").write_text("machine pkgs.example.com login alice password rotated\n")
+    answer = src.lookup("https://pkgs.example.com/", None, None)
+    assert answer.credentials.password == "rotated"
     (home / ".netrc").write_text("")
-    assert src.lookup("https://pkgs.example.com/", None, None).found
+    assert not src.lookup("https://pkgs.example.com/", None, None).found
 
 
 def test_knows_host_machine_entries_only(home):

@@ -16,12 +16,15 @@ class Answer:
     """One source's answer for one URL.
 
     `source` is the label shown in logs and `explain` (`netrc`, `store`, `old-store`,
-    `native`, `keyring`, `hf-token`, `index-url`, `env:UV_INDEX_<NAME>`). `detail` says where
+    `native`, `keyring`, `hf-token`, `index-url`, `env:UV_INDEX_<NAME>`, `token-command`,
+    `git-credential`). `detail` says where
     the answer came from or why there is none; it never contains a secret. `skipped` means
     the source was not asked at all (disabled, not applicable). `preemptive` is false for an
     answer that may only be used after the upstream challenged (the netrc `default` entry).
     `prefix` is the URL prefix the answering entry names (a store entry's URL, an index root,
-    a netrc machine's realm): the credential may be sent, and cached, under it only."""
+    a netrc machine's realm): the credential may be sent, and cached, under it only.
+    `ttl` (seconds) is how long a found credential may be used before the source is asked
+    again (a token command's token-lifetime); None = until the upstream rejects it."""
 
     source: str
     credentials: Credentials | None = None
@@ -29,6 +32,7 @@ class Answer:
     skipped: bool = False
     preemptive: bool = True
     prefix: str | None = None
+    ttl: float | None = None
 
     @property
     def found(self) -> bool:

@@ -12,7 +12,10 @@ A machine entry's credential may be sent within the request's realm (netrc has n
 
 Parse and read errors never raise: they become a warning (the file and line, never the
 parse message itself, which may quote a token from the file) that is appended to
-`NetrcSource.warnings`, logged once with logging.warning, and put in every Answer.detail."""
+`NetrcSource.warnings`, logged once with logging.warning, and put in every Answer.detail.
+
+The file is read again when it changes (path, mtime, size or inode), so a token replaced in
+the netrc while the proxy runs is used after the upstream rejects the old one (issue 12)."""
 
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ class NetrcSource:
         self.loopback_scope = loopback_scope  # "index-ports" | "any-port" (config: netrc-loopback)
         self._home = home if home is not None else env.get("HOME")
         self._loaded = False
+        self._stamp: tuple | None = None
         self._path: str | None = None
         self._missing_detail = ""
         self._hosts: dict[str, tuple[str, str, str]] = {}
@@ -73,14 +77,27 @@ class NetrcSource:
         return None, f"no netrc file ({netrc_note}, {home_note})"
 
     def _load(self) -> None:
-        if self._loaded:
+        stamp = self._current_stamp()
+        if self._loaded and stamp == self._stamp:
             return
         with self._lock:
-            if not self._loaded:
+            if not self._loaded or stamp != self._stamp:
                 self._load_now()
+                self._stamp = stamp
                 self._loaded = True
 
+    def _current_stamp(self) -> tuple:
+        path, _ = self._candidates()
+        if path is None:
+            return (None,)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return (path,)
+        return (path, st.st_mtime_ns, st.st_size, st.st_ino)
+
     def _load_now(self) -> None:
+        self._hosts, self._default, self._error = {}, None, None
         path, why = self._candidates()
         self._path, self._missing_detail = path, why
         if path is None:

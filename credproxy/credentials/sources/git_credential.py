@@ -1,0 +1,96 @@
+"""git's own credential helpers (`git credential fill`), for hosts the config names.
+
+`git-credential-hosts = ["git.corp.example", "*.corp.example"]`: for a request to such a host
+that the server challenged (401, as git itself asks its helper only then), credproxy runs
+`git credential fill` with `protocol`, `host` (with a non-default port) and `path`, and, when
+known, `username`. git applies the user's `credential.*` configuration (helpers, useHttpPath)
+exactly as for its own requests.
+
+Never interactive: GIT_TERMINAL_PROMPT=0, GIT_ASKPASS empty, SSH_ASKPASS removed, stdin is
+the request and then closed, no terminal (own session). Bounded like the keyring: the
+timeout kills git and its helpers (the process group), output is capped at OUTPUT_LIMIT.
+git's stderr is echoed with the password redacted."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+from ..index import Index
+from ..model import DEFAULT_PORTS, Credentials, Realm, redact_text
+from .base import Answer
+from .process import OUTPUT_LIMIT, run_bounded
+
+log = logging.getLogger(__name__)
+
+
+class GitCredentialSource:
+    name = "git-credential"
+    fast = False
+    #: asked for the hosts it names even without an index or a username (after a challenge),
+    #: and it can say which hosts those are (so they are intercepted)
+    scoped_to_hosts = True
+
+    def __init__(self, matches: Callable[[str, int], bool], env: Mapping[str, str] | None = None,
+                 timeout: float = 10.0, git: str = "git"):
+        self._matches = matches
+        self._env = dict(env) if env is not None else None
+        self.timeout = timeout
+        self.git = git
+
+    def _git_env(self) -> dict[str, str]:
+        import os
+
+        env = dict(self._env if self._env is not None else os.environ)
+        env.pop("SSH_ASKPASS", None)
+        env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "GCM_INTERACTIVE": "never"})
+        return env
+
+    def lookup(self, url: str, username: str | None, index: Index | None) -> Answer:
+        parts = urlsplit(url)
+        realm = Realm.of(url)
+        if realm.scheme != "https" or not self._matches(realm.host, realm.port or 443):
+            return Answer(self.name, detail="host not in git-credential-hosts", skipped=True)
+        env = self._git_env()
+        exe = shutil.which(self.git, path=env.get("PATH"))
+        if exe is None:
+            return Answer(self.name, detail=self._warn("git-credential: git not found on PATH (no credentials)"))
+        host = realm.host if ":" not in realm.host else f"[{realm.host}]"
+        if realm.port != DEFAULT_PORTS["https"]:
+            host += f":{realm.port}"
+        request = f"protocol=https\nhost={host}\npath={parts.path.lstrip('/')}\n"
+        if username is not None:
+            request += f"username={username}\n"
+        outcome = run_bounded([exe, "credential", "fill"], env=env, timeout=self.timeout,
+                              limit=OUTPUT_LIMIT, stdin_data=(request + "\n").encode())
+        fields: dict[str, str] = {}
+        for line in outcome.stdout.splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                fields[key] = value
+        user, password = fields.get("username"), fields.get("password")
+        if outcome.stderr:
+            sys.stderr.write(redact_text(outcome.stderr, [password], usernames=[user]))
+            sys.stderr.flush()
+        shown = f"git credential fill for https://{host}/"
+        if outcome.problem is not None:
+            what = outcome.problem.partition(": ")[2] or outcome.problem
+            return Answer(self.name, detail=f"{shown}: {what} (no helper had credentials)")
+        if password is None:
+            return Answer(self.name, detail=f"{shown}: no password")
+        if username is not None and user is not None and user != username:
+            return Answer(self.name, detail=f"{shown}: a credential for another username")
+        who = f"user {user}" if user else "no username"
+        return Answer(self.name, Credentials.basic(user, password), prefix=f"{realm}/",
+                      detail=f"{shown}: found ({who})")
+
+    @staticmethod
+    def _warn(message: str) -> str:
+        log.warning("%s", message)
+        return message
+
+    def knows_host(self, scheme: str, host: str, port: int) -> bool:
+        return scheme.lower() == "https" and self._matches(host.strip("[]").lower(), port)
