@@ -46,8 +46,9 @@ def readme_install_commands() -> list[str]:
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory) -> Path:
-    """credproxy's run and test dependencies (and setuptools to build it), as wheels."""
-    return wheelhouse(tmp_path_factory.mktemp("wheelhouse"), ["credproxy[test]", "setuptools>=77"])
+    """credproxy's run and test dependencies (`make test` installs the negotiate extra too),
+    and setuptools to build it, as wheels."""
+    return wheelhouse(tmp_path_factory.mktemp("wheelhouse"), ["credproxy[test,negotiate]", "setuptools>=77"])
 
 
 @pytest.fixture
