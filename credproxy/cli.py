@@ -119,12 +119,13 @@ def _serve_options(f=None, *, run: bool = False):
 
 def _check_upstream_tls(settings) -> None:
     """Validate the upstream TLS settings (client-cert PEMs, host patterns) before starting:
-    a one-line error naming the file, not a traceback from inside the proxy."""
-    from .addons.upstream_tls import prepare
+    a one-line error naming the file, not a traceback from inside the proxy. The plan itself
+    (tlsrules, no mitmproxy); the proxy turns it into mitmproxy's options when it starts."""
     from .config import ConfigError
+    from .tlsrules import build_plan
 
     try:
-        prepare(settings)
+        build_plan(settings)
     except ConfigError as e:
         _fail(str(e))
 
