@@ -8,6 +8,7 @@ stays independent); `CREDPROXY_CONFIG` names the config file.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -45,3 +46,24 @@ def default_config_file(env: Mapping[str, str] | None = None) -> Path:
     if env.get("CREDPROXY_CONFIG"):
         return Path(env["CREDPROXY_CONFIG"])
     return Path(platformdirs.user_config_dir(APP, appauthor=False)) / "config.toml"
+
+
+def write_atomic(path: os.PathLike | str, data: bytes, mode: int = 0o600) -> Path:
+    """Replace `path` with `data` atomically (a temp file in the same directory, then rename),
+    with `mode`: a reader sees the old file or the new one, never half of it. The temp file is
+    created 0600 (mkstemp), so nothing is readable before its mode is set."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path

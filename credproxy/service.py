@@ -223,18 +223,6 @@ def render(p: Plan, env: Mapping[str, str]) -> bytes:
 
 def write_file(path: Path, data: bytes) -> None:
     """Atomic write, 0644 (no secret inside: a unit must be readable by the user's manager)."""
-    import tempfile
+    from . import paths
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    paths.write_atomic(path, data, 0o644)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,17 +95,7 @@ def write(status: ProxyStatus, env: Mapping[str, str] | None = None) -> Path:
     os.chmod(directory, 0o700)
     status.updated = time.time()
     target = directory / f"{status.pid}.json"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".status.")  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(status.to_json())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    paths.write_atomic(target, status.to_json().encode("utf-8"), 0o600)
     return target
 
 

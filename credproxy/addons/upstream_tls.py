@@ -23,8 +23,6 @@ letting mitmproxy reconnect and fail again. The warning is logged once per host 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -52,15 +50,6 @@ class Prepared:
 _last_prepared: tuple[object, Prepared] | None = None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def prepare(settings) -> Prepared:
     """Validate the TLS settings once (ConfigError for bad config rules) and turn the roots
     into what mitmproxy takes: one PEM file and/or one hashed directory."""
@@ -73,7 +62,7 @@ def prepare(settings) -> Prepared:
     if roots.kind == "custom" and ca_file is None:
         # several files (SSL_CERT_DIR, or SSL_CERT_FILE + SSL_CERT_DIR): mitmproxy takes one
         combined = paths.data_dir(settings.env) / "upstream-roots.pem"
-        _write_atomic(combined, b"\n".join(Path(f).read_bytes().strip() + b"\n" for f in roots.files))
+        paths.write_atomic(combined, b"\n".join(Path(f).read_bytes().strip() + b"\n" for f in roots.files), 0o644)
         ca_file = str(combined)
     elif roots.kind == "system" and roots.pem is not None:
         # macOS keychains / Windows stores, collected as PEM: mitmproxy reads a file

@@ -6,9 +6,7 @@ them the bare proxy CA would break every host the proxy passes through untouched
 
 from __future__ import annotations
 
-import os
 import ssl
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -99,17 +97,5 @@ def write_bundle(settings, output: Path | None = None, env: Mapping[str, str] | 
         except OSError as e:
             raise OSError(f"cannot read {label} {path}: {e.strerror or e}") from None
         chunks.append(f"# {label}: {path}\n{text.strip()}\n")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ca-bundle.", dir=output.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\n".join(chunks))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    paths.write_atomic(output, "\n".join(chunks).encode("utf-8"), 0o644)
     return output

@@ -353,18 +353,6 @@ def load_store(platform: str | None = None) -> SystemStore:
 def write_pem(pem: bytes, directory: Path) -> Path:
     """Write collected roots (macOS/Windows) as `system-roots.pem` in `directory`, atomically,
     world-readable like any public certificate file; return its path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / "system-roots.pem"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".system-roots.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
+    from .. import paths
+
+    return paths.write_atomic(directory / "system-roots.pem", pem, 0o644)
