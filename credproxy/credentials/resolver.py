@@ -278,7 +278,8 @@ Plan = Generator[_Ask, Answer, "Decision | None"]
 
 
 class Resolver:
-    """The credential chain (design.md order): client header > index URL/env credentials >
+    """The credential chain (design.md order): client header > UV_PUBLISH_* (publish URLs) >
+    index URL/env credentials >
     hf-token > netrc > store > uv-store > native > keyring; session cache in front of the
     sources; single-flight memo for slow sources; negative results expire after 60 s.
 
@@ -375,7 +376,8 @@ class Resolver:
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
         scheme, host = scheme.lower(), host.lower()
         realm = Realm(scheme, host.strip("[]"), port)
-        if any(index.realm == realm for index in self.indexes):
+        if any(index.realm == realm or (index.publish_url and Realm.of(index.publish_url) == realm)
+               for index in self.indexes):
             return True
         with self._lock:
             if self._cache.has_realm(realm):
@@ -449,7 +451,10 @@ class Resolver:
         if not _may_carry_credentials(url, index):
             return Decision("leave", index=index, username=username,
                             reason=f"plain http to {Realm.of(url)} (not loopback, no index names it): credentials are never sent")
-        hit = self._cache_hit(url, username, index, challenged=False)
+        # an upload asks the sources before the cache: UV_PUBLISH_* come before the index's
+        # own (cached) credentials, and an upload is never re-sent, so it must be right first
+        publishing = index is not None and index.matches_publish(url)
+        hit = None if publishing else self._cache_hit(url, username, index, challenged=False)
         if hit is not None:
             return hit
         misses: list[str] = []
@@ -507,6 +512,10 @@ class Resolver:
         for source in self.sources:
             if source.fast:
                 answer = yield _Ask(source, url, lookup_user, index)
+                if not answer.found and not answer.skipped and index is not None and index.matches_publish(url) \
+                        and not index.matches(url):
+                    # the index's credential prefix includes its publish URL (netrc, store)
+                    answer = yield _Ask(source, index.url, lookup_user, index)
             else:
                 slow_user = lookup_user if lookup_user is not None else (index.username if index else None)
                 if self._slow_skip_reason(source, index, slow_user, challenged):
@@ -537,7 +546,7 @@ class Resolver:
     def _cache_hit(self, url: str, username: str | None, index: Index | None, challenged: bool) -> Decision | None:
         # Before sending to an index, only prefixes within that index count; after a
         # challenge the realm entry may answer too (uv: index URL, then realm).
-        floor = len(path_segments(index.root_path)) if index is not None and not challenged else 0
+        floor = len(path_segments(index.scope_path(url))) if index is not None and not challenged else 0
         with self._lock:
             found = self._cache.lookup(url, username, min_segments=floor)
         if found is None:
@@ -548,6 +557,11 @@ class Resolver:
                         reason=f"session cache: {entry.source} credentials for {prefix}")
 
     def _cache_prefixes(self, url: str, index: Index | None) -> list[str]:
+        if index is not None and index.matches_publish(url):
+            # an upload credential (UV_PUBLISH_TOKEN) is for the publish URL only, and the
+            # cache works on path prefixes (a publish URL at `/` would cover the whole host):
+            # not cached; uploads ask the sources every time (_plan_resolve)
+            return []
         realm = Realm.of(url)
         prefixes = [f"{realm}/"]
         if index is not None:
@@ -708,17 +722,22 @@ def _may_carry_credentials(url: str, index: Index | None) -> bool:
 
 
 def default_sources(settings) -> list[Source]:
-    """The chain in design.md order, from Settings: index URL/env > hf-token > netrc > store >
+    """The chain in design.md order, from Settings: UV_PUBLISH_* (publish URLs only) >
+    index URL/env > hf-token > netrc > store >
     uv-store > native (keyring-provider = native) > keyring (keyring-provider = subprocess)."""
     from .sources.hf import HuggingFaceSource
     from .sources.keyring_subprocess import KeyringSubprocessSource
     from .sources.native import NativeKeyringSource
     from .sources.netrc import NetrcSource
+    from .sources.publish_env import PublishEnvSource
     from .sources.store import store_sources
     from .sources.url_env import IndexCredentialsSource
 
     env = settings.env
-    sources: list[Source] = [IndexCredentialsSource(list(settings.indexes), env)]
+    sources: list[Source] = []
+    if any(index.publish_url for index in settings.indexes):
+        sources.append(PublishEnvSource(list(settings.indexes), env))
+    sources.append(IndexCredentialsSource(list(settings.indexes), env))
     if "UV_NO_HF_TOKEN" not in env:
         sources.append(HuggingFaceSource(env))
     sources.append(NetrcSource(env))
