@@ -10,7 +10,9 @@ credential of their own; the commands are the ones docs/recipes/publishing.md sh
 from __future__ import annotations
 
 import base64
+import shlex
 import sys
+from pathlib import Path
 
 import pytest
 from mitmproxy import io as mio
@@ -37,16 +39,32 @@ def _config(tmp_path, index_port: int, publish_port: int | None = None, publish_
         f'publish-url = "https://{publish_host}:{publish_port}/"\n')
 
 
+# The commands of docs/recipes/publishing.md, as written there (test_the_recipe_shows_these).
+UV_PUBLISH = "uv publish --trusted-publishing never --publish-url {url} --username {user} {files}"
+TWINE_UPLOAD = "twine upload --non-interactive --repository-url {url} --username {user} --password '' {files}"
+RECIPE = Path(__file__).resolve().parents[2] / "docs" / "recipes" / "publishing.md"
+
+
+def _argv(template: str, url: str, user: str, wheel) -> list[str]:
+    argv = shlex.split(template.format(url=url, user=user, files=shlex.quote(str(wheel))))
+    if argv[0] == "uv":
+        return [str(UV), *argv[1:]]
+    return [sys.executable, "-m", "twine", *argv[1:]]
+
+
 def _twine(wheel, url: str, username: str, env) -> object:
-    # the commands of docs/recipes/publishing.md: a username, an empty password
-    return run([sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-                "--repository-url", url, "--username", username, "--password", "", str(wheel)],
-               env=env, timeout=120)
+    return run(_argv(TWINE_UPLOAD, url, username, wheel), env=env, timeout=120)
 
 
 def _uv_publish(wheel, url: str, username: str, env, timeout: float = 120) -> object:
-    return run([UV, "publish", "--trusted-publishing", "never", "--publish-url", url,
-                "--username", username, str(wheel)], env=env, timeout=timeout)
+    return run(_argv(UV_PUBLISH, url, username, wheel), env=env, timeout=timeout)
+
+
+@pytest.mark.parametrize("template", [UV_PUBLISH, TWINE_UPLOAD])
+@pytest.mark.parametrize("user", ["alice", "__token__"])
+def test_the_recipe_shows_these_commands(template, user):
+    line = template.format(url="https://pkgs.corp.example/upload/", user=user, files="dist/*")
+    assert line in RECIPE.read_text().splitlines()
 
 
 def _scan(label: str, text: str, secret: str, user: str) -> None:
