@@ -94,6 +94,10 @@ class Settings:
     intercept_hosts: list[str] = field(default_factory=list)
     # things `-v`/doctor may show but that are not worth a warning (ignored file:// indexes...)
     notes: list[str] = field(default_factory=list)
+    # `serve --remember`: store credentials a client sent itself that the upstream accepted;
+    # never for hosts matching `remember_exclude` (`host`, `*.suffix`, `host:port`)
+    remember: bool = False
+    remember_exclude: list[str] = field(default_factory=list)
 
 
 # --- small helpers ---------------------------------------------------------------------------
