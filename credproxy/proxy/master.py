@@ -276,6 +276,11 @@ class Proxy:
 
         before_tls, after_tls = upstream_tls.addons(self.settings, self.wants_interception)
         ours = [*before_tls, AuthAddon(self.resolver), *audit_addons(self.settings)]
+        if getattr(self.settings, "remember", False):
+            from ..addons.remember import RememberAddon
+
+            ours.insert(ours.index(next(a for a in ours if isinstance(a, AuthAddon))) + 1,
+                        RememberAddon(self.settings, self.resolver))
         # mitmproxy's own ProxyAuth is replaced by ours, which goes first of all (after Core,
         # which has no flow hooks): a refused client must reach no other addon's side effects.
         addons = [a for a in default_addons() if not isinstance(a, ProxyAuth)]
