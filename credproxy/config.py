@@ -98,6 +98,9 @@ class Settings:
     # never for hosts matching `remember_exclude` (`host`, `*.suffix`, `host:port`)
     remember: bool = False
     remember_exclude: list[str] = field(default_factory=list)
+    # uv's native store (the OS keyring under `uv:` service names) in the chain, before a
+    # `keyring` command: on with UV_PREVIEW_FEATURES=native-auth (or UV_PREVIEW), as in uv
+    native_auth: bool = False
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -114,6 +117,16 @@ def parse_boolish(value: str) -> bool | None:
     if v in _BOOL_FALSE:
         return False
     return None
+
+
+def native_auth_enabled(env: Mapping[str, str]) -> bool:
+    """uv's switch for its native credential store: `UV_PREVIEW_FEATURES` naming
+    `native-auth` (comma-separated), or `UV_PREVIEW` on (every preview feature)."""
+    features = {f.strip().lower() for f in (env.get("UV_PREVIEW_FEATURES") or "").split(",")}
+    if "native-auth" in features:
+        return True
+    preview = env.get("UV_PREVIEW")
+    return bool(preview) and parse_boolish(preview) is True
 
 
 def safe_url(value: str) -> str:
@@ -980,6 +993,7 @@ def load_settings(
         return default
 
     settings.keyring_provider = first("keyring_provider", settings.keyring_provider)
+    settings.native_auth = native_auth_enabled(env)
     settings.keyring_timeout = first("keyring_timeout", settings.keyring_timeout)
     settings.request_head_timeout = first("request_head_timeout", settings.request_head_timeout)
     settings.system_certs = first("system_certs", settings.system_certs)
