@@ -9,7 +9,7 @@ credential credproxy injected, never the re-send it made itself.
 
 Where: under the index root when an index matches, else the host (`scheme://host[:port]/`);
 into uv's native store (the OS keyring, service `uv:<that URL>`) when the native store is on
-(`keyring-provider = native`), else into credproxy's own file store. Once per proxy run per
+(`keyring-provider = native` or `UV_PREVIEW_FEATURES=native-auth`), else into credproxy's own file store. Once per proxy run per
 (place, credential). Never over plain http to a non-loopback host, never for an index with
 `authenticate = never` or a host matching `--remember-exclude`. The write takes a file lock
 (or a keyring call), so it runs in a worker thread. Logged as
@@ -40,7 +40,8 @@ class RememberAddon:
         self.indexes = list(getattr(resolver, "indexes", None) or getattr(settings, "indexes", []) or [])
         self.excluded = tlsrules.parse_host_patterns(getattr(settings, "remember_exclude", []) or [],
                                                      "--remember-exclude")
-        self.native = getattr(settings, "keyring_provider", "disabled") == "native"
+        self.native = (getattr(settings, "keyring_provider", "disabled") == "native"
+                       or bool(getattr(settings, "native_auth", False)))
         self._store = store
         self._keyring = keyring_backend
         self._done: set[tuple[str, Credentials]] = set()

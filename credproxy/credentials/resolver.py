@@ -419,7 +419,8 @@ class Resolver:
             if answer.found and not answer.credentials.is_complete and lookup_user is None:
                 lookup_user = answer.credentials.username
             answers.append(answer)
-        if self._default_chain and getattr(self.settings, "keyring_provider", "disabled") == "disabled":
+        if (self._default_chain and getattr(self.settings, "keyring_provider", "disabled") == "disabled"
+                and not getattr(self.settings, "native_auth", False)):
             answers.append(Answer("keyring", detail="keyring-provider = disabled (set it to subprocess or native)", skipped=True))
         decision = self._run_sync(self._plan_resolve(clean, authorization))
         retry = None
@@ -724,7 +725,8 @@ def _may_carry_credentials(url: str, index: Index | None) -> bool:
 def default_sources(settings) -> list[Source]:
     """The chain in design.md order, from Settings: UV_PUBLISH_* (publish URLs only) >
     index URL/env > hf-token > netrc > store >
-    uv-store > native (keyring-provider = native) > keyring (keyring-provider = subprocess)."""
+    uv-store > native (keyring-provider = native, or UV_PREVIEW_FEATURES=native-auth) > keyring
+    (keyring-provider = subprocess)."""
     from .sources.hf import HuggingFaceSource
     from .sources.keyring_subprocess import KeyringSubprocessSource
     from .sources.native import NativeKeyringSource
@@ -743,8 +745,9 @@ def default_sources(settings) -> list[Source]:
     sources.append(NetrcSource(env))
     sources.extend(store_sources(env))  # ours, then uv's read-only; one when they coincide
     provider = getattr(settings, "keyring_provider", "disabled")
-    if provider == "native":
+    # uv's order: its native store, then a `keyring` command; both may be on
+    if provider == "native" or getattr(settings, "native_auth", False):
         sources.append(NativeKeyringSource())
-    elif provider == "subprocess":
+    if provider == "subprocess":
         sources.append(KeyringSubprocessSource(timeout=getattr(settings, "keyring_timeout", 10.0), env=env))
     return sources
