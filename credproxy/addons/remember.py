@@ -59,6 +59,8 @@ class RememberAddon:
             if (place, creds) in self._done:
                 return
             self._done.add((place, creds))
+        if await self._known(flow, creds):
+            return  # a source has it already (netrc, store...): no second copy of the secret
         try:
             where = await asyncio.to_thread(self._write, place, creds)
         except Exception as e:  # noqa: BLE001 - the type only: a message could quote the secret
@@ -66,6 +68,16 @@ class RememberAddon:
                            creds.username or "(no username)", type(e).__name__)
             return
         logger.info("remembered %s for %s in %s (source: client)", place, creds.username or "(no username)", where)
+
+    async def _known(self, flow: http.HTTPFlow, creds: Credentials) -> bool:
+        aresolve = getattr(self.resolver, "aresolve", None)
+        if aresolve is None:
+            return False
+        try:
+            decision = await aresolve(request_url(flow.request), None)
+        except Exception:  # noqa: BLE001 - then it is not known; remembering is still safe
+            return False
+        return decision.action == "inject" and decision.credentials == creds
 
     def _candidate(self, flow: http.HTTPFlow) -> tuple[str, Credentials] | None:
         """(place, credential) to remember for this response, or None."""

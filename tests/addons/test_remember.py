@@ -141,3 +141,25 @@ def test_a_failing_store_is_a_warning_without_the_secret(tmp_path, caplog):
         run(a, flow(auth=basic(USER, SECRET)))
     assert "remembering https://pkgs.test/ for alice failed (OSError); nothing was stored" in caplog.text
     assert not any(form in caplog.text for form in secret_forms(SECRET, USER))
+
+
+def test_not_copied_when_a_source_already_has_it(tmp_path):
+    from credproxy.credentials.model import Credentials
+    from credproxy.credentials.resolver import Decision
+
+    class Knows:
+        indexes = []
+
+        def __init__(self, creds):
+            self.creds = creds
+
+        async def aresolve(self, url, authorization):
+            return Decision("inject", self.creds, source="netrc")
+
+    settings = Settings(remember=True, env={})
+    same = RememberAddon(settings, Knows(Credentials.basic(USER, SECRET)), store=Store(tmp_path / "credentials.toml"))
+    run(same, flow(auth=basic(USER, SECRET)))
+    assert entries(tmp_path) == []
+    other = RememberAddon(settings, Knows(Credentials.basic(USER, "old")), store=Store(tmp_path / "credentials.toml"))
+    run(other, flow(auth=basic(USER, SECRET)))
+    assert entries(tmp_path) == [("https://pkgs.test/", USER)]
