@@ -35,6 +35,8 @@ InterceptPolicy = Literal["auto", "all"]
 KEYRING_PROVIDERS = ("disabled", "subprocess", "native")
 UV_KEYRING_PROVIDERS = ("disabled", "subprocess")  # what uv itself accepts in UV_KEYRING_PROVIDER
 INTERCEPT_POLICIES = ("auto", "all")
+NETRC_DEFAULT_SCOPES = ("indexes", "any-host")  # netrc-default: who the `default` entry answers
+NETRC_LOOPBACK_SCOPES = ("index-ports", "any-port")  # netrc-loopback: `machine localhost` ports
 AUTH_POLICIES = ("auto", "always", "never")
 LOG_FORMATS = ("text", "json")
 
@@ -94,6 +96,10 @@ class Settings:
     intercept_hosts: list[str] = field(default_factory=list)
     # things `-v`/doctor may show but that are not worth a warning (ignored file:// indexes...)
     notes: list[str] = field(default_factory=list)
+    # the netrc `default` entry answers configured indexes only, or any host (uv's way)
+    netrc_default: str = "indexes"
+    # a netrc machine entry for a loopback name applies to the ports indexes name, or all
+    netrc_loopback: str = "index-ports"
     # `serve --remember`: store credentials a client sent itself that the upstream accepted;
     # never for hosts matching `remember_exclude` (`host`, `*.suffix`, `host:port`)
     remember: bool = False
@@ -242,7 +248,7 @@ def _read_toml(path: Path) -> dict:
 # --- the credproxy config file ---------------------------------------------------------------
 
 _TOP_KEYS = ("keyring-provider", "keyring-timeout", "request-head-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
-             "intercept-hosts", "index", "client-cert")
+             "intercept-hosts", "index", "client-cert", "netrc-default", "netrc-loopback")
 _INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url")
 _CERT_KEYS = ("host", "cert")
 
@@ -261,6 +267,8 @@ class _Layer:
     intercept: str | None = None
     intercept_hosts: list[str] = field(default_factory=list)
     client_certs: list[ClientCertRule] = field(default_factory=list)
+    netrc_default: str | None = None
+    netrc_loopback: str | None = None
 
 
 def _positive_seconds(value: Any) -> bool:
@@ -322,6 +330,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> _Layer:
             layer.intercept = v
         else:
             p.add("intercept", _one_of(INTERCEPT_POLICIES), v)
+    for key, allowed in (("netrc-default", NETRC_DEFAULT_SCOPES), ("netrc-loopback", NETRC_LOOPBACK_SCOPES)):
+        if key in data:
+            if data[key] in allowed:
+                setattr(layer, key.replace("-", "_"), data[key])
+            else:
+                p.add(key, _one_of(allowed), data[key])
     if "system-certs" in data:
         v = data["system-certs"]
         if isinstance(v, bool):
@@ -999,6 +1013,8 @@ def load_settings(
     settings.system_certs = first("system_certs", settings.system_certs)
     settings.ca_bundle = first("ca_bundle", settings.ca_bundle)
     settings.intercept = first("intercept", settings.intercept)
+    settings.netrc_default = first("netrc_default", settings.netrc_default)
+    settings.netrc_loopback = first("netrc_loopback", settings.netrc_loopback)
     settings.allow_insecure_host = _dedupe(h for layer in layers for h in layer.allow_insecure_host)
     settings.intercept_hosts = _dedupe(h for layer in layers for h in layer.intercept_hosts)
     settings.client_certs = [c for layer in layers for c in layer.client_certs]

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
-from .model import Credentials, Realm, is_path_prefix, split_userinfo, strip_simple, url_path
+from .model import Credentials, Realm, path_under, split_userinfo, strip_simple, url_path
 
 AuthPolicy = Literal["auto", "always", "never"]
 _VALID_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -53,8 +53,10 @@ class Index:
         return url_path(self.root_url)
 
     def matches(self, url: str) -> bool:
-        """Same realm, and the root's path is a segment prefix of the request path."""
-        return Realm.of(url) == self.realm and is_path_prefix(self.root_path, url_path(url))
+        """Same realm, and the root's path is a segment prefix of the request path, as sent
+        and as a server may normalise it (model.path_under: `/root/..%2fother` is not
+        under `/root`)."""
+        return Realm.of(url) == self.realm and path_under(self.root_path, url_path(url))
 
     def matches_publish(self, url: str) -> bool:
         """`url` is this index's publish URL (same realm and path; a trailing slash does not
@@ -64,12 +66,6 @@ class Index:
             return False
         return (Realm.of(url) == Realm.of(self.publish_url)
                 and _no_slash(url_path(url)) == _no_slash(url_path(self.publish_url)))
-
-    def scope_path(self, url: str) -> str:
-        """The path prefix this index covers `url` under: its root, or its publish URL."""
-        if self.matches(url):
-            return self.root_path
-        return url_path(self.publish_url) if self.matches_publish(url) else self.root_path
 
     @property
     def display(self) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -114,6 +116,8 @@ class Realm:
 
     @classmethod
     def of(cls, url: str | SplitResult) -> "Realm":
+        if isinstance(url, str) and cls is Realm and "@" not in url:
+            return _realm_of(url)  # one request's URL is looked at by every source (no userinfo kept)
         parts = urlsplit(url) if isinstance(url, str) else url
         scheme = parts.scheme.lower()
         host = (parts.hostname or "").lower()
@@ -131,6 +135,14 @@ class Realm:
         return f"{self.scheme}://{self.netloc}"
 
 
+@functools.lru_cache(maxsize=512)
+def _realm_of(url: str) -> Realm:
+    """Realm.of for a string (cached; a ValueError for a bad port is raised each time)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return Realm(scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme))
+
+
 def is_path_prefix(prefix: str, path: str) -> bool:
     """uv's segment prefix: `/simple` covers `/simple`, `/simple/x`, not `/simpleevil`."""
     if prefix == path:
@@ -142,6 +154,108 @@ def is_path_prefix(prefix: str, path: str) -> bool:
 
 def url_path(url: str) -> str:
     return urlsplit(url).path or "/"
+
+
+# A path is matched against a credential's prefix in every form a server might read it in:
+# as sent, and normalised the way web servers and frameworks do (docs/how-it-works.md,
+# "Path tricks"). `/team-a/..%2fteam-b/x` is under `/team-a/` as sent, but a server that
+# decodes `%2f` serves `/team-b/x`: such a path is under a prefix only if every form is.
+_ENCODED_SEPARATORS = re.compile(r"%(2[fF]|5[cC]|2[eE])")
+_DECODED = {"2f": "/", "5c": "/", "2e": "."}
+
+
+def _decode_separators(path: str) -> str:
+    """`%2f` and `%5c` become `/`, `%2e` becomes `.`, `\\` becomes `/` (nothing else is
+    decoded: a `%25` stays, so `%252f` is not a separator here, as for one decoding pass)."""
+    return _ENCODED_SEPARATORS.sub(lambda m: _DECODED[m.group(1).lower()], path).replace("\\", "/")
+
+
+def _is_dot_segment(segment: str, dots: str) -> bool:
+    """`.`/`..`, also with a `;param` (Tomcat and Spring read `..;x` as `..`)."""
+    return segment.partition(";")[0] == dots
+
+
+def _resolve_dots(segments: list[str]) -> list[str]:
+    out: list[str] = []
+    for seg in segments:
+        if _is_dot_segment(seg, "."):
+            continue
+        if _is_dot_segment(seg, ".."):
+            if out:
+                out.pop()
+            continue
+        out.append(seg)
+    return out
+
+
+def path_views(path: str) -> tuple[str, ...]:
+    """The forms a server may read `path` in: as sent; with `%2f %5c %2e` and backslashes
+    decoded and dot segments resolved as RFC 3986 does (an empty segment counts); and the
+    same with doubled slashes merged first (nginx `merge_slashes`). A trailing slash is kept
+    when the path ends in one or in a dot segment."""
+    if "%" not in path and "\\" not in path and "/." not in path and "//" not in path and path.startswith("/"):
+        return (path,)  # the common case: nothing a server could read differently
+    views = [path]
+    decoded = _decode_separators(path)
+    parts = decoded.split("/")[1:] if decoded.startswith("/") else decoded.split("/")
+    trailing = decoded.endswith("/") or bool(parts) and (_is_dot_segment(parts[-1], ".") or _is_dot_segment(parts[-1], ".."))
+    for merge in (False, True):
+        segs = [s for s in parts if s] if merge else list(parts)
+        resolved = _resolve_dots(segs)
+        text = "/" + "/".join(resolved)
+        if trailing and not text.endswith("/"):
+            text += "/"
+        if text not in views:
+            views.append(text)
+    return tuple(views)
+
+
+def path_under(prefix: str, path: str, *, segments: bool = False) -> bool:
+    """Whether every form of `path` (path_views) is under `prefix`: uv's segment prefix
+    (is_path_prefix), or with segments=True whole non-empty segments, trailing slashes not
+    counting (segments_prefix, the session cache's rule). The one test for every prefix
+    match: index roots, store entries, cached credentials."""
+    match = segments_prefix if segments else is_path_prefix
+    return all(match(prefix, view) for view in path_views(path))
+
+
+def covered_segments(path: str) -> tuple[str, ...]:
+    """The longest run of leading segments that every form of `path` shares: a cached prefix
+    applies to `path` only if it is at most this long (and equal to its start)."""
+    common: tuple[str, ...] | None = None
+    for view in path_views(path):
+        segs = path_segments(view)
+        if common is None:
+            common = segs
+            continue
+        n = 0
+        while n < min(len(common), len(segs)) and common[n] == segs[n]:
+            n += 1
+        common = common[:n]
+    return common or ()
+
+
+def covers(prefix_url: str, url: str) -> bool:
+    """Whether a credential for `prefix_url` (an index root, a store entry, a netrc realm)
+    may be sent to `url`: same realm, and every form of the path under the prefix's path on
+    whole segments."""
+    try:
+        if Realm.of(prefix_url) != Realm.of(url):
+            return False
+    except ValueError:
+        return False
+    return path_under(url_path(prefix_url), url_path(url), segments=True)
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, `*.localhost`, 127.0.0.0/8, ::1 (brackets allowed)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def path_segments(path: str) -> tuple[str, ...]:

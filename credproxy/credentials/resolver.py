@@ -8,14 +8,21 @@ mitmproxy's event loop never waits on it.
 The decision logic is written once, as generators (`_plan_*`) that yield each source lookup
 they need and receive its Answer back. The sync entry points answer those lookups inline;
 the async ones answer them from a small thread pool, and wait for a lookup someone else
-already started without holding a thread. A cache hit yields nothing, so it never leaves the
-event loop.
+already started without holding a thread. The fast sources (files, environment) are asked on
+every request, because a more specific source entry must beat a broader cached credential:
+in one worker hop, or on the loop when the cache already has a credential for the URL (a
+stat and an in-memory match, as `knows_host` does on every CONNECT). A cache hit spares the
+slow sources (keyring).
+
+Scope (design.md, "Security rules"): every credential is sent, and cached, only under the
+prefix its source entry names (Answer.prefix / Decision.prefix), matched on every form of the
+path a server may read (model.covers). A credential found for a username the client named is
+cached for that username only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import threading
 import time
@@ -26,8 +33,11 @@ from typing import Callable, Generator, Hashable, Literal, Sequence
 from urllib.parse import urlsplit
 
 from .index import Index, match_index
-from .model import Credentials, Realm, parse_authorization, path_segments, redact_url, split_userinfo, url_path
-from .sources.base import Answer, Source
+from .model import (Credentials, Realm, covered_segments, covers, is_loopback, parse_authorization,
+                    path_segments, redact_url, split_userinfo, url_path)
+from .sources.base import Answer, Source, url_prefix
+
+__all__ = ["Decision", "Explanation", "Resolver", "SessionCache", "default_sources", "is_loopback"]
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +130,13 @@ class Explanation:
             "fail": "nothing: the client gets 401 with the reason below",
         }[d.action]
         lines.append(f"would send: {sends}")
+        if d.action == "inject" and d.prefix:
+            lines.append(f"scope:    {d.prefix} (sent and cached under this prefix only)")
         lines.append(f"reason:   {d.reason}")
         c = self.on_challenge
         if c is not None and c.action == "inject":
-            lines.append(f"on 401:   retry once with {c.shown_credentials} from {c.source}")
+            lines.append(f"on 401:   retry once with {c.shown_credentials} from {c.source}"
+                         + (f" (scope {c.prefix})" if c.prefix else ""))
         elif d.action == "send":
             why = f" ({c.reason})" if c is not None and c.reason else ""
             lines.append(f"on 401:   no source would answer{why}; the client gets the 401")
@@ -140,39 +153,50 @@ class Explanation:
 class _CacheEntry:
     credentials: Credentials = field(repr=False)
     source: str
+    prefix: str = ""  # the source entry's prefix it was cached under
 
 
 class SessionCache:
-    """Credentials that worked, per realm and per URL prefix (realm root, index root, index
-    URL). Lookups take the longest matching prefix (uv takes the shortest, which lets an
-    index at `/` shadow one at `/b`). Each node keeps the last credential inserted (slot
-    None) and one per username. Not thread-safe by itself: the Resolver holds its lock."""
+    """Credentials that worked, each under the prefix its source entry names (an index root,
+    a store entry's URL, a netrc realm), never wider. Lookups take the longest matching
+    prefix (uv takes the shortest, which lets an index at `/` shadow one at `/b`), on whole
+    segments of every form of the path (model.covered_segments). Each node keeps the last
+    credential inserted for anonymous requests (slot None) and one per username; a
+    credential found for a username the client named goes in that username's slot only.
+    Not thread-safe by itself: the Resolver holds its lock."""
 
     def __init__(self) -> None:
         self._nodes: dict[tuple[Realm, tuple[str, ...]], dict[str | None, _CacheEntry]] = {}
 
-    def insert(self, url: str, credentials: Credentials, source: str) -> None:
+    def insert(self, prefix: str, credentials: Credentials, source: str, *, for_username: str | None = None) -> None:
+        """Cache `credentials` under `prefix`. `for_username`: the username the client named
+        (a `Basic user:` header): only that username's slot is filled, so one client's
+        header never changes what anonymous requests get."""
         if credentials.is_empty:
             return
-        node = self._nodes.setdefault(_key(url), {})
-        slots = [None] + ([credentials.username] if credentials.username else [])
+        node = self._nodes.setdefault(_key(prefix), {})
+        if for_username is not None:
+            slots: list[str | None] = [for_username]
+        else:
+            slots = [None] + ([credentials.username] if credentials.username else [])
         for slot in slots:
             old = node.get(slot)
             # a username-only credential never clobbers a complete one (uv §6)
             if old is None or credentials.is_complete or not old.credentials.is_complete:
-                node[slot] = _CacheEntry(credentials, source)
+                node[slot] = _CacheEntry(credentials, source, prefix)
 
     def lookup(self, url: str, username: str | None = None, min_segments: int = 0) -> tuple[_CacheEntry, str] | None:
         """(entry, prefix shown) for the longest prefix of `url` holding complete credentials
         (with `username` when given). Prefixes shorter than `min_segments` are ignored."""
-        realm, segments = _key(url)
+        realm = Realm.of(url)
+        segments = covered_segments(url_path(url))
         for n in range(len(segments), min_segments - 1, -1):
             node = self._nodes.get((realm, segments[:n]))
             if not node:
                 continue
             entry = node.get(username)
             if entry is not None and entry.credentials.is_complete:
-                return entry, f"{realm}/" + "/".join(segments[:n])
+                return entry, entry.prefix or f"{realm}/" + "/".join(segments[:n])
         return None
 
     def evict(self, url: str, credentials: Credentials) -> int:
@@ -265,13 +289,17 @@ class SingleFlight:
 
 @dataclass(frozen=True)
 class _Ask:
-    """A source lookup the plan needs. `memo_key` set = slow source, single-flight."""
+    """A source lookup the plan needs. `memo_key` set = slow source, single-flight.
+    `inline`: a fast lookup the async driver may answer on the event loop (a cache hit is
+    being checked against the sources: a stat and an in-memory match, what `knows_host`
+    already does on the loop for every CONNECT)."""
 
     source: Source
     url: str
     username: str | None
     index: Index | None
     memo_key: Hashable | None = None
+    inline: bool = False
 
 
 Plan = Generator[_Ask, Answer, "Decision | None"]
@@ -280,8 +308,9 @@ Plan = Generator[_Ask, Answer, "Decision | None"]
 class Resolver:
     """The credential chain (design.md order): client header > UV_PUBLISH_* (publish URLs) >
     index URL/env credentials >
-    hf-token > netrc > store > uv-store > native > keyring; session cache in front of the
-    sources; single-flight memo for slow sources; negative results expire after 60 s.
+    hf-token > netrc > store > uv-store > native > keyring; session cache beside the sources
+    (the longest prefix wins); single-flight memo for slow sources; negative results expire
+    after 60 s.
 
     Contract used by the proxy (credproxy/addons/auth.py):
 
@@ -340,7 +369,6 @@ class Resolver:
             if creds is not None and creds.is_complete and index.authenticate != "never":
                 with self._lock:
                     self._cache.insert(index.root_url, creds, label)
-                    self._cache.insert(index.url, creds, label)
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -362,14 +390,22 @@ class Resolver:
         return await self._run_async(self._plan_challenge(url, sent, status))
 
     def record(self, url: str, decision: Decision, status: int) -> None:
-        """Cache on success (status < 400); a rejected cached credential is evicted."""
+        """Cache on success (status < 400) under the prefix the credential's source named
+        (never the whole host); a rejected cached credential is evicted. A credential found
+        for a username the client named is cached for that username only."""
         if decision.action != "inject" or decision.credentials is None or decision.source == "client":
             return
+        if decision.index is not None and decision.index.matches_publish(url):
+            # an upload's credential (UV_PUBLISH_TOKEN) is for the publish URL only, and a
+            # publish URL at `/` would be a prefix of the whole host: uploads are not cached,
+            # they ask the sources every time
+            return
         creds = decision.credentials
+        prefix = decision.prefix or url_prefix(url)
         with self._lock:
             if status < 400:
-                for prefix in self._cache_prefixes(url, decision.index):
-                    self._cache.insert(prefix, creds, decision.source)
+                if covers(prefix, url):  # the decision was for this URL; never cache elsewhere
+                    self._cache.insert(prefix, creds, decision.source, for_username=decision.username)
             elif status == 401:
                 self._cache.evict(url, creds)
 
@@ -449,17 +485,11 @@ class Resolver:
         if index is not None and index.authenticate == "never":
             return Decision("leave", index=index, username=username,
                             reason=f"index {index.display} has authenticate = never")
-        if not _may_carry_credentials(url, index):
-            return Decision("leave", index=index, username=username,
-                            reason=f"plain http to {Realm.of(url)} (not loopback, no index names it): credentials are never sent")
-        # an upload asks the sources before the cache: UV_PUBLISH_* come before the index's
-        # own (cached) credentials, and an upload is never re-sent, so it must be right first
-        publishing = index is not None and index.matches_publish(url)
-        hit = None if publishing else self._cache_hit(url, username, index, challenged=False)
-        if hit is not None:
-            return hit
+        plain_http = self._plain_http_refusal(url, index)
+        if plain_http:
+            return Decision("leave", index=index, username=username, reason=plain_http)
         misses: list[str] = []
-        found = yield from self._plan_sources(url, username, index, challenged=False, misses=misses)
+        found = yield from self._plan_best(url, username, index, challenged=False, misses=misses)
         if found is not None and found.action == "inject":
             return found
         if index is not None and index.authenticate == "always":
@@ -494,10 +524,8 @@ class Resolver:
         # sent without credentials
         if status != 401 and not self._may_have_source(url, index, sent.username):
             return None
-        hit = self._cache_hit(url, sent.username, index, challenged=True)
         misses: list[str] = []
-        if hit is None:
-            hit = yield from self._plan_sources(url, sent.username, index, challenged=True, misses=misses)
+        hit = yield from self._plan_best(url, sent.username, index, challenged=True, misses=misses)
         if hit is None and misses:  # not re-sent; say why (the request log's -v)
             return Decision("send", index=index, username=sent.username, preemptive=False,
                             reason="; ".join(misses))
@@ -505,18 +533,41 @@ class Resolver:
             return None
         return replace(hit, preemptive=False, reason=f"upstream answered {status}; " + hit.reason)
 
+    def _plan_best(self, url: str, username: str | None, index: Index | None, challenged: bool,
+                   misses: list[str] | None = None) -> Plan:
+        """The session cache and the sources together: the longest prefix wins, so a more
+        specific source entry (a store entry for `/team-b/`) beats a broader cached one (a
+        credential cached for the host). Among the sources, chain order decides, as in uv.
+        A cache hit spares the slow sources (keyring) but not the fast ones (files, env)."""
+        # an upload asks the sources, not the cache: UV_PUBLISH_* come before the index's own
+        # (cached) credentials, and an upload is never re-sent, so it must be right first
+        publishing = index is not None and index.matches_publish(url)
+        hit = None if publishing else self._cache_hit(url, username, index, challenged)
+        found = yield from self._plan_sources(url, username, index, challenged, misses, slow=hit is None)
+        if hit is None:
+            return found
+        if found is None or found.action != "inject":
+            return hit
+        if found.credentials == hit.credentials or _depth(hit.prefix) > _depth(found.prefix):
+            return hit
+        return found
+
     def _plan_sources(self, url: str, username: str | None, index: Index | None, challenged: bool,
-                      misses: list[str] | None = None) -> Plan:
+                      misses: list[str] | None = None, slow: bool = True) -> Plan:
         """The first usable answer in chain order, as an `inject` Decision; a `fail` for an
-        incomplete credential under `always`; else None."""
+        incomplete credential under `always`; else None. `slow=False` skips the keyring.
+        An answer whose prefix does not cover the URL is not used (a memoised keyring answer
+        for another URL; a source that names no prefix answers for the exact URL only)."""
         lookup_user = username
+        publishing = index is not None and index.matches_publish(url) and not index.matches(url)
         for source in self.sources:
             if source.fast:
-                answer = yield _Ask(source, url, lookup_user, index)
-                if not answer.found and not answer.skipped and index is not None and index.matches_publish(url) \
-                        and not index.matches(url):
+                answer = yield _Ask(source, url, lookup_user, index, inline=not slow)
+                if publishing and not answer.found and not answer.skipped:
                     # the index's credential prefix includes its publish URL (netrc, store)
-                    answer = yield _Ask(source, index.url, lookup_user, index)
+                    answer = yield _Ask(source, index.url, lookup_user, index, inline=not slow)
+            elif not slow:
+                continue
             else:
                 slow_user = lookup_user if lookup_user is not None else (index.username if index else None)
                 if self._slow_skip_reason(source, index, slow_user, challenged):
@@ -535,9 +586,17 @@ class Resolver:
                 continue
             if not answer.preemptive and not challenged:
                 continue  # the netrc default entry: only after the upstream asked
+            prefix = answer.prefix or url_prefix(url)
+            if index is not None and index.matches_publish(url) and covers(prefix, index.url):
+                prefix = index.publish_url or prefix  # the index's credential, for its upload URL
+            if not covers(prefix, url):
+                if misses is not None:
+                    misses.append(f"{answer.source} answered for {redact_url(prefix)}, which does not cover this URL")
+                continue
             how = "after a challenge" if challenged else "before sending"
             return Decision("inject", creds, source=answer.source, index=index, username=username,
-                            preemptive=not challenged, reason=f"{answer.source} answered {how}: {answer.detail}")
+                            preemptive=not challenged, prefix=prefix,
+                            reason=f"{answer.source} answered {how}: {answer.detail}")
         if lookup_user is not None and index is not None and index.authenticate == "always":
             return Decision("fail", index=index, username=username,
                             reason=f"Incomplete credentials for {redact_url(url)}: a username but no password "
@@ -547,27 +606,31 @@ class Resolver:
     def _cache_hit(self, url: str, username: str | None, index: Index | None, challenged: bool) -> Decision | None:
         # Before sending to an index, only prefixes within that index count; after a
         # challenge the realm entry may answer too (uv: index URL, then realm).
-        floor = len(path_segments(index.scope_path(url))) if index is not None and not challenged else 0
+        floor = len(path_segments(index.root_path)) if index is not None and not challenged else 0
         with self._lock:
             found = self._cache.lookup(url, username, min_segments=floor)
         if found is None:
             return None
         entry, prefix = found
         return Decision("inject", entry.credentials, source=entry.source, index=index, username=username,
-                        cached=True, preemptive=not challenged,
+                        cached=True, preemptive=not challenged, prefix=prefix,
                         reason=f"session cache: {entry.source} credentials for {prefix}")
 
-    def _cache_prefixes(self, url: str, index: Index | None) -> list[str]:
-        if index is not None and index.matches_publish(url):
-            # an upload credential (UV_PUBLISH_TOKEN) is for the publish URL only, and the
-            # cache works on path prefixes (a publish URL at `/` would cover the whole host):
-            # not cached; uploads ask the sources every time (_plan_resolve)
-            return []
+    def _plain_http_refusal(self, url: str, index: Index | None) -> str:
+        """Why no credential may go to this plain-http URL, or "" when one may: an http
+        index names it, or it is loopback and an index or a source names its port (any
+        local user can listen on a loopback port)."""
         realm = Realm.of(url)
-        prefixes = [f"{realm}/"]
-        if index is not None:
-            prefixes += [index.root_url, index.url]
-        return prefixes
+        if realm.scheme != "http":
+            return ""
+        if index is not None and index.realm.scheme == "http":
+            return ""
+        if not is_loopback(realm.host):
+            return f"plain http to {realm} (not loopback, no index names it): credentials are never sent"
+        if self.knows_host(realm.scheme, realm.host, realm.port):
+            return ""
+        return (f"plain http to {realm}: loopback, but no index or credential source names this port "
+                f"(any local user may listen on it); credentials are never sent")
 
     def _slow_skip_reason(self, source: Source, index: Index | None, username: str | None, challenged: bool) -> str:
         if index is None and not challenged:
@@ -600,9 +663,11 @@ class Resolver:
 
     async def _run_async(self, plan: Plan):
         try:
-            ask = next(plan)  # cache hits return here, on the loop, without a thread hop
+            ask = next(plan)
             while True:
-                if ask.memo_key is None:
+                if ask.memo_key is None and ask.inline:
+                    ask = plan.send(_call(ask))  # a cache hit stays on the loop, no thread hop
+                elif ask.memo_key is None:
                     # a run of fast lookups (files, env) in one worker hop, not one per source
                     ask, done = await asyncio.get_running_loop().run_in_executor(
                         self._executor, _advance_fast, plan, ask)
@@ -699,34 +764,18 @@ def _split_userinfo_safe(url: str) -> tuple[str, Credentials | None]:
         return without_userinfo(url), None
 
 
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _may_carry_credentials(url: str, index: Index | None) -> bool:
-    """https anywhere; plain http only to loopback or to an http index that names it."""
-    realm = Realm.of(url)
-    if realm.scheme == "https":
-        return True
-    if realm.scheme != "http":
-        return False
-    return is_loopback(realm.host) or (index is not None and index.realm.scheme == "http")
+def _depth(prefix: str | None) -> int:
+    """How specific a prefix is: its number of path segments."""
+    return len(path_segments(url_path(prefix))) if prefix else 0
 
 
 # --- building the chain from settings ---------------------------------------------------------
 
 
 def default_sources(settings) -> list[Source]:
-    """The chain in design.md order, from Settings: UV_PUBLISH_* (publish URLs only) >
-    index URL/env > hf-token > netrc > store >
-    uv-store > native (keyring-provider = native, or UV_PREVIEW_FEATURES=native-auth) > keyring
-    (keyring-provider = subprocess)."""
+    """The chain in design.md order, from Settings: UV_PUBLISH_* (publish URLs only) > index
+    URL/env > hf-token > netrc > store > uv-store > native (keyring-provider = native, or
+    UV_PREVIEW_FEATURES=native-auth) > keyring (keyring-provider = subprocess)."""
     from .sources.hf import HuggingFaceSource
     from .sources.keyring_subprocess import KeyringSubprocessSource
     from .sources.native import NativeKeyringSource
@@ -742,7 +791,9 @@ def default_sources(settings) -> list[Source]:
     sources.append(IndexCredentialsSource(list(settings.indexes), env))
     if "UV_NO_HF_TOKEN" not in env:
         sources.append(HuggingFaceSource(env))
-    sources.append(NetrcSource(env))
+    sources.append(NetrcSource(env, indexes=settings.indexes,
+                               default_scope=getattr(settings, "netrc_default", "indexes"),
+                               loopback_scope=getattr(settings, "netrc_loopback", "index-ports")))
     sources.extend(store_sources(env))  # ours, then uv's read-only; one when they coincide
     provider = getattr(settings, "keyring_provider", "disabled")
     # uv's order: its native store, then a `keyring` command; both may be on

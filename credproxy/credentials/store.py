@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-from .model import MASK, Credentials, Realm, is_path_prefix, url_path
+from .model import MASK, Credentials, Realm, path_under, url_path
 
 FILE_NAME = "credentials.toml"
 LOCK_SUFFIX = ".lock"
@@ -457,15 +457,19 @@ class Store:
 def find(entries: list[StoreEntry], url: str, username: str | None = None) -> StoreEntry | None:
     """uv's store lookup (§9): an exact (service, username) match, else the entry in the same
     realm whose service path is the longest path-segment prefix of the URL's path (with the
-    given username, if any). Two such entries of equal length -> StoreError."""
+    given username, if any). Two such entries of equal length -> StoreError. The URL's path
+    must be under the service path as sent and as a server may normalise it
+    (model.path_under): `/team-a/..%2fteam-b/x` matches no `/team-a/` entry."""
     try:
         target = normalize_service(url)
     except StoreError:
         return None
+    realm, path = _realm_and_path(target)
     for e in entries:
         if _without_userinfo(e.service) == _without_userinfo(target) and e.username == username:
-            return e
-    realm, path = _realm_and_path(target)
+            # equal as sent; a dot segment or an encoded `/` in it may still lead elsewhere
+            if path_under(_realm_and_path(e.service)[1], path):
+                return e
     best: list[StoreEntry] = []
     best_len = -1
     for e in entries:
@@ -474,7 +478,7 @@ def find(entries: list[StoreEntry], url: str, username: str | None = None) -> St
         service_realm, service_path = _realm_and_path(e.service)
         if service_realm != realm:
             continue
-        if not is_path_prefix(service_path, path):
+        if not path_under(service_path, path):
             continue
         length = len(service_path.encode())
         if length > best_len:

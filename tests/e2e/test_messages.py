@@ -15,6 +15,7 @@ import pytest
 
 from credproxy.credentials.model import secret_forms
 from tests.helpers.clients import client_env, curl, installed, pip_install
+from tests.e2e.observe_setup import wait_for
 from tests.helpers.proxy import CREDPROXY, proxy_env
 
 pytestmark = pytest.mark.e2e
@@ -140,7 +141,13 @@ def test_client_tls_failed_names_the_client_side_fix(tmp_path, echo_factory, tls
     cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=tls_certs.ca_pem)
     r = curl("-o", "/dev/null", server.url, env=cenv)
     assert r.returncode != 0
-    lines = [line for line in proxy.stderr().splitlines() if "client-tls-failed" in line]
+
+    def tls_failed_lines():
+        return [line for line in proxy.stderr().splitlines() if "client-tls-failed" in line]
+
+    # curl may exit before the proxy has handled its TLS alert: wait (bounded) for the line
+    wait_for(lambda: tls_failed_lines(), timeout=10)
+    lines = tls_failed_lines()
     assert len(lines) == 1, proxy.stderr()
     assert 'eval \\"$(credproxy env)\\"' in lines[0]
     for variable in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO",

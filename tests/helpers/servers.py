@@ -577,6 +577,8 @@ class _EchoHTTPServer(ThreadingHTTPServer):
         sock, addr = self.socket.accept()
         # Handshake in the handler thread (not here): a stalled client cannot block accept().
         sock.settimeout(15)
+        if self.echo.context is None:  # plain=True: HTTP
+            return sock, addr
         return self.echo.context.wrap_socket(sock, server_side=True,
                                              do_handshake_on_connect=False), addr
 
@@ -593,18 +595,20 @@ class EchoServer:
     wrong_credentials_status (401, or e.g. 403 like pypiserver).
 
     url_for(host="other.test", path="/") / url (other.test form) / url_ip (127.0.0.1 form).
+    plain=True serves plain HTTP (no TLS), e.g. a listener on a loopback port.
     """
 
     def __init__(self, certs: TestCerts, *, client_ca: Path | None = None,
                  credentials: tuple[str, str] | None = None, wrong_credentials_status: int = 401,
                  untrusted: bool = False, host: str = "other.test",
-                 bind_host: str = "127.0.0.1"):
+                 bind_host: str = "127.0.0.1", plain: bool = False):
         self.certs = certs
         self.client_ca = client_ca
         self.credentials = credentials
         self.wrong_credentials_status = wrong_credentials_status
         self.host = host
-        self.context = certs.server_context(untrusted=untrusted, client_ca=client_ca)
+        self.scheme = "http" if plain else "https"
+        self.context = None if plain else certs.server_context(untrusted=untrusted, client_ca=client_ca)
         self._lock = threading.Lock()
         self._requests: list[EchoRequest] = []
         self._errors: list[str] = []
@@ -637,7 +641,7 @@ class EchoServer:
     def url_for(self, host: str | None = None, path: str = "/") -> str:
         host = host or self.host
         netloc = f"[{host}]" if ":" in host else host
-        return f"https://{netloc}:{self.port}{path}"
+        return f"{self.scheme}://{netloc}:{self.port}{path}"
 
     @property
     def url(self) -> str:

@@ -83,10 +83,19 @@ def test_defaults_with_empty_config(tmp_path):
         ('ca-bundle = "/etc/corp/ca.pem"', "ca_bundle", "/etc/corp/ca.pem"),
         ('intercept = "all"', "intercept", "all"),
         ('intercept-hosts = ["*.corp.example", "h:8443"]', "intercept_hosts", ["*.corp.example", "h:8443"]),
+        ('netrc-default = "any-host"', "netrc_default", "any-host"),
+        ('netrc-default = "indexes"', "netrc_default", "indexes"),
+        ('netrc-loopback = "any-port"', "netrc_loopback", "any-port"),
+        ('netrc-loopback = "index-ports"', "netrc_loopback", "index-ports"),
     ],
 )
 def test_each_top_level_key(tmp_path, toml, attr, expected):
     assert getattr(load(tmp_path, toml), attr) == expected
+
+
+def test_netrc_scopes_default_to_the_narrow_setting(tmp_path):
+    s = load(tmp_path, "")
+    assert (s.netrc_default, s.netrc_loopback) == ("indexes", "index-ports")
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path):
@@ -167,6 +176,8 @@ def test_config_index_url_credentials_kept_but_not_shown(tmp_path):
         ('keyring-timeout = "30"', "keyring-timeout", "a positive number of seconds"),
         ('keyring-timeout = 0', "keyring-timeout", "a positive number of seconds"),
         ('keyring-timeout = true', "keyring-timeout", "a positive number of seconds"),
+        ('netrc-default = "all"', "netrc-default", '"indexes", "any-host"'),
+        ('netrc-loopback = true', "netrc-loopback", '"index-ports", "any-port"'),
         ('[[client-cert]]\ncert = "/c.pem"', "client-cert[1].host", "host pattern"),
         ('[[client-cert]]\nhost = "https://h/"\ncert = "/c.pem"', "client-cert[1].host", "host pattern"),
         ('[[client-cert]]\nhost = "h"', "client-cert[1].cert", "certificate and key"),

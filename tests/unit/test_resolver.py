@@ -28,7 +28,8 @@ def basic_header(user, pw=None):
 
 
 class FakeSource:
-    """Answers by host; records every call. `fast=False` makes it a slow (keyring-like) one."""
+    """Answers by host; records every call. `fast=False` makes it a slow (keyring-like) one.
+    Its answers name the realm as their prefix (an entry per host, like a netrc machine)."""
 
     def __init__(self, name, entries=None, *, fast=True, preemptive=True, delay=0.0, knows=True, raises=False):
         self.name = name
@@ -55,7 +56,8 @@ class FakeSource:
             if creds.username is not None and creds.username != username:
                 return Answer(self.name, detail="other username")
             creds = Credentials.basic(username, creds.password)
-        return Answer(self.name, creds, detail=f"fake {self.name}", preemptive=self.preemptive)
+        return Answer(self.name, creds, detail=f"fake {self.name}", preemptive=self.preemptive,
+                      prefix=f"{Realm.of(url)}/")
 
     def knows_host(self, scheme, host, port):
         return self.fast and self.knows and host in self.entries
@@ -167,11 +169,11 @@ def test_success_is_cached_for_the_realm_and_a_401_evicts_and_reresolves_once():
     src.entries["h.test"] = next(tokens)
     r = make([src])
     d1 = r.resolve("https://h.test/a/x")
-    assert d1.source == "store" and not d1.cached
+    assert d1.source == "store" and not d1.cached and d1.prefix == "https://h.test/"
     r.record("https://h.test/a/x", d1, 200)
-    # another path in the realm: from the cache, no source asked
+    # another path in the realm (the source named the realm): the cached credential
     d2 = r.resolve("https://h.test/other/y")
-    assert d2.cached and d2.credentials.password == "tok1" and len(src.calls) == 1
+    assert d2.cached and d2.credentials.password == "tok1" and d2.prefix == "https://h.test/"
     # the token expired: 401 evicts it and asks the sources again, once
     src.entries["h.test"] = next(tokens)
     retry = r.challenge("https://h.test/other/y", d2, 401)
@@ -554,6 +556,23 @@ def test_cache_hit_stays_on_the_loop():
     assert done.value.value.cached
 
 
+def test_cache_hit_spares_the_slow_sources_and_asks_the_fast_ones_on_the_loop():
+    # the fast sources are asked even on a cache hit (a more specific entry must win), inline;
+    # the keyring is not asked again
+    ix = Index.from_url("https://h.test/simple/")
+    kr = FakeSource("keyring", {"h.test": ALICE}, fast=False)
+    fast = [FakeSource(name, {}) for name in ("netrc", "store")]
+    r = make([*fast, kr], [ix])
+    d = r.resolve("https://h.test/simple/x/")
+    r.record("https://h.test/simple/x/", d, 200)
+    submitted = []
+    real_submit = r._executor.submit
+    r._executor.submit = lambda *a, **kw: submitted.append(a[0]) or real_submit(*a, **kw)
+    again = asyncio.run(r.aresolve("https://h.test/simple/y/"))
+    assert again.cached and again.source == "keyring" and len(kr.calls) == 1
+    assert len(submitted) == 0 and all(len(s.calls) == 2 for s in fast)
+
+
 def test_fast_lookups_take_one_worker_hop_not_one_per_source():
     sources = [FakeSource(name, {}) for name in ("index-url", "netrc", "store")]
     r = make(sources)
@@ -672,9 +691,12 @@ def test_default_chain_end_to_end_with_netrc_and_store(tmp_path):
     assert r.resolve("https://s.test/x").source == "store"
     d = r.resolve("https://o.test/x")
     assert d.action == "send"
-    assert r.challenge("https://o.test/x", d, 401).credentials.username == "d"
+    # the default entry answers configured indexes only (netrc-default = "indexes")
+    assert r.challenge("https://o.test/x", d, 401) is None
     assert r.knows_host("https", "n.test", 443) and r.knows_host("https", "s.test", 443)
     assert not r.knows_host("https", "o.test", 443)
+    wide = Resolver(Settings(env={"HOME": str(tmp_path), "CREDPROXY_DATA_DIR": str(data)}, netrc_default="any-host"))
+    assert wide.challenge("https://o.test/x", wide.resolve("https://o.test/x"), 401).credentials.username == "d"
 
 
 @pytest.mark.parametrize("url", [f"https://alice:{SECRET}@h.test/x", "ftp://h.test/x", "h.test/x", "https:///x"])

@@ -4,7 +4,8 @@ import logging
 
 import pytest
 
-from credproxy.credentials.model import secret_forms
+from credproxy.credentials.index import Index
+from credproxy.credentials.model import covers, secret_forms
 from credproxy.credentials.sources.netrc import NetrcSource
 
 NETRC = """\
@@ -37,8 +38,10 @@ def home(tmp_path):
         ("http://[::1]:8080/simple", None, ("six", "sixpw"), True),
     ],
 )
-def test_matching(home, url, username, expected, preemptive):
-    src = NetrcSource({}, home=str(home))
+def test_matching_as_uv(home, url, username, expected, preemptive):
+    # uv's matching, which the widest settings give (netrc-default = "any-host",
+    # netrc-loopback = "any-port"); the narrow defaults are tested below
+    src = NetrcSource({}, home=str(home), default_scope="any-host", loopback_scope="any-port")
     ans = src.lookup(url, username, None)
     if expected is None:
         assert not ans.found
@@ -107,9 +110,51 @@ def test_loaded_once(home):
 
 
 def test_knows_host_machine_entries_only(home):
-    src = NetrcSource({}, home=str(home))
+    src = NetrcSource({}, home=str(home), loopback_scope="any-port")
     assert src.knows_host("https", "pkgs.example.com", 443)
     assert src.knows_host("http", "PKGS.example.com", 8080)
     assert not src.knows_host("https", "unknown.example", 443)  # default does not count
     assert not src.knows_host("https", "other.example", 8443)
     assert src.knows_host("http", "::1", 8080)
+
+
+# --- the narrow defaults: `default` for configured indexes, loopback for indexed ports --------
+
+
+def test_default_entry_answers_configured_indexes_only(home):
+    team = Index.from_url("https://unknown.example/team/simple/")
+    src = NetrcSource({}, home=str(home), indexes=[team])
+    refused = src.lookup("https://unknown.example/other/x", None, None)
+    assert not refused.found
+    assert "answers configured indexes only" in refused.detail and 'netrc-default = "any-host"' in refused.detail
+    ans = src.lookup("https://unknown.example/team/simple/x/", None, team)
+    assert ans.credentials.username == "anon" and ans.preemptive is False
+    # cached and sent within the index root only, not the host
+    assert ans.prefix == "https://unknown.example/team"
+    assert not covers(ans.prefix, "https://unknown.example/other/x")
+    wide = NetrcSource({}, home=str(home), default_scope="any-host").lookup("https://unknown.example/o", None, None)
+    assert wide.credentials.username == "anon" and wide.prefix == "https://unknown.example/"
+    assert "anonpw" not in refused.detail
+
+
+@pytest.mark.parametrize("url, host", [("http://127.0.0.1:18087/simple", "127.0.0.1"),
+                                       ("https://[::1]:8443/x", "[::1]")])
+def test_loopback_machine_entry_applies_to_index_ports_only(home, url, host):
+    src = NetrcSource({}, home=str(home))
+    refused = src.lookup(url, None, None)
+    assert not refused.found
+    assert f"machine {host}" in refused.detail and "no index names this loopback port" in refused.detail
+    assert 'netrc-loopback = "any-port"' in refused.detail
+    scheme, rest = url.split("://")
+    port = int(rest.split("/")[0].rsplit(":", 1)[1])
+    assert not src.knows_host(scheme, host.strip("[]"), port)
+    # an index on that port (anywhere on it) makes the entry apply to the port
+    indexed = NetrcSource({}, home=str(home), indexes=[Index.from_url(url.rsplit("/", 1)[0] + "/elsewhere/simple")])
+    assert indexed.lookup(url, None, None).found and indexed.knows_host(scheme, host.strip("[]"), port)
+    assert not indexed.knows_host(scheme, host.strip("[]"), port + 1)
+    assert NetrcSource({}, home=str(home), loopback_scope="any-port").lookup(url, None, None).found
+
+
+def test_machine_entry_prefix_is_the_realm(home):
+    ans = NetrcSource({}, home=str(home)).lookup("https://pkgs.example.com:8443/a/b", None, None)
+    assert ans.prefix == "https://pkgs.example.com:8443/"

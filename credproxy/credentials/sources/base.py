@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from urllib.parse import urlsplit, urlunsplit
+
 from ..index import Index
-from ..model import Credentials
+from ..model import Credentials, Realm
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,19 @@ class Answer:
     @property
     def found(self) -> bool:
         return self.credentials is not None
+
+
+def realm_prefix(url: str) -> str:
+    """`scheme://host[:port]/`: the prefix of an entry that names a host (netrc machine,
+    a keyring entry for `host`)."""
+    return f"{Realm.of(url)}/"
+
+
+def url_prefix(url: str) -> str:
+    """The URL without userinfo, query or fragment: the prefix of an entry that names a URL
+    (a store service, a keyring service that is a URL)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme.lower(), parts.netloc.rpartition("@")[2].lower(), parts.path or "/", "", ""))
 
 
 class Source(Protocol):

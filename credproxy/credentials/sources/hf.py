@@ -34,7 +34,7 @@ class HuggingFaceSource:
         if username is not None:
             # A Bearer token has no username; a request that names one wants Basic.
             return Answer(self.name, detail=f"HF_TOKEN is a bearer token, username {username!r} requested")
-        return Answer(self.name, Credentials.bearer(token), detail="HF_TOKEN")
+        return Answer(self.name, Credentials.bearer(token), detail="HF_TOKEN", prefix=f"{HF_REALM}/")
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
         return self._token() is not None and Realm(scheme.lower(), host.lower(), port) == HF_REALM

@@ -21,7 +21,7 @@ from typing import Mapping
 
 from ..index import Index
 from ..model import Credentials, Realm, redact_text, without_userinfo
-from .base import Answer
+from .base import Answer, realm_prefix, url_prefix
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,17 @@ def keyring_services(url: str, index: Index | None) -> list[str]:
     if realm.scheme != "https":
         services.append(str(realm))
     return list(dict.fromkeys(services))
+
+
+def service_prefix(service: str, url: str, index: Index | None) -> str:
+    """The prefix a keyring entry answered for `service` may be used under: the index root
+    (the service was the index URL), the URL asked about (no index), else the realm (the
+    service was `host[:port]` or `scheme://host[:port]`)."""
+    if index is not None and service == index.url:
+        return index.root_url
+    if "/" in service.partition("://")[2]:  # a URL with a path: the request URL
+        return url_prefix(service)
+    return realm_prefix(url)
 
 
 class KeyringSubprocessSource:
@@ -70,7 +81,7 @@ class KeyringSubprocessSource:
             creds, detail = self._ask(exe, service, username)
             details.append(detail)
             if creds is not None:
-                return Answer(self.name, creds, detail=detail)
+                return Answer(self.name, creds, detail=detail, prefix=service_prefix(service, url, index))
         return Answer(self.name, detail="; ".join(details))
 
     def _ask(self, exe: str, service: str, username: str | None) -> tuple[Credentials | None, str]:

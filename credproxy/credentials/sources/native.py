@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from ..index import Index
 from ..model import Credentials, Realm, without_userinfo
-from .base import Answer
+from .base import Answer, realm_prefix, url_prefix
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,17 @@ def native_services(url: str, index: Index | None) -> list[str]:
     if realm.scheme != "https":
         services.append(f"uv:{realm}")
     return list(dict.fromkeys(services))
+
+
+def _prefix(service: str, url: str, index: Index | None) -> str:
+    """`uv:<index root>` -> the index root, `uv:<request URL>` -> that URL, a host form ->
+    the realm."""
+    target = service[len("uv:"):]
+    if index is not None and target == index.root_url:
+        return index.root_url
+    if "/" in target.partition("://")[2]:
+        return url_prefix(target)
+    return realm_prefix(url)
 
 
 class NativeKeyringSource:
@@ -58,7 +69,8 @@ class NativeKeyringSource:
                 errors.append(self._warn(service, f"Unable to fetch credentials for {service} from system keyring: {type(e).__name__}"))
                 continue
             if password is not None:
-                return Answer(self.name, Credentials.basic(username, password), detail=f"{service} user {username}")
+                return Answer(self.name, Credentials.basic(username, password), detail=f"{service} user {username}",
+                              prefix=_prefix(service, url, index))
             tried.append(service)
         detail = f"no entry for user {username} in {', '.join(tried)}" if tried else ""
         return Answer(self.name, detail="; ".join(x for x in [detail, *errors] if x))

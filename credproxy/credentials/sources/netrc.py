@@ -1,4 +1,14 @@
-"""~/.netrc, matched on host only, as uv does (uv §8).
+"""~/.netrc, matched on host only, as uv does (uv §8), within two limits uv does not have
+(design.md, "Security rules"; docs/configuration.md):
+
+- the `default` entry answers only for a configured index (`netrc-default = "indexes"`,
+  the default), or for any host (`"any-host"`, uv's behaviour);
+- a machine entry for a loopback name (`localhost`, `127.0.0.1`, `::1`) applies only to the
+  ports an index names (`netrc-loopback = "index-ports"`, the default), or to every port
+  (`"any-port"`): any local user can listen on a loopback port and answer 401.
+
+A machine entry's credential may be sent within the request's realm (netrc has no path); the
+`default` entry's within the index root it answered for (`any-host`: the realm).
 
 Parse and read errors never raise: they become a warning (the file and line, never the
 parse message itself, which may quote a token from the file) that is appended to
@@ -10,12 +20,12 @@ import logging
 import netrc as _netrc
 import os
 import threading
-from typing import Mapping
+from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from ..index import Index
-from ..model import Credentials
-from .base import Answer
+from ..model import Credentials, Realm, is_loopback
+from .base import Answer, realm_prefix
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +34,12 @@ class NetrcSource:
     name = "netrc"
     fast = True
 
-    def __init__(self, env: Mapping[str, str], home: str | None = None):
+    def __init__(self, env: Mapping[str, str], home: str | None = None, *, indexes: Iterable[Index] = (),
+                 default_scope: str = "indexes", loopback_scope: str = "index-ports"):
         self._env = env
+        self._index_realms = {ix.realm for ix in indexes}
+        self.default_scope = default_scope  # "indexes" | "any-host" (config: netrc-default)
+        self.loopback_scope = loopback_scope  # "index-ports" | "any-port" (config: netrc-loopback)
         self._home = home if home is not None else env.get("HOME")
         self._loaded = False
         self._path: str | None = None
@@ -105,9 +119,24 @@ class NetrcSource:
         host = _host_key(urlsplit(url).hostname or "")
         entry = self._hosts.get(host)
         if entry is not None:
-            what, preemptive = f"machine {host}", True
+            what, preemptive, prefix = f"machine {host}", True, realm_prefix(url)
+            realm = Realm.of(url)
+            if not self._loopback_port_allowed(realm):
+                return Answer(self.name, detail=(
+                    f"{what} in {self._path} is not used for {realm}: no index names this loopback port "
+                    f"(another local user may listen there); add an [[index]] for {realm}, or set "
+                    f'netrc-loopback = "any-port" to use it for every port'))
         elif self._default is not None:
             entry, what, preemptive = self._default, "default entry", False
+            if self.default_scope == "any-host":
+                prefix = realm_prefix(url)
+            elif index is not None:
+                prefix = index.root_url
+            else:
+                return Answer(self.name, detail=(
+                    f"{what} in {self._path} is not used for {Realm.of(url)}: it answers configured indexes "
+                    f"only; add an [[index]] for this URL, a machine entry for {host}, or set "
+                    f'netrc-default = "any-host"'))
         else:
             return Answer(self.name, detail=f"no entry for {host} in {self._path}")
         login, _account, password = entry
@@ -119,11 +148,20 @@ class NetrcSource:
             Credentials.basic(login, password or ""),
             detail=f"{what} in {self._path}",
             preemptive=preemptive,
+            prefix=prefix,
         )
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
         self._load()
-        return _host_key(host) in self._hosts
+        if _host_key(host) not in self._hosts:
+            return False
+        return self._loopback_port_allowed(Realm(scheme.lower(), host.lower().strip("[]"), port))
+
+    def _loopback_port_allowed(self, realm: Realm) -> bool:
+        """A machine entry for a loopback host applies to this (scheme, host, port)?"""
+        if self.loopback_scope == "any-port" or not is_loopback(realm.host):
+            return True
+        return realm in self._index_realms
 
 
 def _host_key(host: str) -> str:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from ..index import Index
 from ..model import Realm
 from ..store import Store, StoreEntry, StoreError, default_store_path, find, uv_store_path
-from .base import Answer
+from .base import Answer, url_prefix
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ class StoreSource:
         if entry is None:
             who = f" for username {username!r}" if username is not None else ""
             return Answer(self.name, detail=f"no entry{who} matching {_origin_path(url)} in {self.path}")
-        return Answer(self.name, entry.credentials, detail=f"entry {entry.display} in {self.path}")
+        return Answer(self.name, entry.credentials, detail=f"entry {entry.display} in {self.path}",
+                      prefix=url_prefix(entry.service))
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
         entries, _error, _exists = self._refresh()

@@ -41,7 +41,7 @@ class IndexCredentialsSource:
             return Answer(label, detail=f"index {index.display}: username {creds.username!r} is not {username!r}")
         if username is not None and creds.username is None:
             creds = Credentials.basic(username, creds.password)
-        return Answer(label, creds, detail=f"index {index.display}")
+        return Answer(label, creds, detail=f"index {index.display}", prefix=index.root_url)
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
         realm = Realm(scheme.lower(), host.lower(), port)
