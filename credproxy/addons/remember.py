@@ -101,6 +101,8 @@ class RememberAddon:
         index = match_index(self.indexes, url)
         if index is not None and index.authenticate == "never":
             return None
+        if index is not None and not index.matches(url):
+            index = None  # its publish URL: what that host accepted is remembered for that host
         return (index.root_url if index is not None else f"{realm}/"), creds
 
     def _write(self, place: str, creds: Credentials) -> str:

@@ -163,3 +163,10 @@ def test_not_copied_when_a_source_already_has_it(tmp_path):
     other = RememberAddon(settings, Knows(Credentials.basic(USER, "old")), store=Store(tmp_path / "credentials.toml"))
     run(other, flow(auth=basic(USER, SECRET)))
     assert entries(tmp_path) == [("https://pkgs.test/", USER)]
+
+
+def test_an_upload_to_a_publish_url_is_remembered_for_that_host_not_the_index(tmp_path):
+    ix = Index.from_url("https://pkgs.test/simple/", publish_url="https://upload.test/legacy/")
+    a = addon(tmp_path, indexes=[ix])
+    run(a, flow("https://upload.test/legacy/", auth=basic(USER, SECRET)))
+    assert entries(tmp_path) == [("https://upload.test/", USER)]
