@@ -35,36 +35,62 @@ def _fail(message: str) -> "NoReturn":  # noqa: F821
     sys.exit(2)
 
 
-def _settings(config_file: str | None = None, **overrides):
-    """Settings from the config layer when present; flags given on the command line win."""
+def _load_settings(config_file: str | None = None, **overrides):
+    """Settings from the config layer when present; flags given on the command line win.
+    Raises ConfigError."""
     from . import config as config_module
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     load = getattr(config_module, "load_settings", None)
+    if load is not None:
+        return load(config_file=config_file, overrides=overrides)
+    settings = config_module.Settings()
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    return settings
+
+
+def _settings(config_file: str | None = None, **overrides):
+    """_load_settings, exiting with the config error's message."""
+    from . import config as config_module
+
     try:
-        if load is not None:
-            return load(config_file=config_file, overrides=overrides)
-        settings = config_module.Settings()
-        for key, value in overrides.items():
-            setattr(settings, key, value)
-        return settings
+        return _load_settings(config_file, **overrides)
     except config_module.ConfigError as e:
         _fail(str(e))
 
 
+_project_option = click.option(
+    "--project", "project", type=click.Path(file_okay=False), default=None, metavar="DIR",
+    help="Also import this project's uv settings (uv.toml / [tool.uv]); never read from the current directory "
+         "otherwise. A project adds indexes but cannot rebind yours.")
+
+
+def _announce(settings) -> None:
+    """Start-up lines every command that runs the proxy prints on stderr: what a project
+    added (opt-in, so the user sees what it brought) and the warnings."""
+    for line in getattr(settings, "project_report", []) or []:
+        click.echo(f"credproxy: {line}", err=True)
+    for warning in getattr(settings, "warnings", []) or []:
+        click.echo(f"credproxy: warning: {warning}", err=True)
+
+
 def _serve_options(f=None, *, run: bool = False):
-    """The options of `serve` and `run`, listed in --help in this order."""
+    """The options of `serve` and `run`, listed in --help in this order. `serve` also takes
+    its port from CREDPROXY_PORT (as `env` does), `run` never: it picks a free one."""
     if f is None:
         return lambda g: _serve_options(g, run=run)
     port_help = ("Listen port (default: a free one, so runs never collide)." if run
-                 else "Listen port (default 8899; 0 picks a free one).")
+                 else "Listen port (default $CREDPROXY_PORT, else 8899; 0 picks a free one).")
     verbose_help = ("Show the request log on stderr instead of a file (-vv: connections and decisions)." if run
                     else "Add why no credential was sent to the request log, which is on without it "
                          "(-vv: connections and decisions).")
     options = [
         click.option("--host", default=None, help="Listen address (default 127.0.0.1; non-loopback needs --proxyauth-file)."),
-        click.option("--port", type=click.IntRange(0, 65535), default=None, help=port_help),
+        click.option("--port", type=click.IntRange(0, 65535), default=None, envvar=None if run else "CREDPROXY_PORT",
+                     help=port_help),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML)."),
+        _project_option,
         click.option("--intercept-all", is_flag=True, default=False, help="Intercept TLS for every host (debugging)."),
         click.option("--proxyauth-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                      help="Clients must send the USER:TOKEN in FILE (chmod 600) instead of the per-user "
@@ -84,6 +110,12 @@ def _serve_options(f=None, *, run: bool = False):
                           "client needs none (the store, or the OS keyring with the native store on)."),
         click.option("--remember-exclude", "remember_exclude", multiple=True, metavar="HOST[:PORT]",
                      help="Never remember credentials for this host (`host`, `*.suffix`, `host:port`; repeatable)."),
+        # egress through the company proxy (default: HTTPS_PROXY & co from serve's environment)
+        click.option("--upstream-proxy", "upstream_proxy", default=None, metavar="URL",
+                     help="Send upstream traffic through this company proxy (http://[user:password@]host:port); "
+                          "overrides HTTPS_PROXY/HTTP_PROXY/ALL_PROXY; NO_PROXY still applies."),
+        click.option("--no-upstream-proxy", "no_upstream_proxy", is_flag=True, default=False,
+                     help="Connect to every host directly, whatever HTTPS_PROXY & co say."),
     ]
     for option in reversed(options):  # click lists the last-applied decorator first
         f = option(f)
@@ -140,18 +172,26 @@ def _proxyauth_pair(proxyauth_file):
     return pair
 
 
-def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
+def _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose,
                  proxyauth_file=None, remember=None, remember_exclude=(), **tls_flags):
     from .proxy.master import ServeConfig, configure_logging
 
     if proxyauth is not None:
         _fail(_PROXYAUTH_ON_ARGV)
     pair = _proxyauth_pair(proxyauth_file)
-    settings = _settings(
-        config_file, host=host, port=port, log_format=log_format, save_flows=save_flows,
-        verbose=verbose or None, intercept="all" if intercept_all else None, **_tls_overrides(**tls_flags),
+    upstream_proxy = tls_flags.pop("upstream_proxy", None)
+    if tls_flags.pop("no_upstream_proxy", False):
+        if upstream_proxy:
+            _fail("--upstream-proxy and --no-upstream-proxy contradict each other; give one")
+        upstream_proxy = "none"
+    overrides = dict(
+        host=host, port=port, log_format=log_format, save_flows=save_flows, project=project,
+        verbose=verbose or None, intercept="all" if intercept_all else None, upstream_proxy=upstream_proxy,
         remember=remember, remember_exclude=list(remember_exclude) or None,
+        **_tls_overrides(**tls_flags),
     )
+    settings = _settings(config_file, **overrides)
+    _announce(settings)
     configure_logging(getattr(settings, "verbose", 0) or 0)
     _check_upstream_tls(settings)
     _check_remember(settings)
@@ -161,24 +201,25 @@ def _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, 
         proxyauth=f"{pair.user}:{pair.token}" if pair else getattr(settings, "proxyauth", None),
         intercept_all=intercept_all,
     )
+    # the same flags over whatever the files say then: what a reload (proxy/reload.py) loads
+    config.reload_settings = lambda: _load_settings(config_file, **overrides)
     return settings, config
 
 
 @main.command()
 @_serve_options
-def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, **tls_flags) -> None:
+def serve(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose,
+          **tls_flags) -> None:
     """Run the proxy (127.0.0.1:8899 by default) until Ctrl-C or SIGTERM.
 
     Only clients that send your proxy token may use it (others get 407): point them at it with
     eval "$(credproxy env)", which puts the token in HTTPS_PROXY."""
     from .proxy.master import ServeError, serve_forever
 
-    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
-                                    **tls_flags)
-    for warning in getattr(settings, "warnings", []) or []:
-        click.echo(f"credproxy: warning: {warning}", err=True)
+    settings, config = _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows,
+                                    verbose, **tls_flags)
     try:
-        serve_forever(settings, config)
+        serve_forever(settings, config, reload_settings=config.reload_settings, config_file=config_file)
     except ServeError as e:
         _fail(str(e))
 
@@ -186,7 +227,8 @@ def serve(host, port, config_file, intercept_all, proxyauth, log_format, save_fl
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @_serve_options(run=True)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
-def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose, command, **tls_flags) -> None:
+def run(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose, command,
+        **tls_flags) -> None:
     """Run one command through an ephemeral proxy: credproxy run -- pip install ...
 
     The proxy listens on a free loopback port for as long as the command runs. The request
@@ -195,8 +237,8 @@ def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flow
     from .proxy.master import ServeError
     from .proxy.run import run_command
 
-    settings, config = _serve_setup(host, port, config_file, intercept_all, proxyauth, log_format, save_flows, verbose,
-                                    **tls_flags)
+    settings, config = _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows,
+                                    verbose, **tls_flags)
     if port is None:
         config.port = 0  # ephemeral: a free port unless one was asked for
     config.one_off_token = True  # the child alone gets it (unless a --proxyauth pair is configured)
@@ -218,7 +260,8 @@ def run(host, port, config_file, intercept_all, proxyauth, log_format, save_flow
               help="Config file (TOML) naming the proxy's host and port, the upstream CA for the bundle, "
                    "and the registries whose hosts stay out of NO_PROXY.")
 @click.option("--host", default=None, help="The proxy's address (default from config, else 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port (default 8899).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, envvar="CREDPROXY_PORT",
+              help="The proxy's port (default $CREDPROXY_PORT, else 8899).")
 @click.option("--proxyauth-file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="The USER:TOKEN the proxy was started with (else CREDPROXY_PROXYAUTH, else the per-user token).")
 def env(shell, unset, config_file, host, port, proxyauth_file) -> None:
@@ -298,7 +341,8 @@ def ca_bundle(output, config_file) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML).")
 @click.option("--host", default=None, help="The proxy's address to check (default from config, else 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="The proxy's port to check (default 8899).")
-def doctor(url, config_file, host, port) -> None:
+@_project_option
+def doctor(url, config_file, host, port, project) -> None:
     """Check the set-up (proxy, CA, shell variables, config, indexes); with URL, one real
     request. Every problem comes with the command that fixes it; exit 1 when there is one."""
     import os
@@ -308,12 +352,21 @@ def doctor(url, config_file, host, port) -> None:
 
     if url is not None and (problem := url_problem(url)) is not None:
         _fail(problem)  # before anything else, like `explain`
-    settings = _settings(config_file, host=host, port=port)
+    from .config import ConfigError, Settings, load_settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "project": project}.items() if v is not None}
+    resolver = config_error = None
     try:
-        resolver = build_resolver(settings)
-    except Exception as e:  # a broken source must not stop the other checks from running
-        _fail(f"cannot build the credential chain: {type(e).__name__}: {e}")
-    report = run_doctor(settings, resolver, url, env=os.environ)
+        settings = load_settings(config_file=config_file, overrides=overrides)
+    except ConfigError as e:  # one failed check with its fix; the other checks still run
+        settings, config_error = Settings(), str(e)
+        settings.host, settings.port = host or settings.host, port or settings.port
+    if config_error is None:
+        try:
+            resolver = build_resolver(settings)
+        except Exception as e:  # a broken source must not stop the other checks from running
+            _fail(f"cannot build the credential chain: {type(e).__name__}: {e}")
+    report = run_doctor(settings, resolver, url, env=os.environ, config_error=config_error)
     click.echo(report.render(), nl=False)
     sys.exit(1 if report.problems else 0)
 

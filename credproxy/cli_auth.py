@@ -1,6 +1,7 @@
-"""`credproxy auth login|logout|token|dir`: uv's `uv auth` commands (uv §16) on credproxy's
-own store, or, with uv's native store on (UV_PREVIEW_FEATURES=native-auth), on the OS keyring
-under uv's service names (`uv:host[:port]`), as uv does. Arguments, checks and messages follow uv 0.13.9; errors are one line
+"""`credproxy auth login|logout|token|dir`: uv's `uv auth` commands (uv §16) on the store
+shared with uv (`CREDPROXY_CREDENTIALS_DIR`, else `UV_CREDENTIALS_DIR`, else uv's default
+directory), or, with uv's native store on (UV_PREVIEW_FEATURES=native-auth), the OS keyring
+under uv's service names (`uv:host[:port]`), as uv does. Entries still in credproxy's old location are read, and moved on the next write. Arguments, checks and messages follow uv 0.13.9; errors are one line
 `error: …` on stderr with exit code 2. Where we differ from uv: the stored service never keeps
 URL userinfo (uv 0.13.9 may write `https://user:secret@host/` into the file), and a URL that
 carries a secret is never echoed back in an error.
@@ -16,7 +17,16 @@ from urllib.parse import urlsplit
 import click
 
 from .credentials.model import redact_url, split_userinfo, strip_simple
-from .credentials.store import Store, StoreEntry, StoreError, default_store_path, find, normalize_service
+from .credentials.store import (
+    Store,
+    StoreEntry,
+    StoreError,
+    default_store_path,
+    find,
+    legacy_store_path,
+    move_legacy_entries,
+    normalize_service,
+)
 
 TOKEN_USERNAME = "__token__"
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -141,6 +151,33 @@ def _keyring():
     return keyring.get_keyring()
 
 
+def _legacy() -> Store:
+    return Store(legacy_store_path(os.environ))
+
+
+def _store_for_writing() -> Store:
+    """The shared store, with the old location's entries moved into it first (once)."""
+    store, legacy = _store(), _legacy()
+    try:
+        moved = move_legacy_entries(legacy, store)
+    except StoreError as e:  # the old file is left as it is; this write goes on
+        click.echo(f"warning: {e}; its entries were not moved to {store.path} (fix or remove that file)", err=True)
+        moved = 0
+    if moved:
+        click.echo(f"Moved {moved} stored credential(s) from {legacy.path} to {store.path} (the store uv reads)", err=True)
+    return store
+
+
+def _read_entries() -> list[StoreEntry]:
+    """The shared store's entries, then the old location's (the shared store wins)."""
+    entries = _store().read()
+    legacy = _legacy()
+    if legacy.path != _store().path and legacy.path.exists():
+        have = {e.key for e in entries}
+        entries += [e for e in legacy.read() if e.key not in have]
+    return entries
+
+
 def _others_hint(entries: list[StoreEntry], service: str, exact: bool) -> str:
     """`; entries for this URL: alice, bob; pass --username` when usernames other than
     __token__ are stored for the service (`exact`: the same service, as logout removes; else
@@ -227,7 +264,7 @@ def login(service: str, username: str | None, password: str | None, token: str |
         click.echo(f"Stored credentials for {_display(root, username)}", err=True)
         return
     try:
-        _store().add(StoreEntry.basic(root, username, secret))
+        _store_for_writing().add(StoreEntry.basic(root, username, secret))
     except StoreError as e:
         raise CliError(str(e)) from None
     click.echo(f"Stored credentials for {_display(root, username)}", err=True)
@@ -257,8 +294,8 @@ def logout(service: str, username: str | None, keyring_provider: str | None) -> 
                            f"({type(e).__name__})") from None
         click.echo(f"Removed credentials for {_display(root, username)}", err=True)
         return
-    store = _store()
     try:
+        store = _store_for_writing()
         removed = store.remove(root, username)
         if not removed and given is None:
             removed = store.remove(root, None)  # a bearer entry (written by hand)
@@ -293,7 +330,7 @@ def token(service: str, username: str | None, keyring_provider: str | None) -> N
         click.echo(secret)
         return
     try:
-        entries = _store().read()
+        entries = _read_entries()
         entry = find(entries, clean, username)
         if entry is None and given is None:
             bearer_only = [e for e in entries if e.scheme == "bearer"]
@@ -312,7 +349,7 @@ def token(service: str, username: str | None, keyring_provider: str | None) -> N
 @click.command("dir", cls=OneLineErrors)
 @click.argument("service", required=False)
 def dir_command(service: str | None) -> None:
-    """Print the directory of the credentials store.
+    """Print the directory of the credentials store (shared with uv).
 
     SERVICE is accepted as uv accepts it, and checked, but does not change the answer: one
     store holds the entries of every service."""

@@ -14,11 +14,11 @@ def _fail(message: str) -> "NoReturn":  # noqa: F821
     sys.exit(2)
 
 
-def _settings(config_file: str | None):
+def _settings(config_file: str | None, project: str | None = None):
     from .config import ConfigError, load_settings
 
     try:
-        return load_settings(config_file=config_file)
+        return load_settings(config_file=config_file, overrides={"project": project})
     except ConfigError as e:
         _fail(str(e))
 
@@ -27,7 +27,9 @@ def _settings(config_file: str | None):
 @click.argument("url")
 @click.option("--username", "-u", default=None, help="Look up credentials for this username.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="Config file (TOML).")
-def explain(url: str, username: str | None, config_file: str | None) -> None:
+@click.option("--project", "project", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Also import this project's uv settings, as `serve --project DIR` would.")
+def explain(url: str, username: str | None, config_file: str | None, project: str | None) -> None:
     """Show which credential source would answer for URL, and what would be sent (redacted).
 
     Nothing is sent to URL."""
@@ -38,7 +40,9 @@ def explain(url: str, username: str | None, config_file: str | None) -> None:
     from .hints import netrc_mode_warning, no_proxy_line
 
     logging.basicConfig(level=logging.WARNING, format="credproxy: warning: %(message)s", stream=sys.stderr)
-    settings = _settings(config_file)
+    settings = _settings(config_file, project)
+    for line in getattr(settings, "project_report", []) or []:
+        click.echo(f"credproxy: {line}", err=True)
     for warning in getattr(settings, "warnings", []) or []:
         click.echo(f"credproxy: warning: {warning}", err=True)
     if (loose := netrc_mode_warning(getattr(settings, "env", None) or {})) is not None:
@@ -55,9 +59,16 @@ def explain(url: str, username: str | None, config_file: str | None) -> None:
     if not text.endswith("\n"):
         text += "\n"
     text += interception + _proxy_line(url, os.environ, no_proxy_line) + _tls_lines(settings, url, True)
+    resolver = Resolver(settings)
+    try:
+        egress_text, proxy_creds = _egress_lines(settings, resolver, url)
+    finally:
+        resolver.close()
+    text += ("" if text.endswith("\n") else "\n") + egress_text
     # Belt and braces: nothing in the rendering should hold a secret; mask any that does.
-    secrets = [a.credentials.secret for a in explanation.answers if a.credentials is not None]
-    names = [a.credentials.username for a in explanation.answers if a.credentials is not None]
+    found = [a.credentials for a in explanation.answers if a.credentials is not None] + proxy_creds
+    secrets = [c.secret for c in found]
+    names = [c.username for c in found]
     click.echo(redact_text(text, secrets, usernames=names))
 
 
@@ -110,6 +121,46 @@ def _tls_lines(settings, url: str, explanation_ends_with_newline: bool) -> str:
     except Exception as e:  # noqa: BLE001 - a TLS description problem must not hide the rest
         text = f"tls:             could not describe ({type(e).__name__})"
     return text if explanation_ends_with_newline else "\n" + text
+
+
+def _egress_lines(settings, resolver, url: str) -> tuple[str, list]:
+    """Direct or via which company proxy, why, and the login credproxy would give it
+    (credproxy/egress.py, the plan the proxy uses). Returns the text and every credential
+    found (for the final redaction)."""
+    from urllib.parse import urlsplit
+
+    from .egress import ProxyURLError, build_egress
+
+    found = []
+    try:
+        egress = build_egress(settings)
+    except ProxyURLError as e:
+        return f"{'upstream proxy:':<17}configuration error: {e}\n", found
+    parts = urlsplit(url)
+    scheme = "http" if parts.scheme == "http" else "https"
+    route = egress.route(scheme, parts.hostname or "", parts.port or (80 if scheme == "http" else 443))
+    lines = [f"{'upstream proxy:':<17}{route.describe()}"]
+    proxy = route.proxy
+    if proxy is not None:
+        if proxy.credentials is not None and proxy.credentials.is_complete:
+            found.append(proxy.credentials)
+            login = f"{proxy.credentials.redacted()} from the proxy URL"
+        else:
+            username = proxy.credentials.username if proxy.credentials is not None else None
+            try:
+                decision = resolver.proxy_credentials(proxy.url, username)
+            except ValueError as e:
+                decision = None
+                login = f"not looked up ({e})"
+            if decision is not None and decision.credentials is not None:
+                found.append(decision.credentials)
+                login = f"{decision.credentials.redacted()} from {decision.source}"
+            elif decision is not None:
+                login = f"none ({decision.reason}); a proxy that demands one answers 407"
+        lines.append(f"{'proxy login:':<17}{login} (Basic, sent on each CONNECT to the proxy only)")
+    for note in egress.notes:
+        lines.append(f"{'note:':<17}{note}")
+    return "\n".join(lines) + "\n", found
 
 
 def register(main: click.Group) -> None:

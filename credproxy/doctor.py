@@ -300,6 +300,21 @@ def check_config(settings) -> list[Check]:
     return checks
 
 
+def check_config_error(error: str) -> Check:
+    """A configuration that does not load is one failed check: the loader's message (it names
+    the file or variable, the key and what was expected) and what to do with it."""
+    lines = error.splitlines() or [error]
+    first = lines[0]
+    if first.startswith("environment variable"):
+        fix = "correct or unset the variable named above, then run `credproxy doctor` again"
+    elif first.startswith("command line"):
+        fix = "correct the option named above"
+    else:
+        where = first.split(": ", 1)[0]
+        fix = f"edit {where} as the message says, then run `credproxy doctor` again"
+    return Check("problem", "the configuration does not load", details=lines, fix=fix)
+
+
 def describe_tls(settings, url: str) -> list[str]:
     """The TLS settings that apply to the URL's host (credproxy.tlsrules), one line each."""
     from .tlsrules import describe, format_description
@@ -402,13 +417,16 @@ def check_url(url: str, settings, resolver, report: Report, proxy_up: bool, ca_p
         return checks
     through_proxy = proxy_up and ca_path is not None
     via = "through the proxy" if through_proxy else "direct (no proxy running)"
+    company = None if through_proxy else _company_proxy(settings, resolver, url, report)
+    if company is not None:
+        via = f"without credproxy, through the company proxy {company[0].display}"
     try:
         if through_proxy:
             owner = owner_credential(settings.env)
             status = _request_via_proxy(url, settings.host, settings.port, ca_path,
                                         {"Proxy-Authorization": owner.header_value()} if owner else {})
         else:
-            status = _request_direct(url, settings, resolver, decision, report)
+            status = _request_direct(url, settings, resolver, decision, report, company)
     except (OSError, http.client.HTTPException, ssl.SSLError) as e:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e) or type(e).__name__
         fix = None
@@ -456,33 +474,63 @@ def _request_via_proxy(url: str, proxy_host: str, proxy_port: int, ca_path: Path
         conn.close()
 
 
-def _request_direct(url: str, settings, resolver, decision, report: Report) -> int:
+def _company_proxy(settings, resolver, url: str, report: Report):
+    """(company proxy, its login or None) when the proxy would send `url` through one."""
+    from .egress import ProxyURLError, build_egress, proxy_login
+
+    try:
+        parts = urlsplit(url)
+        scheme = "http" if parts.scheme == "http" else "https"
+        route = build_egress(settings).route(scheme, parts.hostname or "",
+                                             parts.port or (80 if scheme == "http" else 443))
+        if route.proxy is None:
+            return None
+        creds, _source = proxy_login(route.proxy, resolver)
+    except (ProxyURLError, ValueError):
+        return None
+    _remember(report, creds)
+    return route.proxy, creds
+
+
+def _request_direct(url: str, settings, resolver, decision, report: Report, company=None) -> int:
     """As the proxy would: send with the decision, retry once on a challenge."""
-    status = _send_direct(url, settings, decision.header)
+    status = _send_direct(url, settings, decision.header, company)
     if status in (401, 403, 404):
         retry = resolver.challenge(url, decision, status)
         if retry is not None and retry.action == "inject":
             _remember(report, retry.credentials)
-            status = _send_direct(url, settings, retry.header)
+            status = _send_direct(url, settings, retry.header, company)
             resolver.record(url, retry, status)
             return status
     resolver.record(url, decision, status)
     return status
 
 
-def _send_direct(url: str, settings, authorization: str | None) -> int:
+def _send_direct(url: str, settings, authorization: str | None, company=None) -> int:
+    """One GET, straight to the host or, with `company` = (proxy, login), through a CONNECT
+    tunnel of the company proxy, as credproxy would send it (plain http too)."""
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {"Connection": "close", "User-Agent": "credproxy-doctor"}
     if authorization:
         headers["Authorization"] = authorization
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    connect_to, tunnel_headers = (host, port), None
+    if company is not None:
+        proxy, login = company
+        if proxy.scheme != "http":  # http.client cannot speak TLS to the proxy itself
+            raise OSError(f"doctor cannot probe through an {proxy.scheme}:// proxy; the proxy itself can")
+        connect_to = (proxy.host, proxy.port)
+        tunnel_headers = {"Proxy-Authorization": login.header_value()} if login is not None else {}
     if parts.scheme == "https":
         cafile = settings.ca_bundle or settings.env.get("SSL_CERT_FILE") or None
         context = ssl.create_default_context(cafile=cafile)
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port or 443, timeout=TIMEOUT, context=context)
+            *connect_to, timeout=TIMEOUT, context=context)
     else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=TIMEOUT)
+        conn = http.client.HTTPConnection(*connect_to, timeout=TIMEOUT)
+    if tunnel_headers is not None:
+        conn.set_tunnel(host, port, headers=tunnel_headers)
     try:
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
@@ -492,11 +540,130 @@ def _send_direct(url: str, settings, authorization: str | None) -> int:
         conn.close()
 
 
+# --- the company proxy ---------------------------------------------------------------------
+
+
+def probe_connect(proxy, host: str, port: int, authorization: str | None, settings,
+                  timeout: float = TIMEOUT) -> tuple[int | None, str, tuple[str, ...]]:
+    """One `CONNECT host:port` to the company proxy, then close: (status, reason, the
+    Proxy-Authenticate schemes). Raises OSError/ssl.SSLError when the proxy cannot be reached."""
+    from .egress import parse_connect_answer
+
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: credproxy-doctor\r\n"
+    if authorization:
+        request += f"Proxy-Authorization: {authorization}\r\n"
+    with socket.create_connection((proxy.host, proxy.port), timeout=timeout) as raw:
+        sock = raw
+        if proxy.scheme == "https":
+            cafile = settings.ca_bundle or settings.env.get("SSL_CERT_FILE") or None
+            sock = ssl.create_default_context(cafile=cafile).wrap_socket(raw, server_hostname=proxy.host)
+        sock.settimeout(timeout)
+        sock.sendall((request + "\r\n").encode("latin-1"))
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return parse_connect_answer(head)
+
+
+def check_company_proxy(settings, resolver, url: str | None, report: Report) -> list[Check]:
+    """Direct or via which company proxy (credproxy/egress.py, as the proxy decides), and with
+    a URL a live probe: does the proxy demand a login, and does it accept credproxy's?"""
+    from .egress import (ProxyURLError, Refusal, build_egress, login_label, negotiate_available, proxy_login,
+                         refusal_message)
+
+    try:
+        egress = build_egress(settings)
+    except ProxyURLError as e:
+        return [Check("problem", f"upstream proxy: {e}",
+                      fix="correct --upstream-proxy or upstream-proxy in the config (http://[user:password@]host:port)")]
+    for proxy in egress.proxies:
+        _remember(report, proxy.credentials)
+    checks = [Check("info", line) for line in egress.summary()] if egress.proxies or egress.disabled else []
+    if not egress.proxies and not egress.disabled:
+        checks.append(Check("info", "no company proxy: every host is reached directly "
+                                    "(HTTPS_PROXY & co unset, no --upstream-proxy or upstream-proxy)"))
+    checks += [Check("info", note) for note in egress.notes]
+    if not url:
+        return checks
+    parts = urlsplit(url)
+    scheme = "http" if parts.scheme == "http" else "https"
+    host, port = parts.hostname or "", parts.port or (80 if scheme == "http" else 443)
+    route = egress.route(scheme, host, port)
+    checks.append(Check("info", f"{redact_url(url)}: {route.describe()}"))
+    proxy = route.proxy
+    if proxy is None:
+        return checks
+    origin = egress.https_origin if proxy == egress.https else egress.http_origin
+    try:
+        creds, source = proxy_login(proxy, resolver)
+    except Exception as e:  # the type only: a source's text could quote a secret
+        creds, source = None, None
+        checks.append(Check("problem", f"looking up the login for {proxy.display} failed ({type(e).__name__})"))
+    _remember(report, creds)
+    target = f"{host}:{port}"
+    try:
+        status, reason, schemes = probe_connect(proxy, host, port, None, settings)
+        if status == 407 and schemes and not any(s.lower() == "basic" for s in schemes):
+            offered = ", ".join(schemes)
+            if negotiate_available():
+                checks.append(Check("info", f"the company proxy {proxy.display} demands a login ({status}, {offered}): "
+                                            "credproxy logs in with Negotiate/NTLM (the negotiate extra); doctor "
+                                            "does not run that exchange — `credproxy serve -v` logs a refusal"))
+                return checks
+            message = refusal_message(Refusal(proxy, target, status, reason, schemes, None), origin)
+            checks.append(Check("problem", f"the company proxy {proxy.display} demands {offered}, which credproxy "
+                                           "speaks only with its negotiate extra", [message.split(" Fix: ", 1)[0]],
+                                fix=message.split(" Fix: ", 1)[1] if " Fix: " in message else None))
+            return checks
+        if status == 407 and creds is not None:
+            checks.append(Check("info", f"the company proxy {proxy.display} demands a login "
+                                        f"({status}, {', '.join(schemes) or 'no scheme named'})"))
+            status, reason, schemes = probe_connect(proxy, host, port, creds.header_value(), settings)
+            sent = source
+        else:
+            sent = None
+    except (OSError, ssl.SSLError) as e:
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        message = refusal_message(Refusal(proxy, target, None, reason), origin)
+        checks.append(Check("problem", f"cannot reach the company proxy {proxy.display}: {reason}",
+                            [message], fix=f"check the proxy address (from {origin})"))
+        return checks
+    if status is not None and 200 <= status < 300:
+        if sent is not None:
+            checks.append(Check("ok", f"the company proxy accepted credproxy's login ({creds.redacted()} from "
+                                      f"{login_label(sent)}) and opened a tunnel to {target}"))
+        else:
+            checks.append(Check("ok", f"the company proxy {proxy.display} opens a tunnel to {target} without a login"))
+        return checks
+    if sent is not None and status != 407:
+        checks.append(Check("ok", f"the company proxy accepted credproxy's login ({creds.redacted()} from "
+                                  f"{login_label(sent)})"))
+    message = refusal_message(Refusal(proxy, target, status, reason, schemes, sent), origin)
+    fix = message.split(" Fix: ", 1)[1] if " Fix: " in message else None
+    if status == 407 and sent is not None:
+        title = (f"the company proxy refused credproxy's login ({creds.redacted()} from {login_label(sent)}): "
+                 f"{status} {reason}")
+    elif status == 407:
+        title = (f"the company proxy {proxy.display} demands a login ({status}, "
+                 f"{', '.join(schemes) or 'no scheme named'}) and credproxy has none for it")
+    else:
+        title = f"the company proxy {proxy.display} refused a tunnel to {target}: {status} {reason}"
+    checks.append(Check("problem", title, [message.split(" Fix: ", 1)[0]], fix=fix))
+    return checks
+
+
 # --- all of it ---------------------------------------------------------------------------
 
 
-def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str] | None = None) -> Report:
-    """Every check; `env` is the shell's environment (the proxy variables, the data dir)."""
+def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str] | None = None,
+               config_error: str | None = None) -> Report:
+    """Every check; `env` is the shell's environment (the proxy variables, the data dir).
+    With `config_error` (the configuration did not load; `settings` are the defaults) the
+    proxy, CA and shell checks still run; indexes and the URL are not checked."""
     env = settings.env if env is None else env
     report = Report()
     listener, proxy_up = check_listener(settings.host, settings.port)
@@ -508,7 +675,14 @@ def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str
     if owner is not None:
         report.secrets.append(owner.token)  # never shown, even inside an error text
     report.add("Shell environment", check_environment(env, settings.host, settings.port, ca_der, index_hosts, owner))
+    if config_error is not None:
+        report.add("Configuration", [check_config_error(config_error)])
+        report.add("Indexes", [Check("info", "not checked: the configuration does not load")])
+        if url:
+            report.add(f"Request {redact_url(url)}", [Check("info", "not sent: the configuration does not load")])
+        return report
     report.add("Configuration", check_config(settings))
+    report.add("Company proxy", check_company_proxy(settings, resolver, url, report))
     if settings.indexes:
         report.add("Indexes", [check_index(resolver, settings, i, report) for i in settings.indexes])
     else:

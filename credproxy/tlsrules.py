@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import paths
 from .config import ClientCertRule, ConfigError
+from .config.values import shown_value as _shown  # a value in a message, userinfo masked
 
 _TRUE = {"1", "true", "yes", "y", "on"}
 
@@ -64,12 +65,12 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise ValueError(f"unclosed '[' in {text!r}")
+            raise ValueError(f"unclosed '[' in {_shown(text)!r}")
         host, rest = text[1:end], text[end + 1 :]
         if not rest:
             return _norm_host(host), None
         if not rest.startswith(":"):
-            raise ValueError(f"unexpected {rest!r} after {host!r}")
+            raise ValueError(f"unexpected {_shown(rest)!r} after {_shown(host)!r}")
         return _norm_host(host), _port(rest[1:], text)
     if text.count(":") > 1:  # a bare IPv6 literal
         return _norm_host(text), None
@@ -81,7 +82,7 @@ def split_host_port(text: str) -> tuple[str, int | None]:
 
 def _port(value: str, whole: str) -> int:
     if not value.isdigit() or not 0 < int(value) < 65536:
-        raise ValueError(f"invalid port in {whole!r}")
+        raise ValueError(f"invalid port in {_shown(whole)!r}")
     return int(value)
 
 
@@ -110,7 +111,7 @@ class InsecureHost:
         netloc, slash, _path = text.partition("/")
         host, port = split_host_port(netloc)  # uv: `host:port/path` is an invalid port; so here
         if not host:
-            raise ValueError(f"no host in {entry!r}")
+            raise ValueError(f"no host in {_shown(entry)!r}")
         return cls(entry=entry, host=host, port=port, scheme=scheme)
 
     def matches(self, scheme: str, host: str, port: int) -> bool:
@@ -157,7 +158,7 @@ class HostPattern:
         wildcard = raw.startswith("*.")
         host, port = split_host_port(raw[2:] if wildcard else raw)
         if not host or "*" in host or "/" in host:
-            raise ValueError(f"invalid host pattern {text!r}")
+            raise ValueError(f"invalid host pattern {_shown(text)!r}")
         return cls(text=text, host=host, port=port, wildcard=wildcard)
 
     def matches(self, host: str, port: int) -> bool:
@@ -468,9 +469,9 @@ def build_plan(settings) -> TlsPlan:
         try:
             pem = load_client_pem(rule.cert)
         except PemError as e:
-            raise ConfigError(f"{rule.origin}: [[client-cert]] for {rule.host!r}: {e}") from None
+            raise ConfigError(f"{rule.origin}: [[client-cert]] for {_shown(rule.host)!r}: {e}") from None
         rules.append((pattern, rule, pem))
-        warnings += _expiry_warning(pem, f"[[client-cert]] {rule.host!r}")
+        warnings += _expiry_warning(pem, f"[[client-cert]] {_shown(rule.host)!r}")
 
     global_cert = None
     client_cert = _setting(settings, "ssl_client_cert", "SSL_CLIENT_CERT")
@@ -594,12 +595,12 @@ def format_description(d: dict, style: str = "block") -> str:
     if d["verify"]:
         verify = "yes (certificate and host name)"
     else:
-        verify = f"NO (allow-insecure-host entry {d['insecure_entry']!r})"
+        verify = f"NO (allow-insecure-host entry {_shown(d['insecure_entry'])!r})"
     c = d["client_cert"]
     if c is None:
         cert = "none"
     else:
-        how = f"pattern {c['pattern']!r} from {c['origin']}" if c["pattern"] else c["origin"]
+        how = f"pattern {_shown(c['pattern'])!r} from {c['origin']}" if c["pattern"] else c["origin"]
         chain = f", {c['chain_length']} certificate(s)" if c.get("chain_length") else ""
         cert = f"{c['path']} ({how}; {c.get('subject') or '?'}{chain})"
     rows = [("roots", d["roots"]["description"]), ("verify", verify), ("client cert", cert)]

@@ -60,7 +60,7 @@ class Decision:
       and nothing found).
 
     `source` is the label for the request log: `client`, `index-url`, `env:UV_INDEX_<NAME>`,
-    `netrc`, `store`, `uv-store`, `native`, `keyring`, `hf-token`, or `none`. `cached` is
+    `netrc`, `store`, `old-store`, `native`, `keyring`, `hf-token`, or `none`. `cached` is
     true when the credentials came from the session cache (then a 401 evicts them).
     `preemptive` is false for a retry after a challenge. `username` is the username the
     lookups used (from a username-only client header), so a challenge asks with it again.
@@ -308,7 +308,7 @@ Plan = Generator[_Ask, Answer, "Decision | None"]
 class Resolver:
     """The credential chain (design.md order): client header > UV_PUBLISH_* (publish URLs) >
     index URL/env credentials >
-    hf-token > netrc > store > uv-store > native > keyring; session cache beside the sources
+    hf-token > netrc > store (shared with uv) > old-store > native > keyring; session cache beside the sources
     (the longest prefix wins); single-flight memo for slow sources; negative results expire
     after 60 s.
 
@@ -353,9 +353,11 @@ class Resolver:
         self._slow_executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-slow-lookup")
         self._seed()
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        self._slow_executor.shutdown(wait=False, cancel_futures=True)
+    def close(self, cancel_pending: bool = True) -> None:
+        """Stop the worker threads. `cancel_pending=False` (a resolver replaced by a reload)
+        lets lookups already queued finish for the requests waiting on them."""
+        self._executor.shutdown(wait=False, cancel_futures=cancel_pending)
+        self._slow_executor.shutdown(wait=False, cancel_futures=cancel_pending)
 
     # --- §3: seed the cache from configured index credentials ---------------------------------
 
@@ -388,6 +390,16 @@ class Resolver:
 
     async def achallenge(self, url: str, sent: Decision, status: int) -> Decision | None:
         return await self._run_async(self._plan_challenge(url, sent, status))
+
+    def proxy_credentials(self, proxy_url: str, username: str | None = None) -> Decision:
+        """Basic credentials for the company proxy at `proxy_url` (scheme://host:port/, no
+        userinfo), for its Proxy-Authorization. See `_plan_proxy`."""
+        _check_url(proxy_url)
+        return self._run_sync(self._plan_proxy(proxy_url, username))
+
+    async def aproxy_credentials(self, proxy_url: str, username: str | None = None) -> Decision:
+        _check_url(proxy_url)
+        return await self._run_async(self._plan_proxy(proxy_url, username))
 
     def record(self, url: str, decision: Decision, status: int) -> None:
         """Cache on success (status < 400) under the prefix the credential's source named
@@ -505,6 +517,45 @@ class Resolver:
         elif later:
             reason += f"; on a challenge {', '.join(later)} and the netrc default entry may be asked"
         return Decision("send", index=index, username=username, reason=reason)
+
+    def _plan_proxy(self, url: str, username: str | None) -> Plan:
+        """The chain's entries for the proxy's own host, in chain order: `inject` with the
+        first complete Basic credential, else `send` saying what was asked. Entries that
+        name the proxy only (a netrc machine, a store entry or keyring item for its URL):
+        never the netrc `default` entry or a bearer token, and never the session cache
+        (registry credentials are cached there). The keyring is asked only with a username
+        (from the proxy URL), as uv asks it for hosts without an index."""
+        lookup_user = username
+        asked: list[str] = []
+        realm = Realm.of(url)
+        # the store keeps only https:// entries for non-local hosts (uv's rule): an entry for
+        # https://proxy:port names the same proxy, reached over plain http
+        host = f"[{realm.host}]" if ":" in realm.host else realm.host
+        alternate = f"https://{host}:{realm.port}/" if realm.scheme == "http" else None
+        for source in self.sources:
+            if source.fast:
+                answer = yield _Ask(source, url, lookup_user, None)
+                if not answer.found and alternate is not None:
+                    other = yield _Ask(source, alternate, lookup_user, None)
+                    answer = other if other.found else answer
+            else:
+                if lookup_user is None:
+                    asked.append(f"{source.name} not asked (no username: put one in the proxy URL)")
+                    continue
+                answer = yield _Ask(source, url, lookup_user, None, self._memo_key(source, url, None, lookup_user))
+            if not answer.found or answer.credentials.scheme != "basic" or not answer.preemptive:
+                if not answer.skipped:
+                    asked.append(f"{answer.source}: {answer.detail or 'no entry'}")
+                continue
+            creds = answer.credentials
+            if not creds.is_complete:
+                lookup_user = lookup_user or creds.username
+                continue
+            return Decision("inject", creds, source=answer.source, username=username, prefix=answer.prefix,
+                            reason=f"{answer.source} answered for the proxy {Realm.of(url)}: {answer.detail}")
+        return Decision("send", username=username,
+                        reason=f"no source has a password for the proxy {Realm.of(url)}"
+                               + (f" ({'; '.join(asked)})" if asked else ""))
 
     def _plan_challenge(self, url: str, sent: Decision, status: int) -> Plan:
         if not sent.preemptive or sent.action in ("leave", "fail") or status not in CHALLENGE_STATUSES:
@@ -774,7 +825,7 @@ def _depth(prefix: str | None) -> int:
 
 def default_sources(settings) -> list[Source]:
     """The chain in design.md order, from Settings: UV_PUBLISH_* (publish URLs only) > index
-    URL/env > hf-token > netrc > store > uv-store > native (keyring-provider = native, or
+    URL/env > hf-token > netrc > store > old-store > native (keyring-provider = native, or
     UV_PREVIEW_FEATURES=native-auth) > keyring (keyring-provider = subprocess)."""
     from .sources.hf import HuggingFaceSource
     from .sources.keyring_subprocess import KeyringSubprocessSource
@@ -794,7 +845,7 @@ def default_sources(settings) -> list[Source]:
     sources.append(NetrcSource(env, indexes=settings.indexes,
                                default_scope=getattr(settings, "netrc_default", "indexes"),
                                loopback_scope=getattr(settings, "netrc_loopback", "index-ports")))
-    sources.extend(store_sources(env))  # ours, then uv's read-only; one when they coincide
+    sources.extend(store_sources(env))  # the store shared with uv, then the old location if it exists
     provider = getattr(settings, "keyring_provider", "disabled")
     # uv's order: its native store, then a `keyring` command; both may be on
     if provider == "native" or getattr(settings, "native_auth", False):

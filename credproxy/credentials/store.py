@@ -18,7 +18,7 @@ A file that does not parse is reported (StoreError naming the file and line) and
 overwritten. No message, exception or repr here contains a password or token.
 
 Imports nothing from the rest of credproxy beyond the core (credproxy.paths is not used so the
-core stays independent; default_store_path mirrors it).
+core stays independent; legacy_store_path mirrors its data dir).
 """
 
 from __future__ import annotations
@@ -56,16 +56,46 @@ class StoreError(Exception):
 
 
 def default_store_path(env: Mapping[str, str] | None = None) -> Path:
-    """credproxy's own store: `$CREDPROXY_CREDENTIALS_DIR`, else `$CREDPROXY_DATA_DIR`, else
-    the platform user data dir (the same place credproxy.paths.data_dir() names)."""
+    """The one store in use, shared with uv: `$CREDPROXY_CREDENTIALS_DIR` (the override), else
+    uv's own (`$UV_CREDENTIALS_DIR`, else uv's default directory), so `uv auth login` and
+    `credproxy auth login` write the file both read."""
     env = os.environ if env is None else env
     if env.get("CREDPROXY_CREDENTIALS_DIR"):
         return Path(env["CREDPROXY_CREDENTIALS_DIR"]) / FILE_NAME
+    return uv_store_path(env)
+
+
+def legacy_store_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where credproxy kept its own store before it shared uv's: `$CREDPROXY_DATA_DIR`, else
+    the platform user data dir (credproxy.paths.data_dir()). Still read; its entries move to
+    the store in use on the next `auth login`/`logout`."""
+    env = os.environ if env is None else env
     if env.get("CREDPROXY_DATA_DIR"):
         return Path(env["CREDPROXY_DATA_DIR"]) / FILE_NAME
     import platformdirs  # only needed for the default location
 
     return Path(platformdirs.user_data_dir("credproxy", appauthor=False)) / FILE_NAME
+
+
+def move_legacy_entries(legacy: "Store", target: "Store") -> int:
+    """Move the entries of the old store into `target` (entries already in `target` win),
+    then remove the old file. Returns how many entries were added. Nothing is removed unless
+    the target was written; a legacy file that does not parse raises StoreError (kept)."""
+    if os.path.abspath(legacy.path) == os.path.abspath(target.path) or not legacy.path.exists():
+        return 0
+    old = legacy.read()
+    added = 0
+
+    def change(entries: list[StoreEntry]) -> list[StoreEntry]:
+        nonlocal added
+        have = {e.key for e in entries}
+        new = [e for e in old if e.key not in have]
+        added = len(new)
+        return entries + new
+
+    target.modify(change, write_if_unchanged=False)
+    _unlink_quietly(str(legacy.path))
+    return added
 
 
 def uv_store_path(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:

@@ -119,13 +119,13 @@ def restore_environment(current: Mapping[str, str]) -> tuple[dict[str, str], lis
 
 def registry_urls(settings) -> list[str]:
     """URLs of the registries credproxy holds credentials or an index for: every index, every
-    store entry (ours and uv's), every netrc machine. A problem reading one is skipped."""
+    store entry (the store shared with uv, and credproxy's old location), every netrc machine. A problem reading one is skipped."""
     from ..credentials.sources.netrc import NetrcSource
-    from ..credentials.store import Store, StoreError, default_store_path, uv_store_path
+    from ..credentials.store import Store, StoreError, default_store_path, legacy_store_path
 
     env = getattr(settings, "env", None) or {}
     urls = [index.url for index in getattr(settings, "indexes", []) or []]
-    for path in dict.fromkeys((default_store_path(env), uv_store_path(env))):
+    for path in dict.fromkeys((default_store_path(env), legacy_store_path(env))):
         try:
             urls += [entry.service for entry in Store(path).read()]
         except (StoreError, OSError):

@@ -23,6 +23,8 @@ from typing import Callable
 from .. import hints, paths
 from ..addons import upstream_tls
 from ..addons.auth import CHALLENGE_BODY_LIMIT, AuthAddon
+from ..addons.upstream_proxy import UpstreamProxyAddon
+from ..egress import ProxyURLError, build_egress
 from ..addons.owner import OwnerOnly
 from ..certs.ca import ensure_ca
 from ..logsafe import SafeFormatter
@@ -46,6 +48,8 @@ class ServeConfig:
     port: int = DEFAULT_PORT
     proxyauth: str | None = None  # "user:token" from --proxyauth-file / CREDPROXY_PROXYAUTH
     intercept_all: bool = False
+    #: fresh Settings from the same flags (set by the CLI; `serve` reloads with it)
+    reload_settings: Callable[[], object] | None = None
     # `credproxy run`: a one-off token in memory instead of the per-user token file
     one_off_token: bool = False
 
@@ -160,7 +164,10 @@ class Proxy:
     """One embedded proxy. `run()` is a coroutine; `shutdown()` may be called from any thread."""
 
     def __init__(self, settings, config: ServeConfig, *, resolver=None, install_signal_handlers: bool = True,
-                 on_listening: Callable[[str], None] | None = None):
+                 on_listening: Callable[[str], None] | None = None,
+                 reload_settings: Callable[[], object] | None = None, config_file: str | None = None):
+        """`reload_settings` (fresh Settings from the same flags) turns on reloading when the
+        config, netrc or store files change, and on SIGHUP (credproxy/proxy/reload.py)."""
         self.settings = settings
         self.config = config
         self.resolver = resolver
@@ -171,6 +178,11 @@ class Proxy:
         self.master = None
         self._error: ServeError | None = None
         self._pending_shutdown = False
+        self.reload_settings = reload_settings
+        self.config_file = config_file
+        self._auth: AuthAddon | None = None
+        self._tls_addons: list = []
+        self._reloader = None
         self._client_credential: Callable[[], token.ProxyCredential] | None = None
 
     def client_credential(self) -> token.ProxyCredential:
@@ -210,16 +222,54 @@ class Proxy:
         self.port = port
         self.url = f"http://{url_host(self.config.host)}:{port}"
         _set_mitmproxy_log_level(self._verbose_level())
+        if self._reloader is not None:
+            self._reloader.listening()
         if self.on_listening is not None:
             self.on_listening(self.url)
 
     def _verbose_level(self) -> int:
         return _mitmproxy_level(getattr(self.settings, "verbose", 0) or 0)
 
+    def egress(self, hosts: list[str], port: int):
+        """The egress plan (credproxy/egress.py), its notes logged once at start."""
+        try:
+            egress = build_egress(self.settings, listen=[(h, port) for h in hosts])
+        except ProxyURLError as e:
+            raise ServeError(str(e)) from None
+        log = logging.getLogger("credproxy.egress")
+        for note in egress.notes:
+            log.warning("%s", note)
+        for line in egress.summary() if egress.proxies or egress.disabled else []:
+            log.info("%s", line)
+        return egress
+
     def wants_interception(self, host: str, port: int) -> bool:
         if self.config.intercept_all or getattr(self.settings, "intercept", "auto") == "all":
             return True
         return bool(self.resolver.knows_host("https", host, port))
+
+    def apply_settings(self, settings) -> None:
+        """Swap reloaded settings into the running proxy (event loop): a fresh resolver (every
+        source re-read, caches empty), the interception policy, the upstream TLS rules. Raises
+        (and changes nothing) when the new TLS settings are invalid."""
+        from ..interception import InterceptionPolicy
+
+        prepared = upstream_tls.prepare(settings)
+        resolver = build_resolver(settings)
+        _load_fast_sources(resolver)
+        old = self.resolver
+        self.settings, self.resolver = settings, resolver
+        if self._auth is not None:
+            self._auth.resolver = resolver
+        for addon in self._tls_addons:
+            if isinstance(addon, upstream_tls.Passthrough):
+                addon.policy = InterceptionPolicy(settings, prepared.plan, self.wants_interception)
+            elif isinstance(addon, upstream_tls.PerHostTls):
+                addon.__init__(prepared)  # its contexts and failure records belong to the old rules
+        if self.master is not None:
+            self.master.options.update(**upstream_tls.mitmproxy_options(settings))
+        if old is not None:
+            old.close(cancel_pending=False)
 
     # public ---------------------------------------------------------------------------------
 
@@ -231,6 +281,7 @@ class Proxy:
 
     async def run(self) -> None:
         from mitmproxy.addons import default_addons
+        from mitmproxy.addons.next_layer import NextLayer
         from mitmproxy.addons.proxyauth import ProxyAuth
         from mitmproxy.addons.tlsconfig import TlsConfig
         from mitmproxy.master import Master
@@ -264,6 +315,7 @@ class Proxy:
         if port == 0 and len(hosts) > 1:
             port = _free_port_on(hosts)
         modes = [f"regular@{h}:{port}" for h in hosts]
+        egress = self.egress(hosts, port)
 
         # request-head size and time limits, a refused upload drained (proxy/limits.py)
         limits.install(getattr(self.settings, "request_head_timeout", limits.HEAD_TIMEOUT))
@@ -275,12 +327,19 @@ class Proxy:
             master.shutdown()
 
         before_tls, after_tls = upstream_tls.addons(self.settings, self.wants_interception)
-        ours = [*before_tls, AuthAddon(self.resolver), *audit_addons(self.settings)]
+        self._auth = AuthAddon(self.resolver)
+        self._tls_addons = [*before_tls, *after_tls]
+        ours = [*before_tls, self._auth, *audit_addons(self.settings)]
+        if self.reload_settings is not None:
+            from .reload import Reloader
+
+            self._reloader = Reloader(self.settings, self.reload_settings, self.apply_settings,
+                                      config_file=self.config_file, install_signal_handler=self.install_signal_handlers)
+            ours.append(self._reloader)
         if getattr(self.settings, "remember", False):
             from ..addons.remember import RememberAddon
 
-            ours.insert(ours.index(next(a for a in ours if isinstance(a, AuthAddon))) + 1,
-                        RememberAddon(self.settings, self.resolver))
+            ours.insert(ours.index(self._auth) + 1, RememberAddon(self.settings, self.resolver))
         # mitmproxy's own ProxyAuth is replaced by ours, which goes first of all (after Core,
         # which has no flow hooks): a refused client must reach no other addon's side effects.
         addons = [a for a in default_addons() if not isinstance(a, ProxyAuth)]
@@ -288,6 +347,12 @@ class Proxy:
         tls_index = next(i for i, a in enumerate(addons) if isinstance(a, TlsConfig))
         addons[tls_index + 1:tls_index + 1] = list(after_tls)
         addons[tls_index:tls_index] = ours
+        # the chain answers a CONNECT after every addon that may refuse it (so last), and
+        # decides the layer under it before mitmproxy's NextLayer does
+        chain = UpstreamProxyAddon(egress, self.resolver)
+        next_layer_index = next(i for i, a in enumerate(addons) if isinstance(a, NextLayer))
+        addons.insert(next_layer_index, chain.layer_hook)
+        addons.append(chain)
         master.addons.add(*addons, _Lifecycle(self))
 
         options = {
@@ -379,7 +444,8 @@ def _mitmproxy_level(verbose: int) -> int:
     return logging.INFO if verbose >= 2 else logging.WARNING if verbose == 1 else logging.ERROR
 
 
-def serve_forever(settings, config: ServeConfig, *, resolver=None, print_fn=print) -> None:
+def serve_forever(settings, config: ServeConfig, *, resolver=None, print_fn=print,
+                  reload_settings: Callable[[], object] | None = None, config_file: str | None = None) -> None:
     """`credproxy serve`: blocks until SIGINT/SIGTERM. Raises ServeError on start-up problems."""
     try:
         import signal as _signal
@@ -391,7 +457,8 @@ def serve_forever(settings, config: ServeConfig, *, resolver=None, print_fn=prin
     def announce(url: str) -> None:
         print_fn(f"credproxy listening on {url}", flush=True)
 
-    proxy = Proxy(settings, config, resolver=resolver, on_listening=announce)
+    proxy = Proxy(settings, config, resolver=resolver, on_listening=announce, reload_settings=reload_settings,
+                  config_file=config_file)
     asyncio.run(proxy.run())
 
 

@@ -3,11 +3,17 @@ those addresses inside the proxy process, for tests.
 
 Only name lookup changes (the event loop's getaddrinfo), so `flow.request.host` stays the
 name, host matching and SNI work as with real DNS. Redirecting the address in
-`server_connect` instead would turn the host into the IP (testbed-notes.md)."""
+`server_connect` instead would turn the host into the IP (testbed-notes.md).
+
+It is a test hook, so it cannot send a registry's traffic anywhere but this machine: only
+loopback addresses are accepted (anything else stops the proxy at start-up, naming why),
+and while it is active a WARNING says so at start-up, visible without -v (issue 9,
+finding 10)."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 
 ENV_VAR = "CREDPROXY_TEST_RESOLVE"
@@ -23,7 +29,17 @@ def parse(value: str) -> dict[str, str]:
         name, sep, address = item.partition("=")
         if not sep or not name.strip() or not address.strip():
             raise ValueError(f"{ENV_VAR}: expected name=address, got {item!r}")
-        mapping[name.strip().lower().rstrip(".")] = address.strip().strip("[]")
+        address = address.strip().strip("[]")
+        try:
+            loopback = ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(
+                f"{ENV_VAR}: {name.strip()}={address} is not a loopback address; this test hook only maps "
+                f"names to 127.0.0.0/8 or ::1 (so it cannot send a registry's traffic elsewhere). "
+                f"Unset {ENV_VAR} for normal use")
+        mapping[name.strip().lower().rstrip(".")] = address
     return mapping
 
 
@@ -42,4 +58,5 @@ def install(loop: asyncio.AbstractEventLoop, mapping: dict[str, str]) -> None:
         return await original(host, port, *args, **kwargs)
 
     loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
-    logger.info("test name resolution active: %s", ", ".join(f"{k}={v}" for k, v in mapping.items()))
+    logger.warning("%s is set (a test hook): %s resolved on this machine only; unset it for normal use",
+                   ENV_VAR, ", ".join(f"{k}={v}" for k, v in mapping.items()))

@@ -144,7 +144,7 @@ def test_explain_command_names_the_keyring_and_prints_no_secret(tmp_path):
     lines = result.stdout.splitlines()
     keyring_line = next(line for line in lines if line.strip().startswith("keyring"))
     assert "answered [alice:****]" in keyring_line
-    assert [line.split()[0] for line in lines if line.startswith("  ")] == ["index-url", "hf-token", "netrc", "store", "uv-store", "keyring"]
+    assert [line.split()[0] for line in lines if line.startswith("  ")] == ["index-url", "hf-token", "netrc", "store", "keyring"]
     assert "decision: inject from keyring" in out and "would send: alice:****" in out
     assert read_calls(log) == [["get", INDEX_URL, "alice"]]  # asked once, sent nothing upstream
 

@@ -29,7 +29,7 @@ SOURCES = ("netrc", "store", "env", "keyring")
 def proxy_environment(tmp_path, tls_certs, **extra) -> dict[str, str]:
     env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem, extra=extra)
     env["CREDPROXY_DATA_DIR"] = str(tmp_path / "proxy-data")
-    # proxy_env names this file; an explicitly named config must exist (config.py)
+    # proxy_env names this file; an explicitly named config must exist (credproxy/config/load.py)
     config = Path(env["CREDPROXY_CONFIG"])
     if not config.exists():
         config.write_text("")

@@ -129,7 +129,7 @@ def test_concurrent_logins_lose_no_entry(tmp_path):
     store = Store(data / "credentials.toml")
     # a big existing store makes every read-modify-write take a while, so they overlap
     store.modify(lambda _old: [StoreEntry.basic(f"https://h{i}.example/", f"user{i}", "y" * 100) for i in range(BIG)])
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8", "CREDPROXY_DATA_DIR": str(data)}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8", "CREDPROXY_CREDENTIALS_DIR": str(data)}
     procs = [
         subprocess.Popen(
             [CREDPROXY, "auth", "login", f"https://svc{n}.example/simple/", "--username", f"login{n}", "--password", "-"],

@@ -230,3 +230,89 @@ def test_uv_reads_every_escape_we_write(env):
         r = uv_token(env, f"https://s{i}.example/", f"user{i}")
         assert r.returncode == 0, r.stderr
         assert r.stdout == secret + "\n"
+
+
+# --- one store by default: no CREDPROXY_CREDENTIALS_DIR, no UV_CREDENTIALS_DIR ------------------
+
+
+@pytest.fixture
+def default_env(tmp_path):
+    """Hermetic, and neither tool told where the store is: each finds it by itself (HOME)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "UV_NO_CONFIG": "1",
+        "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
+        "CREDPROXY_DATA_DIR": str(tmp_path / "credproxy-data"),
+    }
+
+
+def test_default_store_is_uvs_both_ways(default_env):
+    """`uv auth login` -> `credproxy auth token` finds it; `credproxy auth login` -> `uv auth
+    token` finds it; `auth dir` of both name the same directory."""
+    env = default_env
+    r = run([UV, "auth", "login", "https://uv-wrote.example/simple/", "-u", "ulla", "--password", "-"], env, AWKWARD + "\n")
+    assert r.returncode == 0, r.stderr
+    r = run([CREDPROXY, "auth", "token", "https://uv-wrote.example/simple/pkg/", "-u", "ulla"], env)
+    assert (r.returncode, r.stdout) == (0, AWKWARD + "\n"), r.stderr
+
+    r = run([CREDPROXY, "auth", "login", "https://cp-wrote.example/simple/", "-u", "carl", "--password", "-"], env, "cp-pw\n")
+    assert r.returncode == 0, r.stderr
+    r = uv_token(env, "https://cp-wrote.example/simple/pkg/", "carl")
+    assert (r.returncode, r.stdout) == (0, "cp-pw\n"), r.stderr
+    r = run([CREDPROXY, "auth", "login", "tok.example", "--token", "-"], env, "tok-secret\n")
+    assert r.returncode == 0, r.stderr
+    assert uv_token(env, "https://tok.example/x").stdout == "tok-secret\n"
+
+    # logout by one is seen by the other
+    assert run([UV, "auth", "logout", "https://cp-wrote.example/", "-u", "carl"], env).returncode == 0
+    r = run([CREDPROXY, "auth", "token", "https://cp-wrote.example/", "-u", "carl"], env)
+    assert r.returncode == 2 and "cp-pw" not in r.stdout + r.stderr
+
+    ours = run([CREDPROXY, "auth", "dir"], env)
+    theirs = run([UV, "auth", "dir"], env)
+    assert ours.returncode == theirs.returncode == 0
+    assert ours.stdout == theirs.stdout == str(Path(env["HOME"]) / ".local/share/uv/credentials") + "\n"
+    assert not (Path(env["CREDPROXY_DATA_DIR"]) / "credentials.toml").exists()
+
+
+def test_uv_credentials_dir_is_followed(default_env, tmp_path):
+    env = {**default_env, "UV_CREDENTIALS_DIR": str(tmp_path / "uvdir")}
+    assert run([UV, "auth", "login", "moved.example", "-u", "m", "--password", "moved-pw"], env).returncode == 0
+    r = run([CREDPROXY, "auth", "token", "moved.example", "-u", "m"], env)
+    assert (r.returncode, r.stdout) == (0, "moved-pw\n"), r.stderr
+    assert run([CREDPROXY, "auth", "dir"], env).stdout == str(tmp_path / "uvdir") + "\n"
+
+
+def test_credproxy_credentials_dir_overrides(default_env, tmp_path):
+    env = {**default_env, "CREDPROXY_CREDENTIALS_DIR": str(tmp_path / "mine")}
+    assert run([CREDPROXY, "auth", "login", "own.example", "-u", "o", "--password", "own-pw"], env).returncode == 0
+    assert Store(tmp_path / "mine" / "credentials.toml").get("https://own.example/", "o") is not None
+    assert run([CREDPROXY, "auth", "dir"], env).stdout == str(tmp_path / "mine") + "\n"
+
+
+def test_old_location_is_read_then_moved_on_next_write(default_env):
+    """Entries credproxy stored before it shared uv's store: `auth token` and the proxy's
+    source still find them; the next `auth login` moves them, after which uv sees them too."""
+    env = default_env
+    old = Store(Path(env["CREDPROXY_DATA_DIR"]) / "credentials.toml")
+    old.modify(lambda _: [StoreEntry.basic("https://old.example/", "olga", "old-pw"),
+                          StoreEntry.basic("https://oldtok.example/", "__token__", "old-token")])
+    r = run([CREDPROXY, "auth", "token", "https://old.example/simple/", "-u", "olga"], env)
+    assert (r.returncode, r.stdout) == (0, "old-pw\n"), r.stderr
+    assert uv_token(env, "https://old.example/", "olga").returncode != 0  # not moved yet
+
+    r = run([CREDPROXY, "auth", "login", "new.example", "-u", "nina", "--password", "new-pw"], env)
+    assert r.returncode == 0, r.stderr
+    assert f"Moved 2 stored credential(s) from {old.path}" in r.stderr
+    assert "old-pw" not in r.stderr and "old-token" not in r.stderr
+    assert not old.path.exists()
+    assert uv_token(env, "https://old.example/", "olga").stdout == "old-pw\n"
+    assert uv_token(env, "https://new.example/", "nina").stdout == "new-pw\n"
+    assert uv_token(env, "https://oldtok.example/pkg").stdout == "old-token\n"
+    # a second write moves nothing more and says nothing about it
+    r = run([CREDPROXY, "auth", "logout", "new.example", "-u", "nina"], env)
+    assert r.returncode == 0 and "Moved" not in r.stderr

@@ -7,7 +7,10 @@
 
 answers maps (service, username) -> password, or (service, None) -> (username, password)
 for `--mode creds`. A value may also be a dict {"stdout": str, "stderr": str, "exit": int}
-for raw control. Unknown keys exit 1. Each call appends its argv[1:] (JSON list) as one line
+for raw control, which may also hold "stdout_bytes": N (N bytes of "x" streamed to stdout,
+never held in memory) and "setsid_grandchild": S (first start a grandchild that calls
+setsid(), keeps stdout/stderr open and sleeps S seconds; its pid goes to `<log>.grandchild`,
+read it with read_grandchild_pids(log)). Unknown keys exit 1. Each call appends its argv[1:] (JSON list) as one line
 to `log`; read them with read_calls(log). `sleep` seconds are slept before answering (use a
 large value for a hanging keyring); the script writes its pid to `<log>.pid` first.
 """
@@ -38,6 +41,22 @@ value = ANSWERS.get(key)
 if value is None:
     sys.exit(1)
 if isinstance(value, dict):
+    if value.get("setsid_grandchild"):
+        import subprocess
+        g = subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(float(sys.argv[1]))",
+                              str(value["setsid_grandchild"])], start_new_session=True)
+        with open({log!r} + ".grandchild", "a") as f:
+            f.write(str(g.pid) + "\\n")
+    if value.get("stdout_bytes"):
+        chunk, left = b"x" * 65536, value["stdout_bytes"]
+        try:
+            while left > 0:
+                n = min(left, len(chunk))
+                sys.stdout.buffer.write(chunk[:n])
+                left -= n
+            sys.stdout.flush()
+        except BrokenPipeError:
+            sys.exit(1)
     sys.stdout.write(value.get("stdout", ""))
     sys.stderr.write(value.get("stderr", ""))
     sys.exit(value.get("exit", 0))
@@ -65,4 +84,9 @@ def read_calls(log: Path) -> list[list[str]]:
 
 def read_pids(log: Path) -> list[int]:
     p = Path(str(log) + ".pid")
+    return [int(x) for x in p.read_text().split()] if p.exists() else []
+
+
+def read_grandchild_pids(log: Path) -> list[int]:
+    p = Path(str(log) + ".grandchild")
     return [int(x) for x in p.read_text().split()] if p.exists() else []

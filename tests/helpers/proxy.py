@@ -199,11 +199,12 @@ def start_credproxy(
     timeout: float = 20.0,
     name: str = "credproxy",
     command: list[str] | None = None,
+    cwd: os.PathLike | str | None = None,
 ) -> Proxy:
     """Start `credproxy serve --port 0 <args>`; wait (bounded) for its listening line.
 
     `command` replaces `[.venv/bin/credproxy, "serve"]` (another build, or a fake in tests of
-    this helper).
+    this helper). `cwd` is the proxy's working directory (default tmp_path).
     `env` is used as given (build it with client_env or by hand), plus CREDPROXY_DATA_DIR
     (tmp_path/<name>-data unless `data_dir`, or env, names one). On exit before listening,
     or timeout, the process is stopped and ProxyStartError carries its stderr.
@@ -219,7 +220,7 @@ def start_credproxy(
     cmd = [*(command or [str(CREDPROXY), "serve"]), "--port", "0", *args]
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, cwd=tmp, preexec_fn=die_with_parent)
+                                stderr=err, cwd=tmp if cwd is None else cwd, preexec_fn=die_with_parent)
     proxy = Proxy(proc=proc, port=0, data_dir=Path(full_env["CREDPROXY_DATA_DIR"]),
                   stdout_path=stdout_path, stderr_path=stderr_path)
 

@@ -30,7 +30,7 @@ def test_escape_sequences_in_a_request_line_reach_the_text_log_escaped(tmp_path)
         w.stop()
     assert b"\x1b" not in raw and b"\x07" not in raw and b"\x7f" not in raw, raw
     text = raw.decode()
-    line = next(line for line in text.splitlines() if "red" in line)
+    line = next(line for line in text.splitlines() if "mred" in line)  # the request line, not a start-up line
     assert "\\x1b[31mred\\x1b[0m" in line and "\\x07\\x7f" in line
 
 

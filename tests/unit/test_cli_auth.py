@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from credproxy.credentials.model import secret_forms
-from credproxy.credentials.store import Store, StoreEntry
+from credproxy.credentials.store import Store, StoreEntry, uv_store_path
 
 CREDPROXY = str(Path(sys.executable).parent / "credproxy")
 TIMEOUT = 20
@@ -36,7 +36,8 @@ def env(tmp_path):
 
 @pytest.fixture
 def store(env):
-    return Store(Path(env["CREDPROXY_DATA_DIR"]) / "credentials.toml")
+    """The store `auth` uses by default: uv's own (here under the temp HOME)."""
+    return Store(uv_store_path(env))
 
 
 def cli(env, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -232,10 +233,13 @@ def test_token_on_corrupt_store_reports_file_without_secret(env, store):
 
 
 def test_dir(env, tmp_path):
+    uv_dir = str(Path(env["HOME"]) / ".local/share/uv/credentials")
     r = cli(env, "dir")
-    assert (r.returncode, r.stdout) == (0, env["CREDPROXY_DATA_DIR"] + "\n")
+    assert (r.returncode, r.stdout) == (0, uv_dir + "\n")
     r = cli(env, "dir", "pkgs.example")
-    assert (r.returncode, r.stdout) == (0, env["CREDPROXY_DATA_DIR"] + "\n")
+    assert (r.returncode, r.stdout) == (0, uv_dir + "\n")
+    r = cli({**env, "UV_CREDENTIALS_DIR": str(tmp_path / "u")}, "dir")
+    assert r.stdout == str(tmp_path / "u") + "\n"
     r = cli({**env, "CREDPROXY_CREDENTIALS_DIR": str(tmp_path / "c")}, "dir")
     assert r.stdout == str(tmp_path / "c") + "\n"
     r = cli(env, "dir", "ftp://x")

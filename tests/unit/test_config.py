@@ -636,14 +636,107 @@ def test_uv_discovery_as_uv_does(tmp_path):
     assert uv_config_paths({**env, "UV_NO_CONFIG": "0"}, deep)[-1] == project / "uv.toml"
 
 
-def test_uv_discovery_feeds_load_settings(tmp_path):
+def test_the_working_directory_is_never_imported(tmp_path):
+    """Issue 9 finding 3: a repository's [tool.uv] in serve's cwd used to be read ahead of the
+    user's uv config. Only the user's uv files are read unless a project is named."""
     write(tmp_path / "xdg" / "uv" / "uv.toml", '[[index]]\nname = "user-idx"\nurl = "https://user.example/simple"')
-    write(tmp_path / "repo" / "pyproject.toml", '[[tool.uv.index]]\nname = "proj"\nurl = "https://proj.example/simple"')
+    write(tmp_path / "repo" / "pyproject.toml", '[[tool.uv.index]]\nname = "proj"\nurl = "https://proj.example/simple"\n'
+                                                '[tool.uv]\nallow-insecure-host = ["user.example"]')
+    write(tmp_path / "repo" / "uv.toml", 'keyring-provider = "subprocess"')
     s = load_settings(write(tmp_path / "c.toml", ""), env=base_env(tmp_path), cwd=tmp_path / "repo",
                       pip_config_files=[])
-    names = [i.name for i in s.indexes if i.origin.startswith(("uv.toml:" + str(tmp_path), "pyproject.toml:"))]
-    assert names == ["proj", "user-idx"]
+    assert [i.name for i in s.indexes] == ["user-idx"]
+    assert s.allow_insecure_host == [] and s.keyring_provider == "disabled"
+    assert not any("repo" in f for f in s.config_files) and s.project is None and s.project_report == []
+
+
+def project_load(tmp_path, project_toml: str, *, user_uv: str = "", config: str = "", env=None, **kw):
+    write(tmp_path / "xdg" / "uv" / "uv.toml", user_uv)
+    write(tmp_path / "repo" / "pyproject.toml", project_toml)
+    (tmp_path / "repo" / "src").mkdir(exist_ok=True)
+    return load_settings(write(tmp_path / "c.toml", config), env=base_env(tmp_path, **(env or {})),
+                         cwd=tmp_path, pip_config_files=[], **kw)
+
+
+def test_project_flag_imports_the_project_after_the_users_own(tmp_path):
+    s = project_load(tmp_path, '[[tool.uv.index]]\nname = "proj"\nurl = "https://proj.example/simple"\n'
+                               '[[tool.uv.index]]\nurl = "https://t:s3cret@anon.example/simple"',
+                     user_uv='[[index]]\nname = "user-idx"\nurl = "https://user.example/simple"',
+                     overrides={"project": "repo/src"})  # relative to cwd; found upwards, as uv does
+    assert [(i.name, i.url) for i in s.indexes] == [
+        ("user-idx", "https://user.example/simple"), ("proj", "https://proj.example/simple"),
+        ("anon.example", "https://anon.example/simple")]
+    assert s.project == str(tmp_path / "repo" / "src")
     assert str(tmp_path / "repo" / "pyproject.toml") in s.config_files
+    report = "\n".join(s.project_report)
+    assert 'added index "proj" https://proj.example/simple' in report
+    assert 'added index "anon.example" https://anon.example/simple (with credentials in the URL)' in report
+    assert "s3cret" not in report + "\n".join(s.warnings + s.notes)
+    assert s.warnings == []
+
+
+def test_project_config_key_is_relative_to_the_config_file(tmp_path):
+    s = project_load(tmp_path, '[[tool.uv.index]]\nname = "proj"\nurl = "https://proj.example/simple"',
+                     config='project = "repo"')
+    assert s.project == str(tmp_path / "repo") and [i.name for i in s.indexes] == ["proj"]
+    # the flag wins over the key
+    s = project_load(tmp_path, "[tool.uv]\n", config='project = "repo"', overrides={"project": str(tmp_path)})
+    assert s.project == str(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["corp", "CORP"])
+def test_project_cannot_rebind_a_users_index_name(tmp_path, name):
+    s = project_load(tmp_path, f'[[tool.uv.index]]\nname = "{name}"\nurl = "https://u:SECRETX@evil.example/simple"',
+                     config='[[index]]\nname = "corp"\nurl = "https://pkgs.example/simple"',
+                     overrides={"project": "repo"})
+    assert [(i.name, i.url) for i in s.indexes] == [("corp", "https://pkgs.example/simple")]
+    assert len(s.warnings) == 1 and f'ignored index "{name}"' in s.warnings[0]
+    assert "a project cannot rebind" in s.warnings[0] and "SECRETX" not in s.warnings[0]
+    assert s.project_report == []
+
+
+def test_project_cannot_take_a_name_spelt_differently_or_derived(tmp_path):
+    # UV_INDEX_MY_CORP_* is one variable for my-corp, my_corp and MY.CORP
+    s = project_load(tmp_path, '[[tool.uv.index]]\nname = "MY.CORP"\nurl = "https://evil.example/simple"\n'
+                               '[[tool.uv.index]]\nname = "pkgs.example"\nurl = "https://evil2.example/simple"\n'
+                               '[[tool.uv.index]]\nurl = "https://user.example:8443/other/"',
+                     user_uv='[[index]]\nname = "my-corp"\nurl = "https://corp.example/simple"\n'
+                             '[[index]]\nurl = "https://pkgs.example/simple"\n'  # derived name pkgs.example
+                             '[[index]]\nname = "user-example-8443"\nurl = "https://x.example/simple"',
+                     overrides={"project": "repo"})
+    assert [i.name for i in s.indexes] == ["my-corp", "pkgs.example", "user-example-8443", "user.example-8443-2"]
+    assert len(s.warnings) == 2
+
+
+def test_project_cannot_change_a_users_index_or_scalars(tmp_path):
+    s = project_load(tmp_path, '[tool.uv]\nkeyring-provider = "subprocess"\nsystem-certs = true\n'
+                               '[[tool.uv.index]]\nname = "other"\nurl = "https://pkgs.example/simple/"\n'
+                               'authenticate = "never"',
+                     config='keyring-provider = "disabled"\n[[index]]\nurl = "https://pkgs.example/simple"',
+                     overrides={"project": "repo"})
+    assert [(i.name, i.authenticate) for i in s.indexes] == [(None, "auto")]
+    assert s.keyring_provider == "disabled"  # the user's config says so
+    assert s.system_certs is True  # the user's configuration is silent: the project's applies, reported
+    assert any("sets system-certs = true" in r for r in s.project_report)
+    assert any("already configured by you" in n for n in s.notes)
+
+
+def test_project_allow_insecure_host_is_a_warning_each(tmp_path):
+    s = project_load(tmp_path, '[tool.uv]\nallow-insecure-host = ["pkgs.example", "mine.example", "u:SECRETY@x.example"]',
+                     config='allow-insecure-host = ["mine.example"]', overrides={"project": "repo"})
+    assert s.allow_insecure_host == ["mine.example", "pkgs.example", "u:SECRETY@x.example"]
+    assert len(s.warnings) == 2 and 'allow-insecure-host "pkgs.example"' in s.warnings[0]
+    assert "SECRETY" not in "\n".join(s.warnings)
+
+
+def test_project_directory_must_exist_and_may_have_no_uv_settings(tmp_path):
+    with pytest.raises(ConfigError, match="project directory not found .*--project"):
+        load_settings(write(tmp_path / "c.toml", ""), env=base_env(tmp_path), overrides={"project": str(tmp_path / "nope")},
+                      pip_config_files=[], uv_config_files=[])
+    (tmp_path / "empty").mkdir()
+    s = load_settings(write(tmp_path / "c.toml", ""), env=base_env(tmp_path), overrides={"project": str(tmp_path / "empty")},
+                      pip_config_files=[], uv_config_files=[])
+    assert len(s.warnings) == 1 and "no project settings imported" in s.warnings[0]
 
 
 # --- derived names ---------------------------------------------------------------------------
@@ -759,6 +852,25 @@ def test_uv_config_file_variable(tmp_path):
     env["UV_CONFIG_FILE"] = str(tmp_path / "missing.toml")
     s = load_settings(write(tmp_path / "c.toml", ""), env=env, cwd=tmp_path, pip_config_files=[])
     assert s.indexes == [] and any("UV_CONFIG_FILE" in w and "missing.toml" in w for w in s.warnings)
+
+
+@pytest.mark.parametrize("text, key, suggestion", [
+    ('keyring-provder = "subprocess"', '"keyring-provder"', '"keyring-provider"'),
+    ('keyring_provider = "subprocess"', '"keyring_provider"', '"keyring-provider"'),
+    ('allow-insecure-hosts = ["h"]', '"allow-insecure-hosts"', '"allow-insecure-host"'),
+    ('[[index]]\nurl = "https://h/"\nauthentication = "always"', 'index[1]."authentication"', '"authenticate"'),
+    ('[[client-cert]]\nhost = "h"\ncerts = "/c"', 'client-cert[1]."certs"', '"cert"'),
+])
+def test_unknown_key_gets_a_did_you_mean(tmp_path, text, key, suggestion):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, text)
+    assert f"{key}: expected a known key: did you mean {suggestion}? (known: " in str(e.value), str(e.value)
+
+
+def test_unknown_key_without_a_close_one_gets_the_list_only(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, "colour = 1")
+    assert "did you mean" not in str(e.value) and "(known: keyring-provider, " in str(e.value)
 
 
 def test_credproxy_keyring_provider_is_the_native_switch_and_wins_over_uvs(tmp_path):

@@ -24,6 +24,8 @@ ALICE = Credentials.basic("alice", "pw-hint-1")
      "credproxy auth login https://h/team/ --username alice --password -"),
     (decision("uv-store", ALICE, index=Index.from_url("https://h:8443/r/simple/")), "https://h:8443/r/simple/x/",
      "credproxy auth login https://h:8443/r --username alice --password -"),  # as login stores it
+    (decision("old-store", ALICE, prefix="https://h/team/"), "https://h/team/simple/x/",
+     "credproxy auth login https://h/team/ --username alice --password -"),  # the login also moves it
     (decision("store", ALICE), "https://h:8443/simple/x/",
      "credproxy auth login https://h:8443/ --username alice --password -"),
     (decision("store", Credentials.basic("__token__", "t")), "https://h/", "credproxy auth login https://h/ --token -"),

@@ -665,19 +665,18 @@ def test_explain_lists_every_source_in_order():
 @pytest.mark.parametrize(
     "provider, env, names",
     [
-        ("disabled", {}, ["index-url", "hf-token", "netrc", "store", "uv-store"]),
-        ("subprocess", {}, ["index-url", "hf-token", "netrc", "store", "uv-store", "keyring"]),
-        ("native", {}, ["index-url", "hf-token", "netrc", "store", "uv-store", "native"]),
-        ("disabled", {"UV_NO_HF_TOKEN": "1"}, ["index-url", "netrc", "store", "uv-store"]),
+        ("disabled", {}, ["index-url", "hf-token", "netrc", "store"]),
+        ("subprocess", {}, ["index-url", "hf-token", "netrc", "store", "keyring"]),
+        ("native", {}, ["index-url", "hf-token", "netrc", "store", "native"]),
+        ("disabled", {"UV_NO_HF_TOKEN": "1"}, ["index-url", "netrc", "store"]),
     ],
 )
 def test_default_sources(tmp_path, provider, env, names):
     env = {"HOME": str(tmp_path), "CREDPROXY_DATA_DIR": str(tmp_path / "data"), **env}
     sources = default_sources(Settings(keyring_provider=provider, env=env))
     assert [s.name for s in sources] == names
-    stores = [s for s in sources if s.name in ("store", "uv-store")]
-    assert str(stores[0].path) == str(tmp_path / "data" / "credentials.toml")
-    assert str(stores[1].path) == str(tmp_path / ".local/share/uv/credentials/credentials.toml")
+    stores = [s for s in sources if s.name == "store"]
+    assert str(stores[0].path) == str(tmp_path / ".local/share/uv/credentials/credentials.toml")
 
 
 def test_default_chain_end_to_end_with_netrc_and_store(tmp_path):
@@ -685,7 +684,7 @@ def test_default_chain_end_to_end_with_netrc_and_store(tmp_path):
 
     (tmp_path / ".netrc").write_text(f"machine n.test login alice password {SECRET}\ndefault login d password dpw\n")
     data = tmp_path / "data"
-    Store(data / "credentials.toml").add(StoreEntry.basic("https://s.test/", "bob", "bobpw"))
+    Store(tmp_path / ".local/share/uv/credentials/credentials.toml").add(StoreEntry.basic("https://s.test/", "bob", "bobpw"))
     r = Resolver(Settings(env={"HOME": str(tmp_path), "CREDPROXY_DATA_DIR": str(data)}))
     assert r.resolve("https://n.test/x").source == "netrc"
     assert r.resolve("https://s.test/x").source == "store"

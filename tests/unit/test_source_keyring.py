@@ -159,3 +159,31 @@ def test_hanging_keyring_is_killed(make):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_output_over_64_kib_is_no_credential(make, capsys, stream):
+    # the secret first, then enough to overflow: nothing of it may be used or echoed
+    src, log = make({("https://h.example/", "alice"): {stream: SECRET + "\n" + "y" * (64 * 1024)}})
+    ans = src.lookup("https://h.example/", "alice", None)
+    assert not ans.found
+    assert f"printed more than 64 KiB on {stream}, killed (no credentials)" in ans.detail
+    assert_no_secret(ans.detail + capsys.readouterr().err)
+
+
+def test_exactly_64_kib_of_stderr_is_still_an_answer(make, capsys):
+    src, log = make({("https://h.example/", "alice"): {"stdout": SECRET + "\n", "stderr": "z" * (64 * 1024)}})
+    ans = src.lookup("https://h.example/", "alice", None)
+    assert ans.found and ans.credentials.password == SECRET
+    assert capsys.readouterr().err.count("z") == 64 * 1024
+
+
+def test_a_keyring_that_cannot_start_is_named(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "keyring"
+    script.write_text("#!/nonexistent/interpreter\n")
+    script.chmod(0o755)
+    src = KeyringSubprocessSource(env={"PATH": str(bin_dir)})
+    ans = src.lookup("https://h.example/", "alice", None)
+    assert not ans.found and "cannot run: No such file or directory" in ans.detail, ans.detail

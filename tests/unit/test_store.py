@@ -16,6 +16,8 @@ from credproxy.credentials.store import (
     StoreEntry,
     StoreError,
     default_store_path,
+    legacy_store_path,
+    move_legacy_entries,
     dumps,
     find,
     parse,
@@ -37,9 +39,13 @@ def assert_no_secret(text: str, secret: str, username: str | None = None) -> Non
 
 
 def test_default_store_path_precedence():
-    assert str(default_store_path({"CREDPROXY_CREDENTIALS_DIR": "/c", "CREDPROXY_DATA_DIR": "/d"})) == "/c/credentials.toml"
-    assert str(default_store_path({"CREDPROXY_DATA_DIR": "/d"})) == "/d/credentials.toml"
-    fallback = default_store_path({})
+    """One store with uv: the override, else uv's own; credproxy's data dir is only the old
+    location (legacy_store_path)."""
+    assert str(default_store_path({"CREDPROXY_CREDENTIALS_DIR": "/c", "UV_CREDENTIALS_DIR": "/u"})) == "/c/credentials.toml"
+    assert str(default_store_path({"CREDPROXY_DATA_DIR": "/d", "UV_CREDENTIALS_DIR": "/u"})) == "/u/credentials.toml"
+    assert str(default_store_path({"HOME": "/h", "CREDPROXY_DATA_DIR": "/d"})) == "/h/.local/share/uv/credentials/credentials.toml"
+    assert str(legacy_store_path({"CREDPROXY_DATA_DIR": "/d"})) == "/d/credentials.toml"
+    fallback = legacy_store_path({})
     assert fallback.name == "credentials.toml" and "credproxy" in str(fallback)
 
 
@@ -394,12 +400,34 @@ def test_source_knows_host(store, scheme, host, port, expected):
     assert StoreSource(store.path).knows_host(scheme, host, port) is expected
 
 
-def test_store_sources_ours_then_uvs_without_duplicate(tmp_path):
+def test_store_sources_shared_then_old_location_while_it_exists(tmp_path):
     env = {"CREDPROXY_DATA_DIR": str(tmp_path / "cp"), "UV_CREDENTIALS_DIR": str(tmp_path / "uv"), "HOME": str(tmp_path)}
+    assert [(s.name, s.path) for s in store_sources(env)] == [("store", tmp_path / "uv" / "credentials.toml")]
+    Store(tmp_path / "cp" / "credentials.toml").add(StoreEntry.basic("https://old.example/", "o", "old-pw"))
     sources = store_sources(env)
     assert [(s.name, s.path) for s in sources] == [
-        ("store", tmp_path / "cp" / "credentials.toml"),
-        ("uv-store", tmp_path / "uv" / "credentials.toml"),
+        ("store", tmp_path / "uv" / "credentials.toml"),
+        ("old-store", tmp_path / "cp" / "credentials.toml"),
     ]
-    same = {"CREDPROXY_CREDENTIALS_DIR": str(tmp_path / "one"), "UV_CREDENTIALS_DIR": str(tmp_path / "one")}
+    assert sources[1].lookup("https://old.example/x", None, None).credentials.password == "old-pw"
+    same = {"CREDPROXY_CREDENTIALS_DIR": str(tmp_path / "cp"), "CREDPROXY_DATA_DIR": str(tmp_path / "cp")}
     assert [s.name for s in store_sources(same)] == ["store"]
+
+
+def test_move_legacy_entries_keeps_the_shared_stores_own(tmp_path):
+    legacy, shared = Store(tmp_path / "old" / "credentials.toml"), Store(tmp_path / "new" / "credentials.toml")
+    legacy.modify(lambda _: [StoreEntry.basic("https://a.example/", "a", "old-a"), StoreEntry.basic("https://b.example/", "b", "old-b")])
+    shared.add(StoreEntry.basic("https://a.example/", "a", "new-a"))
+    assert move_legacy_entries(legacy, shared) == 1
+    assert {(e.service, e.password) for e in shared.read()} == {("https://a.example/", "new-a"), ("https://b.example/", "old-b")}
+    assert not legacy.path.exists()
+    assert move_legacy_entries(legacy, shared) == 0
+
+
+def test_move_legacy_entries_leaves_a_corrupt_old_file(tmp_path):
+    legacy, shared = Store(tmp_path / "old" / "credentials.toml"), Store(tmp_path / "new" / "credentials.toml")
+    legacy.path.parent.mkdir()
+    legacy.path.write_text("[[credential]\n")
+    with pytest.raises(StoreError):
+        move_legacy_entries(legacy, shared)
+    assert legacy.path.exists() and not shared.path.exists()

@@ -15,7 +15,7 @@ from ..model import Credentials, Realm
 class Answer:
     """One source's answer for one URL.
 
-    `source` is the label shown in logs and `explain` (`netrc`, `store`, `uv-store`,
+    `source` is the label shown in logs and `explain` (`netrc`, `store`, `old-store`,
     `native`, `keyring`, `hf-token`, `index-url`, `env:UV_INDEX_<NAME>`). `detail` says where
     the answer came from or why there is none; it never contains a secret. `skipped` means
     the source was not asked at all (disabled, not applicable). `preemptive` is false for an

@@ -1,7 +1,9 @@
-"""The plaintext credential store as a source: our own (`store`) and uv's (`uv-store`,
-read-only). The file is re-read when its mtime, size or inode changes, so an
-`auth login` while the proxy runs takes effect on the next request. A store that cannot be
-read, or an ambiguous match, is a skipped Answer with the message, never an exception."""
+"""The plaintext credential store as a source: the one shared with uv (`store`), and
+credproxy's old location (`old-store`, read-only until the next `auth login` moves it).
+The file is re-read when its mtime, size or inode changes, so an `auth login` while the
+proxy runs takes effect on the next request (and proxy/reload.py drops what was cached).
+A store that cannot be read, or an ambiguous match, is a skipped Answer with the message,
+never an exception."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from urllib.parse import urlsplit
 
 from ..index import Index
 from ..model import Realm
-from ..store import Store, StoreEntry, StoreError, default_store_path, find, uv_store_path
+from ..store import Store, StoreEntry, StoreError, default_store_path, find, legacy_store_path
 from .base import Answer, url_prefix
 
 log = logging.getLogger(__name__)
@@ -88,13 +90,13 @@ class StoreSource:
 
 
 def store_sources(env: Mapping[str, str] | None = None) -> list[StoreSource]:
-    """Our store, then uv's read-only (design.md order); one source when both are the same
-    file (e.g. CREDPROXY_CREDENTIALS_DIR and UV_CREDENTIALS_DIR point at one directory)."""
+    """The store shared with uv (design.md), then credproxy's old location when it holds a
+    file (its entries move to the shared store on the next `auth login`/`logout`)."""
     env = os.environ if env is None else env
-    ours, uvs = default_store_path(env), uv_store_path(env)
-    sources = [StoreSource(ours, name="store")]
-    if os.path.abspath(uvs) != os.path.abspath(ours):
-        sources.append(StoreSource(uvs, name="uv-store"))
+    store, legacy = default_store_path(env), legacy_store_path(env)
+    sources = [StoreSource(store, name="store")]
+    if os.path.abspath(legacy) != os.path.abspath(store) and legacy.exists():
+        sources.append(StoreSource(legacy, name="old-store"))
     return sources
 
 

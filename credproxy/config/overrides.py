@@ -1,0 +1,72 @@
+"""The command-line layer: flags, keyed by Settings field name (None = not given)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Mapping
+
+from ..credentials.index import Index, valid_index_name
+from .env import parse_index_arg
+from .model import INTERCEPT_POLICIES, KEYRING_PROVIDERS, LOG_FORMATS, Layer, Settings
+from .values import Problems, one_of, safe_url, shown_value, url_problem
+
+
+
+def override_layer(overrides: Mapping[str, Any], settings: Settings) -> Layer:
+    """Flags: keys are Settings field names; None means "not given". List fields are put
+    in front of the lower layers' lists; scalars replace."""
+    names = {f.name for f in fields(Settings)}
+    layer = Layer()
+    problems = Problems("command line")
+    for key, value in overrides.items():
+        if key not in names:
+            problems.add(f"option {shown_value(key)}", "a setting name (" + ", ".join(sorted(names)) + ")")
+            continue
+        if value is None:
+            continue
+        if key == "indexes":
+            for item in value:
+                if isinstance(item, Index):
+                    layer.indexes.append(item)
+                    continue
+                name, url = parse_index_arg(item)
+                if name is not None and not (name.isascii() and valid_index_name(name)):
+                    problems.add("--index", "a name of ASCII letters, digits, `.`, `_` or `-`", name)
+                elif (why := url_problem(url)) is not None:
+                    problems.add("--index", why, safe_url(url))
+                else:
+                    layer.indexes.append(Index.from_url(url, name=name, origin="flag"))
+        elif key == "keyring_provider":
+            if value in KEYRING_PROVIDERS:
+                layer.keyring_provider = value
+            else:
+                problems.add("--keyring-provider", one_of(KEYRING_PROVIDERS), value)
+        elif key == "intercept":
+            if value in INTERCEPT_POLICIES:
+                layer.intercept = value
+            else:
+                problems.add("--intercept", one_of(INTERCEPT_POLICIES), value)
+        elif key == "log_format" and value not in LOG_FORMATS:
+            problems.add("--log-format", one_of(LOG_FORMATS), value)
+        elif key == "system_certs":
+            layer.system_certs = bool(value)
+        elif key == "ca_bundle":
+            layer.ca_bundle = str(value)
+        elif key == "allow_insecure_host":
+            layer.allow_insecure_host = list(value)
+        elif key == "intercept_hosts":
+            layer.intercept_hosts = list(value)
+        elif key == "project":
+            layer.project = str(value)
+        elif key == "client_certs":
+            layer.client_certs = list(value)
+        elif key == "upstream_proxy":
+            flag = "--no-upstream-proxy" if str(value).strip().lower() in ("none", "direct") else "--upstream-proxy"
+            layer.upstream_proxy = (str(value), flag)
+        elif key in ("config_files", "warnings", "notes"):
+            getattr(settings, key).extend(value)
+        else:
+            setattr(settings, key, value)
+    problems.raise_if_any()
+    return layer
+

@@ -1,0 +1,200 @@
+"""A running proxy sees changes to the files it reads (issue 10 point 6).
+
+Addon, hooks `running` and `done`: once mitmproxy runs, a watcher task stats the files the
+credentials and settings come from every WATCH_INTERVAL seconds (a handful of `stat` calls:
+the config file(s), $NETRC and ~/.netrc, the credential store and its old location), and
+SIGHUP asks for the same reload at once. A reload builds everything that depends on those
+files afresh and swaps it in:
+
+- Settings, re-read with the same command-line flags (a config file that does not load is
+  reported and the previous settings kept);
+- a new Resolver: every source re-reads its file, and the session cache and the memo of
+  slow lookups start empty, so a removed or changed entry's cached credential is dropped;
+- the interception policy and the per-host upstream TLS rules, and mitmproxy's upstream TLS
+  options.
+
+What a reload does not change: the listen address and port, proxy authentication, the
+request log format and --save-flows (a restart applies them), and credentials from
+environment variables (UV_INDEX_<NAME>_USERNAME/PASSWORD, HF_TOKEN, index URLs with
+credentials in UV_*/PIP_* variables): the process's environment is fixed when it starts.
+`env_credential_names` lists those, and the start-up log names them (names only).
+
+Requests already under way finish with what they started with; the old resolver's worker
+threads finish their pending lookups and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+logger = logging.getLogger("credproxy.reload")
+
+#: seconds between two looks at the watched files
+WATCH_INTERVAL = 0.5
+
+_ENV_INDEX_CREDS = re.compile(r"^UV_INDEX_[A-Z0-9_]+_(USERNAME|PASSWORD)$")
+_ENV_INDEX_URLS = ("UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_DEFAULT_INDEX",
+                   "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
+
+Stamp = tuple[int, int, int] | None
+
+
+def env_credential_names(env: Mapping[str, str]) -> list[str]:
+    """Names of the environment variables that carry credentials credproxy uses (values are
+    never looked at beyond "set" and "has userinfo")."""
+    names = sorted(k for k, v in env.items() if v and _ENV_INDEX_CREDS.match(k))
+    if env.get("HF_TOKEN") and "UV_NO_HF_TOKEN" not in env:
+        names.append("HF_TOKEN")
+    for key in _ENV_INDEX_URLS:
+        if any("@" in urlsplit(url).netloc for url in env.get(key, "").split()):
+            names.append(key)
+    return names
+
+
+def watched_files(settings, config_file: str | os.PathLike | None) -> list[Path]:
+    """The files whose changes reach the running proxy."""
+    from .. import paths
+    from ..credentials.store import default_store_path, legacy_store_path
+
+    env = settings.env
+    files: list[Path] = []
+    config = Path(config_file) if config_file is not None else paths.default_config_file(env)
+    files.append(Path(os.path.expanduser(config)).absolute())
+    files += [Path(p) for p in getattr(settings, "config_files", []) or []]
+    home = env.get("HOME")
+    if env.get("NETRC"):
+        netrc = env["NETRC"]
+        if home and (netrc == "~" or netrc.startswith("~/")):
+            netrc = home + netrc[1:]
+        files.append(Path(netrc))
+    if home:
+        files.append(Path(home) / ".netrc")
+    files += [default_store_path(env), legacy_store_path(env)]
+    unique: list[Path] = []
+    for f in files:
+        if f not in unique:
+            unique.append(f)
+    return unique
+
+
+def _stamp(path: Path) -> Stamp:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class Reloader:
+    """One per proxy. `load_settings()` returns fresh Settings (raising on a bad config);
+    `apply(settings)` swaps them into the running proxy (Proxy.apply_settings)."""
+
+    def __init__(self, settings, load_settings: Callable[[], object], apply: Callable[[object], None], *,
+                 config_file: str | os.PathLike | None = None, install_signal_handler: bool = True,
+                 interval: float = WATCH_INTERVAL):
+        self.settings = settings
+        self.load_settings = load_settings
+        self.apply = apply
+        self.config_file = config_file
+        self.install_signal_handler = install_signal_handler
+        self.interval = interval
+        self.files = watched_files(settings, config_file)
+        self._stamps = self._look()
+        self._task: asyncio.Task | None = None
+        self._signal_installed = False
+
+    def _look(self) -> dict[Path, Stamp]:
+        return {f: _stamp(f) for f in self.files}
+
+    # --- mitmproxy hooks -----------------------------------------------------------------------
+
+    def listening(self) -> None:
+        """Called by the proxy once it listens (not from a hook: `running` also runs when
+        the listener failed, and then the only line must be the error)."""
+        names = env_credential_names(self.settings.env)
+        if names:
+            logger.warning("credentials from environment variables are fixed until a restart: %s "
+                           "(file changes and SIGHUP reload everything else)", ", ".join(names))
+
+    def running(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._watch(), name="credproxy-reload-watch")
+        if self.install_signal_handler and hasattr(signal, "SIGHUP"):
+            try:
+                loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
+                self._signal_installed = True
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def done(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._signal_installed:
+            try:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            except RuntimeError:
+                pass
+            self._signal_installed = False
+
+    # --- watching and reloading ---------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.check()
+            except Exception as e:  # noqa: BLE001 - the watcher must outlive one bad reload
+                logger.warning("reloading failed (%s); keeping the previous settings and credentials",
+                               type(e).__name__)
+
+    def check(self) -> bool:
+        """Reload when a watched file changed since the last look. True if it did."""
+        now = self._look()
+        changed = [f for f in self.files if now.get(f) != self._stamps.get(f)]
+        if not changed:
+            return False
+        self._stamps = now
+        self.reload(", ".join(str(f) for f in changed) + " changed")
+        return True
+
+    def reload(self, why: str) -> bool:
+        """Re-read the settings and every credential file and swap them in. False (and the
+        previous state kept) when the new settings do not load."""
+        self._stamps = self._look()  # a change during the reload is seen on the next look
+        try:
+            settings = self.load_settings()
+        except Exception as e:  # noqa: BLE001
+            logger.warning("%s, but the settings do not load: %s; keeping the previous ones (fix it, then "
+                           "save again or send SIGHUP)", why, _config_message(e))
+            return False
+        try:
+            self.apply(settings)
+        except Exception as e:  # noqa: BLE001
+            logger.warning("%s, but the new settings cannot be applied: %s; keeping the previous ones",
+                           why, _config_message(e))
+            return False
+        self.settings = settings
+        files = watched_files(settings, self.config_file)
+        if files != self.files:
+            self.files = files
+            self._stamps = self._look()
+        logger.info("reloaded settings and credentials (%s)", why)
+        return True
+
+
+def _config_message(e: BaseException) -> str:
+    """A ConfigError's own message (it names the file and key, never a secret); for anything
+    else the type only, since an exception's text may quote a credential."""
+    from ..config import ConfigError
+
+    if isinstance(e, ConfigError):
+        return str(e).splitlines()[0]
+    return type(e).__name__
