@@ -105,6 +105,11 @@ def _serve_options(f=None, *, run: bool = False):
                      metavar="HOST[:PORT]", help="Skip upstream certificate checks for this host (repeatable)."),
         click.option("--system-certs", is_flag=True, default=None, help="Verify upstream servers with the OS trust store."),
         click.option("--native-tls", is_flag=True, default=None, hidden=True, help="Deprecated alias of --system-certs."),
+        click.option("--remember", is_flag=True, default=None,
+                     help="Store credentials a client sent itself that the server accepted, so the next "
+                          "client needs none (the store, or the OS keyring with the native store on)."),
+        click.option("--remember-exclude", "remember_exclude", multiple=True, metavar="HOST[:PORT]",
+                     help="Never remember credentials for this host (`host`, `*.suffix`, `host:port`; repeatable)."),
         # egress through the company proxy (default: HTTPS_PROXY & co from serve's environment)
         click.option("--upstream-proxy", "upstream_proxy", default=None, metavar="URL",
                      help="Send upstream traffic through this company proxy (http://[user:password@]host:port); "
@@ -126,6 +131,17 @@ def _check_upstream_tls(settings) -> None:
 
     try:
         build_plan(settings)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def _check_remember(settings) -> None:
+    """--remember-exclude patterns parse (a one-line error, before the proxy starts)."""
+    from . import tlsrules
+    from .config import ConfigError
+
+    try:
+        tlsrules.parse_host_patterns(getattr(settings, "remember_exclude", []) or [], "--remember-exclude")
     except ConfigError as e:
         _fail(str(e))
 
@@ -158,7 +174,7 @@ def _proxyauth_pair(proxyauth_file):
 
 
 def _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log_format, save_flows, verbose,
-                 proxyauth_file=None, **tls_flags):
+                 proxyauth_file=None, remember=None, remember_exclude=(), **tls_flags):
     from .proxy.master import ServeConfig, configure_logging
 
     if proxyauth is not None:
@@ -172,12 +188,14 @@ def _serve_setup(host, port, config_file, project, intercept_all, proxyauth, log
     overrides = dict(
         host=host, port=port, log_format=log_format, save_flows=save_flows, project=project,
         verbose=verbose or None, intercept="all" if intercept_all else None, upstream_proxy=upstream_proxy,
+        remember=remember, remember_exclude=list(remember_exclude) or None,
         **_tls_overrides(**tls_flags),
     )
     settings = _settings(config_file, **overrides)
     _announce(settings)
     configure_logging(getattr(settings, "verbose", 0) or 0)
     _check_upstream_tls(settings)
+    _check_remember(settings)
     config = ServeConfig(
         host=host or getattr(settings, "host", None) or "127.0.0.1",
         port=port if port is not None else getattr(settings, "port", 8899),

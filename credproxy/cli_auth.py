@@ -1,6 +1,7 @@
 """`credproxy auth login|logout|token|dir`: uv's `uv auth` commands (uv §16) on the store
 shared with uv (`CREDPROXY_CREDENTIALS_DIR`, else `UV_CREDENTIALS_DIR`, else uv's default
-directory). Entries still in credproxy's old location are read, and moved on the next write. Arguments, checks and messages follow uv 0.13.9; errors are one line
+directory), or, with uv's native store on (UV_PREVIEW_FEATURES=native-auth), the OS keyring
+under uv's service names (`uv:host[:port]`), as uv does. Entries still in credproxy's old location are read, and moved on the next write. Arguments, checks and messages follow uv 0.13.9; errors are one line
 `error: …` on stderr with exit code 2. Where we differ from uv: the stored service never keeps
 URL userinfo (uv 0.13.9 may write `https://user:secret@host/` into the file), and a URL that
 carries a secret is never echoed back in an error.
@@ -127,6 +128,29 @@ def _store() -> Store:
     return Store(default_store_path(os.environ))
 
 
+def _native_on() -> bool:
+    """uv's native store replaces the file for `auth` commands, as in uv: with
+    UV_PREVIEW_FEATURES=native-auth (or UV_PREVIEW), or CREDPROXY_KEYRING_PROVIDER=native."""
+    from .config import native_auth_enabled
+
+    return native_auth_enabled(os.environ) or os.environ.get("CREDPROXY_KEYRING_PROVIDER") == "native"
+
+
+def native_target(service: str) -> str:
+    """uv's native-store service for `auth login SERVICE`: the host (`uv:host[:port]`) for
+    https, `uv:scheme://host[:port]` otherwise; the path is dropped (uv §10)."""
+    from .credentials.model import Realm
+
+    realm = Realm.of(service)
+    return "uv:" + (realm.netloc if realm.scheme == "https" else str(realm))
+
+
+def _keyring():
+    import keyring
+
+    return keyring.get_keyring()
+
+
 def _legacy() -> Store:
     return Store(legacy_store_path(os.environ))
 
@@ -236,6 +260,16 @@ def login(service: str, username: str | None, password: str | None, token: str |
     if not secret:
         raise CliError("Password cannot be empty")
 
+    if _native_on() and scheme != "bearer":  # uv's native store holds username/password pairs
+        target = native_target(root)
+        try:
+            _keyring().set_password(target, username, secret)
+        except Exception as e:  # noqa: BLE001 - the type only: a backend message may quote the secret
+            raise CliError(f"Unable to store credentials for {_display(target, username)} in the system keyring "
+                           f"({type(e).__name__}); check PYTHON_KEYRING_BACKEND / `python -m keyring diagnose`, "
+                           "or unset UV_PREVIEW_FEATURES to use the file store") from None
+        click.echo(f"Stored credentials for {_display(root, username)}", err=True)
+        return
     entry = StoreEntry.bearer(root, secret) if scheme == "bearer" else StoreEntry.basic(root, username, secret)
     try:
         _store_for_writing().add(entry)
@@ -257,6 +291,20 @@ def logout(service: str, username: str | None, keyring_provider: str | None) -> 
     root = strip_simple(clean)
     given = username or url_username
     username = given or TOKEN_USERNAME
+    if _native_on():
+        target = native_target(root)
+        try:
+            backend = _keyring()
+            if backend.get_password(target, username) is None:
+                raise CliError(f"No matching entry found for `{_display(root, username)}`")
+            backend.delete_password(target, username)
+        except CliError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise CliError(f"Unable to remove credentials for {_display(root, username)} from the system keyring "
+                           f"({type(e).__name__})") from None
+        click.echo(f"Removed credentials for {_display(root, username)}", err=True)
+        return
     try:
         store = _store_for_writing()
         removed = store.remove(root, username)
@@ -282,6 +330,16 @@ def token(service: str, username: str | None, keyring_provider: str | None) -> N
     clean, url_username, _ = _split(service)
     given = username or url_username
     username = given or TOKEN_USERNAME
+    if _native_on():
+        try:
+            secret = _keyring().get_password(native_target(clean), username)
+        except Exception as e:  # noqa: BLE001
+            raise CliError(f"Unable to fetch credentials for {_display(clean, username)} from the system keyring "
+                           f"({type(e).__name__})") from None
+        if not secret:
+            raise CliError(f"Failed to fetch credentials for `{_display(clean, username)}`")
+        click.echo(secret)
+        return
     try:
         entries = _read_entries()
         entry = find(entries, clean, username)

@@ -29,8 +29,10 @@ or HTTP/2 without a length, to streaming; such a response goes to the client as 
 nothing is re-sent. The re-sent request's response is kept in memory up to
 `RETRY_BUFFER_LIMIT`; a larger one is abandoned and the client is answered with a
 307 to the same URL: the credential is cached by then, so the repeated request is
-authenticated up front and streams. Request bodies up to `REQUEST_COPY_LIMIT` are kept so a
-re-send can carry them; larger uploads are not re-sent (the client sees the challenge).
+authenticated up front and streams. A large request body (an upload) that goes out with a
+credential streams with no copy kept: it is never re-sent. One that goes out without a
+credential is copied up to `REQUEST_COPY_LIMIT` so a re-send after a challenge can carry it;
+larger uploads are not re-sent (the client sees the challenge).
 """
 
 from __future__ import annotations
@@ -274,11 +276,18 @@ class AuthAddon:
                 return
             _remember_injected(flow, decision.credentials)
 
-        if decision.action in ("inject", "send") and _has_body(flow.request):
+        if decision.action == "send" and _has_body(flow.request):
             length = _expected_length(flow.request)
             if length is None or length > STREAM_THRESHOLD:
                 state.body_copy = bytearray()
                 flow.request.stream = _tee(state)
+        elif decision.action == "inject" and _has_body(flow.request):
+            length = _expected_length(flow.request)
+            if length is None or length > STREAM_THRESHOLD:
+                # authenticated up front: a large upload streams and no copy is kept, so it
+                # is never re-sent (a 401 reaches the client)
+                state.body_complete = False
+                flow.request.stream = True
         elif _has_body(flow.request):
             length = _expected_length(flow.request)
             if length is None or length > STREAM_THRESHOLD:

@@ -47,9 +47,10 @@ from .model import (
 )
 from .pip import pip_config_paths
 from .uv import uv_config_paths, uv_project_config_file, uv_system_config_files, uv_user_config_file
-from .values import parse_boolish, safe_url, url_problem, url_scheme, valid_host_pattern
+from .values import native_auth_enabled, parse_boolish, safe_url, url_problem, url_scheme, valid_host_pattern
 
 __all__ = [
+    "native_auth_enabled",
     "AUTH_POLICIES", "INTERCEPT_POLICIES", "KEYRING_PROVIDERS", "LOG_FORMATS", "NETRC_DEFAULT_SCOPES", "NETRC_LOOPBACK_SCOPES", "UV_KEYRING_PROVIDERS",
     "ClientCertRule", "ConfigError", "InterceptPolicy", "KeyringProvider", "Settings",
     "derived_index_name", "load_settings", "merge_indexes", "name_imported_indexes",

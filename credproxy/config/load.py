@@ -15,7 +15,7 @@ from .overrides import override_layer
 from .pip import pip_config_paths, pip_layer
 from .project import add_project, project_config_file
 from .uv import uv_config_paths, uv_layer
-from .values import quote, read_toml
+from .values import native_auth_enabled, quote, read_toml
 
 
 
@@ -81,6 +81,7 @@ def load_settings(
         return default
 
     settings.keyring_provider = first("keyring_provider", None)
+    settings.native_auth = native_auth_enabled(env)
     settings.keyring_timeout = first("keyring_timeout", settings.keyring_timeout)
     settings.request_head_timeout = first("request_head_timeout", settings.request_head_timeout)
     settings.system_certs = first("system_certs", None)

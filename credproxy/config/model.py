@@ -108,6 +108,13 @@ class Settings:
     netrc_default: str = "indexes"
     # a netrc machine entry for a loopback name applies to the ports indexes name, or all
     netrc_loopback: str = "index-ports"
+    # `serve --remember`: store credentials a client sent itself that the upstream accepted;
+    # never for hosts matching `remember_exclude` (`host`, `*.suffix`, `host:port`)
+    remember: bool = False
+    remember_exclude: list[str] = field(default_factory=list)
+    # uv's native store (the OS keyring under `uv:` service names) in the chain, before a
+    # `keyring` command: on with UV_PREVIEW_FEATURES=native-auth (or UV_PREVIEW), as in uv
+    native_auth: bool = False
     # `--project DIR` / `project = "DIR"`: a project whose uv/pip settings are imported (opt-in;
     # the working directory's are never read). What it added, for the start-up log.
     project: str | None = None

@@ -19,6 +19,16 @@ BOOL_TRUE = ("y", "yes", "t", "true", "on", "1")
 BOOL_FALSE = ("n", "no", "f", "false", "off", "0")
 
 
+def native_auth_enabled(env) -> bool:
+    """uv's switch for its native credential store: `UV_PREVIEW_FEATURES` naming
+    `native-auth` (comma-separated), or `UV_PREVIEW` on (every preview feature)."""
+    features = {f.strip().lower() for f in (env.get("UV_PREVIEW_FEATURES") or "").split(",")}
+    if "native-auth" in features:
+        return True
+    preview = env.get("UV_PREVIEW")
+    return bool(preview) and parse_boolish(preview) is True
+
+
 def parse_boolish(value: str) -> bool | None:
     """clap's BoolishValueParser, which uv uses for UV_SYSTEM_CERTS & co. None = invalid."""
     v = value.strip().lower()

@@ -62,16 +62,37 @@ class Index:
         under `/root`)."""
         return Realm.of(url) == self.realm and path_under(self.root_path, url_path(url))
 
+    def matches_publish(self, url: str) -> bool:
+        """`url` is this index's publish URL (same realm and path; a trailing slash does not
+        matter). Exact, not a prefix: a publish URL at a host's root must not make every
+        download from that host an upload."""
+        if not self.publish_url:
+            return False
+        return (Realm.of(url) == Realm.of(self.publish_url)
+                and _no_slash(url_path(url)) == _no_slash(url_path(self.publish_url)))
+
     @property
     def display(self) -> str:
         return f"{self.name} ({self.url})" if self.name else self.url
 
 
+def _no_slash(path: str) -> str:
+    return path.rstrip("/") or "/"
+
+
 def match_index(indexes: Iterable[Index], url: str) -> Index | None:
     """The matching index with the longest root path (uv picks arbitrarily; we are
-    deterministic). Earlier definitions win ties."""
+    deterministic). Earlier definitions win ties. An index's publish URL matches too: the
+    index's credentials cover its uploads."""
     best: Index | None = None
+    best_length = -1
     for index in indexes:
-        if index.matches(url) and (best is None or len(index.root_path) > len(best.root_path)):
-            best = index
+        if index.matches(url):
+            length = len(index.root_path)
+        elif index.matches_publish(url):
+            length = len(url_path(index.publish_url or ""))
+        else:
+            continue
+        if length > best_length:
+            best, best_length = index, length
     return best

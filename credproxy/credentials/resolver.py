@@ -320,9 +320,10 @@ Plan = Generator[_Ask, Answer, "Decision | None"]
 
 
 class Resolver:
-    """The credential chain (design.md order): client header > index URL/env credentials >
-    token-command > hf-token > netrc > store (shared with uv) > old-store > native > keyring >
-    git-credential (for `git-credential-hosts` only); session cache beside the sources
+    """The credential chain (design.md order): client header > UV_PUBLISH_* (publish URLs) >
+    index URL/env credentials > token-command > hf-token > netrc > store (shared with uv) >
+    old-store > native > keyring > git-credential (for `git-credential-hosts` only); session
+    cache beside the sources
     (the longest prefix wins); single-flight memo for slow sources; negative results expire
     after 60 s.
 
@@ -421,6 +422,11 @@ class Resolver:
         for a username the client named is cached for that username only."""
         if decision.action != "inject" or decision.credentials is None or decision.source == "client":
             return
+        if decision.index is not None and decision.index.matches_publish(url):
+            # an upload's credential (UV_PUBLISH_TOKEN) is for the publish URL only, and a
+            # publish URL at `/` would be a prefix of the whole host: uploads are not cached,
+            # they ask the sources every time
+            return
         creds = decision.credentials
         prefix = decision.prefix or url_prefix(url)
         expires_at = self._clock() + decision.ttl if decision.ttl is not None else None
@@ -435,7 +441,8 @@ class Resolver:
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
         scheme, host = scheme.lower(), host.lower()
         realm = Realm(scheme, host.strip("[]"), port)
-        if any(index.realm == realm for index in self.indexes):
+        if any(index.realm == realm or (index.publish_url and Realm.of(index.publish_url) == realm)
+               for index in self.indexes):
             return True
         with self._lock:
             if self._cache.has_realm(realm):
@@ -477,7 +484,8 @@ class Resolver:
             if answer.found and not answer.credentials.is_complete and lookup_user is None:
                 lookup_user = answer.credentials.username
             answers.append(answer)
-        if self._default_chain and getattr(self.settings, "keyring_provider", "disabled") == "disabled":
+        if (self._default_chain and getattr(self.settings, "keyring_provider", "disabled") == "disabled"
+                and not getattr(self.settings, "native_auth", False)):
             answers.append(Answer("keyring", detail="keyring-provider = disabled (set it to subprocess or native)", skipped=True))
         decision = self._run_sync(self._plan_resolve(clean, authorization))
         retry = None
@@ -599,7 +607,10 @@ class Resolver:
         specific source entry (a store entry for `/team-b/`) beats a broader cached one (a
         credential cached for the host). Among the sources, chain order decides, as in uv.
         A cache hit spares the slow sources (keyring) but not the fast ones (files, env)."""
-        hit = self._cache_hit(url, username, index, challenged)
+        # an upload asks the sources, not the cache: UV_PUBLISH_* come before the index's own
+        # (cached) credentials, and an upload is never re-sent, so it must be right first
+        publishing = index is not None and index.matches_publish(url)
+        hit = None if publishing else self._cache_hit(url, username, index, challenged)
         found = yield from self._plan_sources(url, username, index, challenged, misses, slow=hit is None)
         if hit is None:
             return found
@@ -616,9 +627,13 @@ class Resolver:
         An answer whose prefix does not cover the URL is not used (a memoised keyring answer
         for another URL; a source that names no prefix answers for the exact URL only)."""
         lookup_user = username
+        publishing = index is not None and index.matches_publish(url) and not index.matches(url)
         for source in self.sources:
             if source.fast:
                 answer = yield _Ask(source, url, lookup_user, index, inline=not slow)
+                if publishing and not answer.found and not answer.skipped:
+                    # the index's credential prefix includes its publish URL (netrc, store)
+                    answer = yield _Ask(source, index.url, lookup_user, index, inline=not slow)
             elif not slow:
                 continue
             else:
@@ -640,6 +655,8 @@ class Resolver:
             if not answer.preemptive and not challenged:
                 continue  # the netrc default entry: only after the upstream asked
             prefix = answer.prefix or url_prefix(url)
+            if index is not None and index.matches_publish(url) and covers(prefix, index.url):
+                prefix = index.publish_url or prefix  # the index's credential, for its upload URL
             if not covers(prefix, url):
                 if misses is not None:
                     misses.append(f"{answer.source} answered for {redact_url(prefix)}, which does not cover this URL")
@@ -828,19 +845,24 @@ def _depth(prefix: str | None) -> int:
 
 
 def default_sources(settings) -> list[Source]:
-    """The chain in design.md order, from Settings: index URL/env > token-command (indexes that
-    set one) > hf-token > netrc > store > old-store > native (keyring-provider = native) >
-    keyring (keyring-provider = subprocess) > git-credential (git-credential-hosts)."""
+    """The chain in design.md order, from Settings: UV_PUBLISH_* (publish URLs only) > index
+    URL/env > token-command (indexes that set one) > hf-token > netrc > store > old-store >
+    native (keyring-provider = native, or UV_PREVIEW_FEATURES=native-auth) > keyring
+    (keyring-provider = subprocess) > git-credential (git-credential-hosts)."""
     from .sources.hf import HuggingFaceSource
     from .sources.keyring_subprocess import KeyringSubprocessSource
     from .sources.native import NativeKeyringSource
     from .sources.netrc import NetrcSource
+    from .sources.publish_env import PublishEnvSource
     from .sources.store import store_sources
     from .sources.token_command import TokenCommandSource
     from .sources.url_env import IndexCredentialsSource
 
     env = settings.env
-    sources: list[Source] = [IndexCredentialsSource(list(settings.indexes), env)]
+    sources: list[Source] = []
+    if any(index.publish_url for index in settings.indexes):
+        sources.append(PublishEnvSource(list(settings.indexes), env))
+    sources.append(IndexCredentialsSource(list(settings.indexes), env))
     if any(index.token_command for index in settings.indexes):
         # explicit per-index configuration, like the index's env credentials
         sources.append(TokenCommandSource(list(settings.indexes), env, timeout=getattr(settings, "keyring_timeout", 10.0)))
@@ -851,9 +873,10 @@ def default_sources(settings) -> list[Source]:
                                loopback_scope=getattr(settings, "netrc_loopback", "index-ports")))
     sources.extend(store_sources(env))  # the store shared with uv, then the old location if it exists
     provider = getattr(settings, "keyring_provider", "disabled")
-    if provider == "native":
+    # uv's order: its native store, then a `keyring` command; both may be on
+    if provider == "native" or getattr(settings, "native_auth", False):
         sources.append(NativeKeyringSource())
-    elif provider == "subprocess":
+    if provider == "subprocess":
         sources.append(KeyringSubprocessSource(timeout=getattr(settings, "keyring_timeout", 10.0), env=env))
     git_hosts = list(getattr(settings, "git_credential_hosts", []) or [])
     if git_hosts:

@@ -337,6 +337,10 @@ class Proxy:
             self._reloader = Reloader(self.settings, self.reload_settings, self.apply_settings,
                                       config_file=self.config_file, install_signal_handler=self.install_signal_handlers)
             ours.append(self._reloader)
+        if getattr(self.settings, "remember", False):
+            from ..addons.remember import RememberAddon
+
+            ours.insert(ours.index(self._auth) + 1, RememberAddon(self.settings, self.resolver))
         # mitmproxy's own ProxyAuth is replaced by ours, which goes first of all (after Core,
         # which has no flow hooks): a refused client must reach no other addon's side effects.
         addons = [a for a in default_addons() if not isinstance(a, ProxyAuth)]
