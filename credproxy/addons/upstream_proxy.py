@@ -179,7 +179,7 @@ class UpstreamProxyAddon:
         return self.egress.route(scheme, host, port)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or not self.egress.proxies:
+        if flow.response is not None or not self.egress.chaining:
             return  # refused by proxyauth; or nothing to chain to
         route = self.route("https", flow.request.host, flow.request.port)
         logger.debug("CONNECT %s:%s %s", flow.request.host, flow.request.port, route.describe())
@@ -216,7 +216,7 @@ class UpstreamProxyAddon:
                 502, (self._message(refusal) + "\n").encode(),
                 {"Content-Type": "text/plain; charset=utf-8", ERROR_HEADER: "upstream-proxy"})
             return
-        if flow.request.scheme != "http" or server is None or not self.egress.proxies:
+        if flow.request.scheme != "http" or server is None or not self.egress.chaining:
             return
         route = self.route("http", flow.request.host, flow.request.port)
         want = (route.proxy.scheme, (route.proxy.host, route.proxy.port)) if route.proxy else None
@@ -329,6 +329,8 @@ class UpstreamProxyAddon:
             return self.egress.https_origin
         if proxy == self.egress.http:
             return self.egress.http_origin
+        if self.egress.pac is not None:
+            return f"the PAC file {self.egress.pac.display}"
         return ""
 
     def _message(self, refusal: Refusal) -> str:

@@ -240,7 +240,7 @@ class Proxy:
         log = logging.getLogger("credproxy.egress")
         for note in egress.notes:
             log.warning("%s", note)
-        for line in egress.summary() if egress.proxies or egress.disabled else []:
+        for line in egress.summary() if egress.chaining or egress.disabled else []:
             log.info("%s", line)
         return egress
 
