@@ -353,6 +353,8 @@ class Proxy:
         chain = UpstreamProxyAddon(egress, self.resolver)
         next_layer_index = next(i for i, a in enumerate(addons) if isinstance(a, NextLayer))
         addons.insert(next_layer_index, chain.layer_hook)
+        if egress.pac is not None:  # a PAC file's first answer per host, off the event loop
+            addons.append(chain.pac_hook)
         addons.append(chain)
         master.addons.add(*addons, _Lifecycle(self))
 

@@ -5,9 +5,12 @@ curl goes through a real `credproxy serve`; the company proxy's login comes from
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from credproxy.pac import EVAL_TIMEOUT
 
 from tests.e2e.test_proxy_clients import client_bundle, proxy_environment, write_netrc
 from tests.e2e.test_upstream_proxy import PROXY_PASSWORD, RESOLVE, cli, install, proxy_secret_forms
@@ -157,3 +160,47 @@ def test_a_missing_pac_file_is_a_start_up_error_that_names_the_fix(tmp_path, pri
               timeout=60)
     assert out.returncode != 0
     assert "cannot read the PAC file" in out.stderr and "Fix: correct the path" in out.stderr, out.stderr
+
+
+def test_a_pac_script_that_hangs_is_cut_off_and_goes_direct_while_other_hosts_are_served(
+        tmp_path, private_index, tls_certs, company, echo_server):
+    pac = tmp_path / "proxy.pac"
+    pac.write_text("function FindProxyForURL(url, host) {\n"
+                   "  if (host == \"pkgs.test\") { while (true) {} }\n"
+                   f"  return \"PROXY proxy.test:{company.port}\";\n}}\n")
+    env = pac_env(tmp_path, tls_certs, private_index)
+    proxy = start_credproxy(tmp_path, "--upstream-proxy", f"pac+file://{pac}", env=env)
+    try:
+        cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=client_bundle(tmp_path, proxy, tls_certs))
+        results = {}
+
+        def fetch_index():
+            results["index"] = curl("-sS", "-f", "-o", "/dev/null", private_index.url, env=cenv)
+
+        t = threading.Thread(target=fetch_index)
+        t.start()
+        time.sleep(0.5)  # the index's evaluation is now hanging in its worker
+        started = time.monotonic()
+        other = curl("-sS", "-f", echo_server.url, env=cenv)
+        other_took = time.monotonic() - started
+        t.join(60)
+        assert other.returncode == 0, other.stderr + proxy.stderr()
+        assert other_took < EVAL_TIMEOUT, "a hanging PAC evaluation stalled another host"
+        assert results["index"].returncode == 0, results["index"].stderr + proxy.stderr()
+        assert company.connects("pkgs.test") == []  # DIRECT after the time limit
+        assert [r.auth for r in company.connects("other.test")] == ["ok"]
+    finally:
+        proxy.stop()
+    assert f"did not answer within {EVAL_TIMEOUT:g} s; going DIRECT" in proxy.stderr()
+
+
+def test_without_the_pac_extra_a_pac_value_is_a_start_up_error_naming_the_install(tmp_path, private_index, tls_certs):
+    # pypac not importable, as on a machine without the extra: a package of that name that fails to import
+    shadow = tmp_path / "no-pypac"
+    (shadow / "pypac").mkdir(parents=True)
+    (shadow / "pypac" / "__init__.py").write_text("raise ImportError('No module named pypac')\n")
+    env = pac_env(tmp_path, tls_certs, private_index)
+    env["PYTHONPATH"] = str(shadow)
+    out = cli(tmp_path, env, "serve", "--port", "0", "--upstream-proxy", "pac+https://wpad.corp.example/proxy.pac")
+    assert out.returncode != 0
+    assert "pip install 'credproxy[pac]'" in out.stderr, out.stderr
