@@ -34,7 +34,7 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	touch $(RUN_STAMP)
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet $(BOOTSTRAP_PIP_ARGS) -e '.[test,negotiate]' || $(BOOTSTRAP_FAILED)
+	$(PIP) install --quiet $(BOOTSTRAP_PIP_ARGS) -e '.[test,negotiate,pac]' || $(BOOTSTRAP_FAILED)
 	touch $(RUN_STAMP) $(TEST_STAMP)
 
 test: $(TEST_STAMP)

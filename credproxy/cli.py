@@ -112,7 +112,8 @@ def _serve_options(f=None, *, run: bool = False):
                      help="Never remember credentials for this host (`host`, `*.suffix`, `host:port`; repeatable)."),
         # egress through the company proxy (default: HTTPS_PROXY & co from serve's environment)
         click.option("--upstream-proxy", "upstream_proxy", default=None, metavar="URL",
-                     help="Send upstream traffic through this company proxy (http://[user:password@]host:port); "
+                     help="Send upstream traffic through this company proxy (http://[user:password@]host:port), "
+                          "or the one a PAC file names per host (pac+https://…, pac+file:///…; the pac extra); "
                           "overrides HTTPS_PROXY/HTTP_PROXY/ALL_PROXY; NO_PROXY still applies."),
         click.option("--no-upstream-proxy", "no_upstream_proxy", is_flag=True, default=False,
                      help="Connect to every host directly, whatever HTTPS_PROXY & co say."),

@@ -7,7 +7,9 @@ proxy does.
 Which proxy, highest first:
 1. `--no-upstream-proxy` (Settings.upstream_proxy == "none", also `upstream-proxy = "none"`):
    everything direct.
-2. `--upstream-proxy URL`, else the `upstream-proxy` config key: one proxy for http and https.
+2. `--upstream-proxy URL`, else the `upstream-proxy` config key: one proxy for http and https;
+   or, for a `pac+https://`, `pac+http://`, `pac+file://` value, the proxy a PAC file names
+   per host (credproxy/pac.py: its first usable entry; loopback and NO_PROXY still first).
 3. The environment `serve` started in, as curl and requests read it: for https (and every
    CONNECT tunnel) `https_proxy`, `HTTPS_PROXY`, then `all_proxy`, `ALL_PROXY`; for plain http
    `http_proxy`, `HTTP_PROXY`, then `all_proxy`, `ALL_PROXY` (lower case first). A value without
@@ -251,20 +253,54 @@ class Egress:
     no_proxy_origin: str = ""
     disabled: str | None = None  # why everything goes direct (--no-upstream-proxy)
     notes: list[str] = field(default_factory=list)
+    pac: object = None  # a pac.PacRouter: the proxy is chosen per host by a PAC file
+    pac_origin: str = ""
+    pac_proxies: list[ProxyURL] = field(default_factory=list)  # the proxies the PAC file named so far
 
     @property
     def proxies(self) -> list[ProxyURL]:
         out = []
-        for p in (self.https, self.http):
+        for p in (self.https, self.http, *self.pac_proxies):
             if p is not None and p not in out:
                 out.append(p)
         return out
+
+    @property
+    def chaining(self) -> bool:
+        """Some host may go through a proxy (a fixed one, or one a PAC file names)."""
+        return bool(self.proxies) or self.pac is not None
+
+    def _pac_route(self, scheme: str, host: str, port: int | None) -> Route:
+        from .pac import first_entry
+
+        if is_loopback(host):
+            return Route(None, "loopback hosts are always reached directly")
+        entry = self.no_proxy.match(host, port)
+        if entry is not None:
+            return Route(None, f"{self.no_proxy_origin or 'NO_PROXY'} entry {entry!r} matches")
+        answer = self.pac.result(scheme, host, port)
+        kind, where, _ = first_entry(answer)
+        said = f"PAC file {self.pac.display}, rule result {answer!r}"
+        failed = self.pac.failed.get(host.lower())
+        if failed is not None:
+            return Route(None, f"PAC file {self.pac.display} failed ({failed}); going DIRECT")
+        if kind == "DIRECT":
+            return Route(None, f"PAC said DIRECT: {said}")
+        try:
+            proxy = ProxyURL.parse(("https://" if kind == "HTTPS" else "http://") + where)
+        except ProxyURLError as e:
+            return Route(None, f"PAC answer unusable ({e}), going DIRECT: {said}")
+        if proxy not in self.pac_proxies:
+            self.pac_proxies.append(proxy)
+        return Route(proxy, said)
 
     def route(self, scheme: str, host: str, port: int | None) -> Route:
         """`scheme` is the request's: "https" for CONNECT tunnels and https URLs, "http" for
         plain-http requests."""
         if self.disabled is not None:
             return Route(None, self.disabled)
+        if self.pac is not None:
+            return self._pac_route(scheme, host, port)
         if scheme == "http":
             proxy, origin, names = self.http, self.http_origin, "http_proxy, HTTP_PROXY, all_proxy, ALL_PROXY"
         else:
@@ -283,6 +319,11 @@ class Egress:
         """One line per fact, for the start-up log and doctor. Never a password."""
         if self.disabled is not None:
             return [f"upstream proxy: none, every host is reached directly ({self.disabled})"]
+        if self.pac is not None:
+            lines = [f"upstream proxy: chosen per host by the PAC file {self.pac.display} (from {self.pac_origin})"]
+            if self.no_proxy:
+                lines.append(f"direct for {self.no_proxy_origin}: {self.no_proxy}")
+            return lines
         lines = []
         if self.https is not None and self.https == self.http and self.https_origin == self.http_origin:
             lines.append(f"upstream proxy: {self.https.display} for http and https (from {self.https_origin})")
@@ -389,6 +430,15 @@ def build_egress(settings, listen: Iterable[tuple[str, int]] | None = None) -> E
             names.append(name)
     egress.no_proxy = NoProxy.parse(*no_proxy_values)
     egress.no_proxy_origin = "+".join(names) if names else "NO_PROXY"
+    if configured and configured.strip().lower().startswith("pac+"):
+        from .pac import PacError, PacRouter
+
+        try:
+            egress.pac = PacRouter.from_value(configured)
+        except PacError as e:
+            raise ProxyURLError(f"{origin}: {e}") from None
+        egress.pac_origin = origin
+        return egress
     if configured:
         try:
             proxy = ProxyURL.parse(configured)

@@ -25,6 +25,10 @@ CONNECT (proxy authentication) has answered before `http_connect` here answers 2
 - `http_connect_upstream` (mitmproxy's CONNECT to the company proxy): Proxy-Authorization
   Basic from the proxy URL's userinfo, else from the credential chain for the proxy's host
   (Resolver.aproxy_credentials: netrc machine, store, keyring), looked up once per proxy.
+- With a PAC file (`upstream-proxy = "pac+…"`, credproxy/pac.py) the addon's `pac_hook`, placed
+  just before it, has async `http_connect` and `requestheaders`: a host's first evaluation (a
+  child process, up to pac.EVAL_TIMEOUT) runs in a worker thread and fills the cache that
+  `route()` then reads, so it never stalls other connections.
 - `server_connect_error`, `error`: a proxy that cannot be reached, or a refusal on a
   connection mitmproxy's HttpLayer opened, is logged once with the fix.
 
@@ -34,6 +38,7 @@ are not flows any other hook or the flow file sees; logs and answers show `user:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -164,6 +169,7 @@ class UpstreamProxyAddon:
         self._wants: dict[ProxyURL, str] = {}  # proxies that answered Basic with Negotiate/NTLM only
         tunnel_class().addon = self
         self.layer_hook = _LayerHook(self)
+        self.pac_hook = _PacHook(egress)
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -179,7 +185,7 @@ class UpstreamProxyAddon:
         return self.egress.route(scheme, host, port)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or not self.egress.proxies:
+        if flow.response is not None or not self.egress.chaining:
             return  # refused by proxyauth; or nothing to chain to
         route = self.route("https", flow.request.host, flow.request.port)
         logger.debug("CONNECT %s:%s %s", flow.request.host, flow.request.port, route.describe())
@@ -216,7 +222,7 @@ class UpstreamProxyAddon:
                 502, (self._message(refusal) + "\n").encode(),
                 {"Content-Type": "text/plain; charset=utf-8", ERROR_HEADER: "upstream-proxy"})
             return
-        if flow.request.scheme != "http" or server is None or not self.egress.proxies:
+        if flow.request.scheme != "http" or server is None or not self.egress.chaining:
             return
         route = self.route("http", flow.request.host, flow.request.port)
         want = (route.proxy.scheme, (route.proxy.host, route.proxy.port)) if route.proxy else None
@@ -329,6 +335,8 @@ class UpstreamProxyAddon:
             return self.egress.https_origin
         if proxy == self.egress.http:
             return self.egress.http_origin
+        if self.egress.pac is not None:
+            return f"the PAC file {self.egress.pac.display}"
         return ""
 
     def _message(self, refusal: Refusal) -> str:
@@ -388,6 +396,27 @@ class _LayerHook:
 
     def next_layer(self, nextlayer) -> None:
         self.addon.next_layer(nextlayer)
+
+
+class _PacHook:
+    """Async `http_connect` and `requestheaders` just before the addon: a host's first PAC
+    evaluation runs in a worker thread (asyncio.to_thread), off the event loop; the addon's
+    route() then answers from the PAC cache."""
+
+    def __init__(self, egress: Egress):
+        self.egress = egress
+
+    async def _evaluate(self, scheme: str, host: str, port: int) -> None:
+        if self.egress.pac is not None and self.egress.disabled is None:
+            await asyncio.to_thread(self.egress.pac.result, scheme, host, port)
+
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:
+            await self._evaluate("https", flow.request.host, flow.request.port)
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None and flow.request.scheme == "http":
+            await self._evaluate("http", flow.request.host, flow.request.port)
 
 
 def _remember(store: OrderedDict, key, value) -> None:

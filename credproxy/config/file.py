@@ -112,11 +112,13 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Layer:
 
     if "upstream-proxy" in data:
         v = data["upstream-proxy"]
-        if isinstance(v, str) and (v.strip().lower() in ("none", "direct") or url_problem(
+        pac = isinstance(v, str) and v.strip().lower().startswith(("pac+http://", "pac+https://", "pac+file://"))
+        if isinstance(v, str) and (v.strip().lower() in ("none", "direct") or pac or url_problem(
                 v if "://" in v else "http://" + v) is None):
             layer.upstream_proxy = (v, f"upstream-proxy in {path}")
         else:
-            p.add("upstream-proxy", 'an http:// or https:// proxy URL, or "none"',
+            p.add("upstream-proxy", 'an http:// or https:// proxy URL, a PAC file (pac+https://…, pac+http://…, '
+                  'pac+file:///…), or "none"',
                   safe_url(v) if isinstance(v, str) else v)
     if "index" in data:
         tables = data["index"]

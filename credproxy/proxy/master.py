@@ -240,7 +240,7 @@ class Proxy:
         log = logging.getLogger("credproxy.egress")
         for note in egress.notes:
             log.warning("%s", note)
-        for line in egress.summary() if egress.proxies or egress.disabled else []:
+        for line in egress.summary() if egress.chaining or egress.disabled else []:
             log.info("%s", line)
         return egress
 
@@ -353,6 +353,8 @@ class Proxy:
         chain = UpstreamProxyAddon(egress, self.resolver)
         next_layer_index = next(i for i, a in enumerate(addons) if isinstance(a, NextLayer))
         addons.insert(next_layer_index, chain.layer_hook)
+        if egress.pac is not None:  # a PAC file's first answer per host, off the event loop
+            addons.append(chain.pac_hook)
         addons.append(chain)
         master.addons.add(*addons, _Lifecycle(self))
 

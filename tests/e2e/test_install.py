@@ -48,7 +48,7 @@ def readme_install_commands() -> list[str]:
 def wheels(tmp_path_factory) -> Path:
     """credproxy's run and test dependencies (`make test` installs the negotiate extra too),
     and setuptools to build it, as wheels."""
-    return wheelhouse(tmp_path_factory.mktemp("wheelhouse"), ["credproxy[test,negotiate]", "setuptools>=77"])
+    return wheelhouse(tmp_path_factory.mktemp("wheelhouse"), ["credproxy[test,negotiate,pac]", "setuptools>=77"])
 
 
 @pytest.fixture

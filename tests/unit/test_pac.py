@@ -1,0 +1,85 @@
+"""credproxy/pac.py: reading the PAC answer, fetching the PAC file (bounded, direct), and what it shows."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from credproxy import pac
+from credproxy.pac import MAX_PAC_BYTES, PacError, fetch, first_entry
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("DIRECT", ("DIRECT", None)),
+    ("PROXY a.corp:3128; PROXY b.corp:3128; DIRECT", ("PROXY", "a.corp:3128")),
+    ("HTTPS secure.corp:8443; DIRECT", ("HTTPS", "secure.corp:8443")),
+    ("SOCKS5 s.corp:1080; PROXY a.corp:3128", ("PROXY", "a.corp:3128")),
+    ("SOCKS s.corp:1080", ("DIRECT", None)),
+    ("", ("DIRECT", None)),
+    ("  proxy  a.corp:3128 ;", ("PROXY", "a.corp:3128")),
+])
+def test_the_first_usable_entry_is_used(answer, expected):
+    kind, where, notes = first_entry(answer)
+    assert (kind, where) == expected
+    assert all("skipped" in n for n in notes)
+
+
+def test_a_pac_file_larger_than_the_limit_is_refused(tmp_path):
+    big = tmp_path / "big.pac"
+    big.write_bytes(b"/" * (MAX_PAC_BYTES + 1))
+    with pytest.raises(PacError, match="larger than"):
+        fetch(f"file://{big}")
+    ok = tmp_path / "ok.pac"
+    ok.write_text("function FindProxyForURL(u, h) { return 'DIRECT'; }")
+    assert "FindProxyForURL" in fetch(f"file://{ok}")
+
+
+@pytest.fixture
+def pac_http():
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            body = b"function FindProxyForURL(u, h) { return 'DIRECT'; }"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_pac_file_is_fetched_directly_never_through_a_proxy_variable(pac_http, monkeypatch):
+    port, seen = pac_http
+    # a proxy variable pointing at a closed port (and no NO_PROXY): a proxied fetch would fail
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert "FindProxyForURL" in fetch(f"http://127.0.0.1:{port}/proxy.pac?token=s3cret")
+    assert seen == ["/proxy.pac?token=s3cret"]
+
+
+def test_a_pac_address_is_shown_without_userinfo_or_query(tmp_path):
+    with pytest.raises(PacError) as e:
+        fetch("http://bob:hunter2@127.0.0.1:9/proxy.pac?token=s3cret")
+    text = str(e.value)
+    assert "hunter2" not in text and "s3cret" not in text and "bob" not in text
+    assert "http://127.0.0.1:9/proxy.pac" in text
+
+
+def test_a_throwing_script_answers_direct_and_says_why():
+    pytest.importorskip("pypac")
+    router = pac.PacRouter("file:///x.pac", script="function FindProxyForURL(u, h) { throw new Error('bad rule'); }")
+    assert router.result("https", "pkgs.test", 443) == "DIRECT"
+    assert "bad rule" in router.failed["pkgs.test"]
