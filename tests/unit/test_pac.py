@@ -83,3 +83,24 @@ def test_a_throwing_script_answers_direct_and_says_why():
     router = pac.PacRouter("file:///x.pac", script="function FindProxyForURL(u, h) { throw new Error('bad rule'); }")
     assert router.result("https", "pkgs.test", 443) == "DIRECT"
     assert "bad rule" in router.failed["pkgs.test"]
+
+
+def test_loopback_and_no_proxy_are_decided_before_the_pac_file_is_asked(tmp_path):
+    """A PAC file that sends every host through a proxy cannot override NO_PROXY or send a
+    loopback host away: those are reached directly and the script is not even asked."""
+    pytest.importorskip("pypac")
+    from types import SimpleNamespace
+
+    from credproxy.egress import build_egress
+
+    script = tmp_path / "all.pac"
+    script.write_text("function FindProxyForURL(u, h) { return 'PROXY proxy.corp:3128'; }")
+    settings = SimpleNamespace(upstream_proxy=f"pac+file://{script}", upstream_proxy_origin="test",
+                               env={"NO_PROXY": ".internal.example"}, host="127.0.0.1", port=8899)
+    egress = build_egress(settings)
+    assert egress.route("https", "pkgs.internal.example", 443).direct
+    assert "NO_PROXY" in egress.route("https", "pkgs.internal.example", 443).reason
+    assert egress.route("https", "localhost", 8443).direct
+    assert egress.route("https", "127.0.0.1", 8443).direct
+    routed = egress.route("https", "pkgs.example.com", 443)
+    assert not routed.direct and routed.proxy.netloc == "proxy.corp:3128"
