@@ -68,7 +68,7 @@ def replace_command(decision, url: str) -> str:
     source = getattr(decision, "source", "none") or "none"
     login = login_command(service, username, bearer)
     host = urlsplit(url).hostname or "HOST"
-    if source in ("store", "uv-store", "old-store"):  # a login also moves an old-store entry
+    if source in ("store", "old-store"):  # a login also moves an old-store entry
         return login
     if source == "netrc":
         # the netrc comes before the store in the chain: a stored entry would not be used

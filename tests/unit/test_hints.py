@@ -22,7 +22,7 @@ ALICE = Credentials.basic("alice", "pw-hint-1")
 @pytest.mark.parametrize("d, url, command", [
     (decision("store", ALICE, prefix="https://h/team/"), "https://h/team/simple/x/",
      "credproxy auth login https://h/team/ --username alice --password -"),
-    (decision("uv-store", ALICE, index=Index.from_url("https://h:8443/r/simple/")), "https://h:8443/r/simple/x/",
+    (decision("store", ALICE, index=Index.from_url("https://h:8443/r/simple/")), "https://h:8443/r/simple/x/",
      "credproxy auth login https://h:8443/r --username alice --password -"),  # as login stores it
     (decision("old-store", ALICE, prefix="https://h/team/"), "https://h/team/simple/x/",
      "credproxy auth login https://h/team/ --username alice --password -"),  # the login also moves it

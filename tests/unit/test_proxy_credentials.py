@@ -64,7 +64,7 @@ def test_store_entry_for_the_proxy_url(tmp_path):
     r = Resolver(Settings(env=env))
     d = asyncio.run(r.aproxy_credentials("http://proxy.corp:3128/"))
     assert d.action == "inject" and d.credentials == Credentials.basic("alice", SECRET)
-    assert d.source in ("store", "uv-store")
+    assert d.source == "store"
 
 
 class _Keyring:
