@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
-from .model import Credentials, Realm, path_under, split_userinfo, strip_simple, url_path
+from .model import Credentials, Realm, path_under, redact_url, split_userinfo, strip_simple, url_path
 
 AuthPolicy = Literal["auto", "always", "never"]
 _VALID_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -38,6 +38,14 @@ class Index:
     # is used for `token_lifetime` seconds, and the command is run again after a rejection
     token_command: tuple[str, ...] | None = None
     token_lifetime: float | None = None
+
+    def __repr__(self) -> str:
+        """No secret: the URLs redacted (a token query parameter masked), the token command by
+        its program only (its arguments may carry one)."""
+        program = f", token_command={self.token_command[0]!r} ..." if self.token_command else ""
+        publish = f", publish_url={redact_url(self.publish_url)!r}" if self.publish_url else ""
+        return (f"Index(url={redact_url(self.url)!r}, name={self.name!r}, authenticate={self.authenticate!r}"
+                f"{publish}{program}, origin={self.origin!r})")
 
     @classmethod
     def from_url(cls, url: str, **kw) -> "Index":

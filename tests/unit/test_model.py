@@ -266,3 +266,17 @@ def test_redact_url_leaves_names_without_values_and_other_parameters():
     from credproxy.credentials.model import redact_url
 
     assert redact_url("https://h/p?token&tokens=1&x=token=2") == "https://h/p?token&tokens=1&x=token=2"
+
+
+def test_index_and_settings_repr_show_no_secret():
+    """repr(Settings) reaches tracebacks and debuggers: an index URL's token query parameter,
+    its userinfo and a token command's arguments stay out of it."""
+    from credproxy.config import Settings
+    from credproxy.credentials.index import Index
+
+    index = Index.from_url("https://alice:pw-in-url@h.example/simple/?private_token=tok-in-query",
+                           name="corp", token_command=("aws", "--secret", "arg-secret"))
+    text = repr(Settings(indexes=[index]))
+    for secret in ("pw-in-url", "tok-in-query", "arg-secret"):
+        assert secret not in text
+    assert "h.example" in text and "'aws'" in text
