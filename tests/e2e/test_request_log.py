@@ -9,8 +9,9 @@ import socket
 
 import pytest
 
+from tests.helpers.proxy_client import client_context, get
+
 from .observe_setup import SECRET, USER, World, leaks
-from .proxy_client import client_context, get
 
 pytestmark = pytest.mark.e2e
 
