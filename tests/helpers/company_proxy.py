@@ -25,8 +25,9 @@ import socket
 import socketserver
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from tests.helpers.loopback import LoopbackServer, basic_header, read_head, send_body
 from tests.helpers.servers import TEST_HOSTS
 
 HEAD_LIMIT = 64 * 1024
@@ -50,24 +51,6 @@ class Record:
         return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    company: "CompanyProxy"
-
-
-def _read_head(sock: socket.socket) -> bytes | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        if len(data) > HEAD_LIMIT:
-            return None
-        chunk = sock.recv(4096)
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         company: CompanyProxy = self.server.company
@@ -77,7 +60,7 @@ class _Handler(socketserver.BaseRequestHandler):
         pending = b""
         for _leg in range(4):
             try:
-                data = pending + (_read_head(sock) or b"") if b"\r\n\r\n" not in pending else pending
+                data = pending if b"\r\n\r\n" in pending else pending + read_head(sock, limit=HEAD_LIMIT, chunk=4096)
             except OSError:
                 return
             if b"\r\n\r\n" not in data:
@@ -212,11 +195,9 @@ class CompanyProxy:
         self.deny = {d.lower() for d in deny}
         self._lock = threading.Lock()
         self._records: list[Record] = []
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.company = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True, name=f"company-proxy-{self.port}")
+        # the handler sets IDLE_TIMEOUT on its socket, and _relay gives up after as long a silence
+        self._server = LoopbackServer(_Handler, timeout=IDLE_TIMEOUT, label="company-proxy", company=self)
+        self.port = self._server.port
 
     @classmethod
     def start(cls, credentials: tuple[str, str] | None = None, *, schemes: tuple[str, ...] = ("Basic",),
@@ -224,13 +205,11 @@ class CompanyProxy:
         """negotiate=True: accept Negotiate/NTLM only, with pyspnego's acceptor (users from the
         file named by NTLM_USER_FILE in this process's environment, `DOMAIN:USER:PASSWORD`)."""
         proxy = cls(credentials, ("Negotiate", "NTLM") if negotiate else schemes, resolve, deny, negotiate)
-        proxy._thread.start()
+        proxy._server.start()
         return proxy
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     def _negotiate_step(self, acceptor, auth_values: list[str]):
         """(auth state, acceptor, token for the 407) for one leg of Negotiate/NTLM."""
@@ -257,9 +236,7 @@ class CompanyProxy:
         values = [v for n, v in headers if n.lower() == "proxy-authorization"]
         if not values:
             return "missing"
-        user, password = self.credentials
-        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        return "ok" if values[-1] == expected else "wrong"
+        return "ok" if values[-1] == basic_header(*self.credentials) else "wrong"
 
     def url_with(self, credentials: tuple[str, str] | None = None, host: str = "127.0.0.1") -> str:
         from urllib.parse import quote
@@ -303,13 +280,7 @@ class _OriginHandler(BaseHTTPRequestHandler):
         origin: PlainOrigin = self.server.origin
         with origin.lock:
             origin.requests.append(OriginRequest(self.command, self.path, list(self.headers.items())))
-        body = b"plain origin says hello\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        send_body(self, 200, b"plain origin says hello\n")
 
     do_GET = do_HEAD = _handle
 
@@ -321,20 +292,14 @@ class PlainOrigin:
     def __init__(self):
         self.lock = threading.Lock()
         self.requests: list[OriginRequest] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _OriginHandler)
-        self._server.daemon_threads = True
-        self._server.origin = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True, name=f"plain-origin-{self.port}")
+        self._server = LoopbackServer(_OriginHandler, timeout=15, label="plain-origin", origin=self)
+        self.port = self._server.port
 
     @classmethod
     def start(cls) -> "PlainOrigin":
         origin = cls()
-        origin._thread.start()
+        origin._server.start()
         return origin
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()

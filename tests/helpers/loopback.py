@@ -1,7 +1,7 @@
 """The one way a test runs an HTTP(S) server inside the test process, and the pieces its
 handlers share.
 
-    server = LoopbackServer(Handler, context=certs.server_context(), timeout=15, name="echo",
+    server = LoopbackServer(Handler, context=certs.server_context(), timeout=15, label="echo",
                             echo=self).start()      # extra keywords become attributes of the
     server.port                                      # http.server instance (self.server.echo)
     server.stop()                                    # or: with LoopbackServer(...) as server:
@@ -64,7 +64,7 @@ class LoopbackServer:
     instance, for the handler to reach its owner as self.server.<name>."""
 
     def __init__(self, handler: type, *, context: ssl.SSLContext | None = None, host: str = "127.0.0.1",
-                 timeout: float = 15.0, name: str = "server", queue: int | None = None,
+                 timeout: float = 15.0, label: str = "server", queue: int | None = None,
                  on_error: Callable[[BaseException | None], None] | None = None, **attrs):
         server_class = _HTTPServer6 if ":" in host else _HTTPServer
         self.httpd = server_class((host, 0), handler, bind_and_activate=False)
@@ -84,7 +84,7 @@ class LoopbackServer:
         self.host = host
         self.port: int = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True, name=f"{name}-{self.port}")
+                                        daemon=True, name=f"{label}-{self.port}")
 
     def start(self) -> "LoopbackServer":
         self._thread.start()

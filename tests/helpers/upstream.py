@@ -96,7 +96,7 @@ class Upstream:
             context.sni_callback = self._on_sni
         self.tls = ca is not None
         # a load test opens 50 connections at once: a deeper listen queue than the default 5
-        self.server = LoopbackServer(_Handler, context=context, timeout=30, name="upstream", queue=256,
+        self.server = LoopbackServer(_Handler, context=context, timeout=30, label="upstream", queue=256,
                                      upstream=self).start()
         self.port = self.server.port
 
