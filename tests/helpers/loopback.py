@@ -166,3 +166,26 @@ def read_head(sock, *, limit: int = HEAD_LIMIT, chunk: int = 1) -> bytes:
             break
         data += piece
     return data
+
+
+def canned_handler(status: int = 200, body: bytes = b"", ctype: str = "text/plain", headers=(),
+                   seen: list | None = None) -> type:
+    """A handler class answering every GET with the same response; with `seen`, each request's
+    (path, Authorization or None) is appended to it first. For a PAC file, a page, or a
+    collector that answers 401 and keeps what it was sent:
+
+        seen = []
+        with LoopbackServer(canned_handler(401, headers={"WWW-Authenticate": 'Basic realm="x"'},
+                                           seen=seen)) as server: ...
+    """
+
+    class Canned(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if seen is not None:
+                seen.append((self.path, self.headers.get("Authorization")))
+            send_body(self, status, body, ctype, headers)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Canned

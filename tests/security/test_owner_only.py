@@ -26,16 +26,15 @@ import shutil
 import stat
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.clients import UV, REAL_PYTHON, client_env, curl, run
 from tests.helpers.keyring_script import read_calls, write_keyring_script
+from tests.helpers.loopback import LoopbackServer, canned_handler
 from tests.helpers.proxy import Proxy, credproxy_cmd, proxy_env, start_credproxy
 from tests.helpers.servers import EchoServer, make_certs
 
@@ -81,29 +80,13 @@ class Recorder:
     Authorization of every request. What an attacker would run to collect credentials."""
 
     def __init__(self):
-        seen = self.seen = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                seen.append((self.path, self.headers.get("Authorization")))
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="collect"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                       daemon=True)
-        self.thread.start()
+        self.seen = []
+        self.server = LoopbackServer(canned_handler(401, headers={"WWW-Authenticate": 'Basic realm="collect"'},
+                                                    seen=self.seen)).start()
+        self.port = self.server.port
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.server.stop()
 
 
 def _owner_env(tmp: Path, index: EchoServer, bin_dir: Path, **extra: str) -> dict[str, str]:

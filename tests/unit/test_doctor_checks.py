@@ -3,9 +3,7 @@ against a real socket, TLS description and the redaction of the whole report."""
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 
 import trustme
 from cryptography import x509
@@ -13,6 +11,7 @@ from cryptography.hazmat.primitives import hashes
 
 from credproxy import doctor, paths
 from credproxy.config import ClientCertRule, Settings
+from tests.helpers.loopback import LoopbackServer, canned_handler
 
 
 def write_ca(env) -> bytes:
@@ -93,14 +92,8 @@ def test_listener_refused_says_how_to_start_it():
 
 
 def test_listener_that_is_not_credproxy_is_named():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        check, up = doctor.check_listener("127.0.0.1", server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LoopbackServer(canned_handler(200, b"a web server")) as server:
+        check, up = doctor.check_listener("127.0.0.1", server.port)
     assert not up and "maybe not credproxy" in check.title and "--port" in check.fix
 
 
