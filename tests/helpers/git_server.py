@@ -62,22 +62,21 @@ class _Handler(BaseHTTPRequestHandler):
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     return
-                left = size
-                while left:
-                    data = self.rfile.read(min(left, _CHUNK))
-                    if not data:
-                        return
-                    left -= len(data)
-                    yield data
+                if not (yield from self._read(size)):
+                    return
                 self.rfile.readline()
         else:
-            left = int(self.headers.get("Content-Length") or 0)
-            while left:
-                data = self.rfile.read(min(left, _CHUNK))
-                if not data:
-                    return
-                left -= len(data)
-                yield data
+            yield from self._read(int(self.headers.get("Content-Length") or 0))
+
+    def _read(self, left: int):
+        """Yield `left` bytes of the body in pieces; returns False if the client stopped early."""
+        while left:
+            data = self.rfile.read(min(left, _CHUNK))
+            if not data:
+                return False
+            left -= len(data)
+            yield data
+        return True
 
     def _handle(self) -> None:
         git = self.server.git

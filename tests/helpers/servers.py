@@ -110,23 +110,22 @@ def make_certs(directory: os.PathLike | str) -> TestCerts:
     client = client_ca.issue_cert("client@credproxy.test", common_name="credproxy test client")
     other_client = untrusted_ca.issue_cert("stranger@credproxy.test", common_name="stranger")
 
+    def write_chain(name: str, leaf) -> Path:  # leaf + chain in one PEM
+        path = d / name
+        path.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
+        return path
+
     ca_pem = write("ca.pem", ca.cert_pem)
-    server_cert_pem = d / "server.pem"
-    server_cert_pem.write_bytes(b"".join(b.bytes() for b in server.cert_chain_pems))
+    server_cert_pem = write_chain("server.pem", server)
     server_key_pem = write("server-key.pem", server.private_key_pem)
     untrusted_ca_pem = write("untrusted-ca.pem", untrusted_ca.cert_pem)
-    untrusted_server_cert_pem = d / "untrusted-server.pem"
-    untrusted_server_cert_pem.write_bytes(
-        b"".join(b.bytes() for b in untrusted_server.cert_chain_pems)
-    )
+    untrusted_server_cert_pem = write_chain("untrusted-server.pem", untrusted_server)
     untrusted_server_key_pem = write("untrusted-server-key.pem", untrusted_server.private_key_pem)
     client_ca_pem = write("client-ca.pem", client_ca.cert_pem)
-    client_cert_pem = d / "client.pem"
-    client_cert_pem.write_bytes(b"".join(b.bytes() for b in client.cert_chain_pems))
+    client_cert_pem = write_chain("client.pem", client)
     client_key_pem = write("client-key.pem", client.private_key_pem)
     client_combined_pem = write("client-combined.pem", client.private_key_and_cert_chain_pem)
-    other_client_cert_pem = d / "other-client.pem"
-    other_client_cert_pem.write_bytes(b"".join(b.bytes() for b in other_client.cert_chain_pems))
+    other_client_cert_pem = write_chain("other-client.pem", other_client)
     other_client_key_pem = write("other-client-key.pem", other_client.private_key_pem)
     ca_plus_certifi_pem = d / "certifi-plus-ca.pem"
     ca_plus_certifi_pem.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + ca.cert_pem.bytes())
@@ -175,12 +174,12 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 15.0,
         time.sleep(0.05)
 
 
-def stop_pid(proc: subprocess.Popen, *, grace: float = 5.0) -> None:
-    """SIGTERM the process we started, wait, then SIGKILL. Only ever this pid."""
+def stop_pid(proc: subprocess.Popen, *, grace: float = 5.0, sig: int = signal.SIGTERM) -> None:
+    """`sig` (SIGTERM) to the process we started, wait, then SIGKILL. Only ever this pid."""
     if proc.poll() is not None:
         return
     try:
-        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, sig)
     except ProcessLookupError:
         return
     try:
@@ -385,7 +384,11 @@ class PrivateIndex:
     @classmethod
     def start(cls, directory: os.PathLike | str, certs: TestCerts, *, username: str = "alice",
               password: str = "s3cret-Pa55:w@rd", wheels: list[Path] = (),
-              start_timeout: float = 30.0) -> "PrivateIndex":
+              start_timeout: float = 30.0, client_ca: Path | None = None,
+              client_cert: Path | None = None) -> "PrivateIndex":
+        """client_ca: the TLS handshake requires a client certificate it issued (gunicorn
+        `--cert-reqs 2 --ca-certs`); the readiness probe then presents `client_cert` (key +
+        certificate in one PEM)."""
         d = Path(directory).resolve()
         packages = d / "packages"
         packages.mkdir(parents=True, exist_ok=True)
@@ -411,6 +414,7 @@ class PrivateIndex:
                 "--bind", f"127.0.0.1:{port}",
                 "--certfile", str(certs.server_cert_pem),
                 "--keyfile", str(certs.server_key_pem),
+                *(("--cert-reqs", "2", "--ca-certs", str(client_ca)) if client_ca is not None else ()),
                 "--worker-class", "gthread", "--workers", "1", "--threads", "8",
                 "--timeout", "60", "--graceful-timeout", "2",
                 "--chdir", str(d),
@@ -427,7 +431,7 @@ class PrivateIndex:
                                     preexec_fn=die_with_parent)
             try:
                 wait_for_port(port, proc=proc, timeout=start_timeout, what="gunicorn")
-                _wait_index_ready(port, certs.ca_pem, proc, start_timeout)
+                _wait_index_ready(port, certs.ca_pem, proc, start_timeout, client_cert)
             except (RuntimeError, TimeoutError) as exc:
                 stop_pid(proc)
                 log = error_log.read_text(errors="replace") if error_log.exists() else ""
@@ -444,11 +448,13 @@ class PrivateIndex:
         stop_pid(self.proc)
 
 
-def _wait_index_ready(port: int, ca: Path, proc, timeout: float) -> None:
+def _wait_index_ready(port: int, ca: Path, proc, timeout: float, client_cert: Path | None = None) -> None:
     """The worker imports pypiserver after the port is bound: wait for a real HTTP answer."""
     import http.client
 
     ctx = ssl.create_default_context(cafile=str(ca))
+    if client_cert is not None:
+        ctx.load_cert_chain(str(client_cert))
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:

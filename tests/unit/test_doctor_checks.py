@@ -3,7 +3,6 @@ against a real socket, TLS description and the redaction of the whole report."""
 
 from __future__ import annotations
 
-import socket
 
 import trustme
 from cryptography import x509
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from credproxy import doctor, paths
 from credproxy.config import ClientCertRule, Settings
 from tests.helpers.loopback import LoopbackServer, canned_handler
+from tests.helpers.servers import free_port
 
 
 def write_ca(env) -> bytes:
@@ -75,12 +75,6 @@ def test_ca_check_reports_path_fingerprint_and_bundle(tmp_path):
     paths.bundle_path(env).write_bytes(b"")  # a stale bundle without the CA
     checks, _ = doctor.check_ca(env)
     assert checks[1].status == "problem" and checks[1].fix == "rewrite it: credproxy ca bundle"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_listener_refused_says_how_to_start_it():
