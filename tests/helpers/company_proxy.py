@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
-from tests.helpers.loopback import LoopbackServer, basic_header, read_head, send_body
+from tests.helpers.loopback import LoopbackServer, Served, basic_header, read_head, send_body
 from tests.helpers.servers import TEST_HOSTS
 
 HEAD_LIMIT = 64 * 1024
@@ -185,7 +185,7 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
                 return
 
 
-class CompanyProxy:
+class CompanyProxy(Served):
     def __init__(self, credentials: tuple[str, str] | None, schemes: tuple[str, ...], resolve, deny,
                  negotiate: bool = False):
         self.credentials = credentials
@@ -204,12 +204,7 @@ class CompanyProxy:
               resolve=TEST_HOSTS + ("localhost",), deny=(), negotiate: bool = False) -> "CompanyProxy":
         """negotiate=True: accept Negotiate/NTLM only, with pyspnego's acceptor (users from the
         file named by NTLM_USER_FILE in this process's environment, `DOMAIN:USER:PASSWORD`)."""
-        proxy = cls(credentials, ("Negotiate", "NTLM") if negotiate else schemes, resolve, deny, negotiate)
-        proxy._server.start()
-        return proxy
-
-    def stop(self) -> None:
-        self._server.stop()
+        return super().start(credentials, ("Negotiate", "NTLM") if negotiate else schemes, resolve, deny, negotiate)
 
     def _negotiate_step(self, acceptor, auth_values: list[str]):
         """(auth state, acceptor, token for the 407) for one leg of Negotiate/NTLM."""
@@ -258,12 +253,6 @@ class CompanyProxy:
         with self._lock:
             self._records.clear()
 
-    def __enter__(self) -> "CompanyProxy":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
 
 @dataclass
 class OriginRequest:
@@ -285,7 +274,7 @@ class _OriginHandler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = _handle
 
 
-class PlainOrigin:
+class PlainOrigin(Served):
     """A plain-http server on 127.0.0.1 (reach it as http://other.test:PORT through a proxy
     that maps the name) recording every request's headers."""
 
@@ -295,11 +284,3 @@ class PlainOrigin:
         self._server = LoopbackServer(_OriginHandler, timeout=15, label="plain-origin", origin=self)
         self.port = self._server.port
 
-    @classmethod
-    def start(cls) -> "PlainOrigin":
-        origin = cls()
-        origin._server.start()
-        return origin
-
-    def stop(self) -> None:
-        self._server.stop()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from tests.helpers.loopback import LoopbackServer, basic_header, send_body
+from tests.helpers.loopback import LoopbackServer, Served, basic_header, send_body
 from tests.helpers.servers import TestCerts
 
 _CHUNK = 64 * 1024
@@ -162,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = _handle
 
 
-class GitServer:
+class GitServer(Served):
     def __init__(self, root: Path, certs: TestCerts, *, username: str, password: str):
         self.root = root
         self.username = username
@@ -182,12 +182,7 @@ class GitServer:
     @classmethod
     def start(cls, root: Path, certs: TestCerts, **kwargs) -> "GitServer":
         root.mkdir(parents=True, exist_ok=True)
-        server = cls(root, certs, **kwargs)
-        server._server.start()
-        return server
-
-    def stop(self) -> None:
-        self._server.stop()
+        return super().start(root, certs, **kwargs)
 
     def url(self, repo: str, host: str = "pkgs.test") -> str:
         return f"https://{host}:{self.port}/{repo}"

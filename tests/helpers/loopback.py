@@ -14,6 +14,7 @@ handler thread, not in the accept loop (a client that never finishes its handsha
 accept()); a handler's failure (a dropped connection, a refused handshake) is quiet, or handed to
 `on_error`; stop() shuts the loop down, closes the socket and joins the thread (bounded).
 
+Served: the base of a server object (start/stop/with) that owns a LoopbackServer.
 Handler helpers: basic_header(user, password), send_body(handler, status, body, ...),
 stream_bytes(wfile, n, ...) (a large body from one reusable chunk: the server never holds it).
 """
@@ -106,6 +107,28 @@ class LoopbackServer:
     def __enter__(self) -> "LoopbackServer":
         if not self._thread.is_alive():
             self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class Served:
+    """Base of a test server object that owns a LoopbackServer as `self._server`:
+    `Cls.start(...)` builds it and starts serving, stop() / `with` end it."""
+
+    _server: LoopbackServer
+
+    @classmethod
+    def start(cls, *args, **kwargs):
+        served = cls(*args, **kwargs)
+        served._server.start()
+        return served
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote
 
-from tests.helpers.loopback import LoopbackServer, send_body
+from tests.helpers.loopback import LoopbackServer, Served, send_body
 from tests.helpers.servers import TestCerts
 
 
@@ -95,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
 
-class TokenRegistry:
+class TokenRegistry(Served):
     def __init__(self, certs: TestCerts, *, base: str, username: str | None, token: str,
                  scheme: str = "basic", wheels: list[Path] = (), npm_packages: dict[str, bytes] | None = None):
         self.base = base.rstrip("/")
@@ -114,15 +114,6 @@ class TokenRegistry:
 
     def __repr__(self) -> str:  # never the token
         return f"<TokenRegistry 127.0.0.1:{self.port}{self.base} user={self.username!r}>"
-
-    @classmethod
-    def start(cls, certs: TestCerts, **kwargs) -> "TokenRegistry":
-        reg = cls(certs, **kwargs)
-        reg._server.start()
-        return reg
-
-    def stop(self) -> None:
-        self._server.stop()
 
     def rotate(self, token: str) -> None:
         """The service issues a new token; the old one is rejected from now on."""

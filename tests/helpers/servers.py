@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import trustme
 
-from tests.helpers.loopback import LoopbackServer, basic_header, send_body, stream_bytes
+from tests.helpers.loopback import LoopbackServer, Served, basic_header, send_body, stream_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -563,7 +563,7 @@ class _EchoHandler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
 
 
-class EchoServer:
+class EchoServer(Served):
     """HTTPS server in a thread on 127.0.0.1 (or ::1). Attributes: port, host (for url_for),
     requests (list of EchoRequest), errors (TLS/handshake errors as strings), credentials,
     client_ca. With credentials=(user, password): no Authorization -> 401, wrong ->
@@ -595,15 +595,6 @@ class EchoServer:
 
     def __repr__(self) -> str:
         return f"<EchoServer {self.url_ip} host={self.host}>"
-
-    @classmethod
-    def start(cls, certs: TestCerts, **kwargs) -> "EchoServer":
-        server = cls(certs, **kwargs)
-        server._server.start()
-        return server
-
-    def stop(self) -> None:
-        self._server.stop()
 
     def url_for(self, host: str | None = None, path: str = "/") -> str:
         host = host or self.host
