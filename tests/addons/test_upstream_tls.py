@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.helpers.servers import TlsServer, client_pem, die_with_parent, stop_pid
+from tests.helpers.servers import TlsServer, client_pem, die_with_parent, read_line, stop_pid
 
 HARNESS = Path(__file__).with_name("tls_harness.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,21 +42,12 @@ class Proxy:
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([sys.executable, str(HARNESS), str(cfg_file)], stdout=subprocess.PIPE,
                                      stderr=self._stderr, env=run_env, cwd=str(tmp), preexec_fn=die_with_parent)
-        line = self._readline(timeout=30)
+        line = read_line(self.proc.stdout, timeout=30)
         m = re.match(r"listening on (\d+)", line or "")
         if not m:
             self.stop()
             raise RuntimeError(f"harness did not start: {line!r}\n{self.log()}")
         self.port = int(m.group(1))
-
-    def _readline(self, timeout: float) -> str:
-        import selectors
-
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout):
-                return ""
-        return self.proc.stdout.readline().decode()
 
     def log(self) -> str:
         if not self._stderr.closed:

@@ -192,6 +192,19 @@ def stop_pid(proc: subprocess.Popen, *, grace: float = 5.0, sig: int = signal.SI
         proc.wait(timeout=grace)
 
 
+def read_line(stream, timeout: float) -> str:
+    """One line from a child's stdout pipe, or "" if none starts within `timeout` seconds (a
+    bare readline() waits for ever on a child that never prints)."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    line = stream.readline()
+    return line.decode() if isinstance(line, bytes) else line
+
+
 def die_with_parent() -> None:
     """preexec_fn: SIGTERM this child if the test process dies (a killed pytest must not leave
     servers running on a shared machine). Linux only; elsewhere a no-op."""

@@ -36,7 +36,7 @@ from tests.helpers.clients import UV, REAL_PYTHON, client_env, curl, run
 from tests.helpers.keyring_script import read_calls, write_keyring_script
 from tests.helpers.loopback import LoopbackServer, canned_handler
 from tests.helpers.proxy import Proxy, credproxy_cmd, proxy_env, start_credproxy
-from tests.helpers.servers import EchoServer, make_certs
+from tests.helpers.servers import EchoServer, make_certs, stop_pid
 
 pytestmark = pytest.mark.e2e
 
@@ -406,7 +406,11 @@ def test_token_file_is_private_created_once_and_shared(tmp_path):
     env = {**proxy_env(tmp_path), "CREDPROXY_DATA_DIR": str(tmp_path / "data")}
     procs = [subprocess.Popen(credproxy_cmd("env"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(4)]
-    outputs = [p.communicate(timeout=60) for p in procs]
+    try:
+        outputs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:  # one that hangs is killed with the others, by pid
+            stop_pid(p)
     assert all(p.returncode == 0 for p in procs), outputs
     tokens = {_token_from_env_output(out) for out, _ in outputs}
     assert len(tokens) == 1, "concurrent first uses must agree on one token"
