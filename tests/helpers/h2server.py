@@ -60,9 +60,16 @@ class H2Server:
     def stop(self) -> None:
         async def close():
             self._server.close()
-            for writer in list(self._writers):  # wait_closed() waits for open connections (3.12+)
-                writer.close()
-            await self._server.wait_closed()
+            # wait_closed() waits for every open connection (3.12+): end them here. abort(), as
+            # close() would wait up to 30 s for the client's TLS goodbye.
+            for writer in list(self._writers):
+                writer.transport.abort()
+            if hasattr(self._server, "abort_clients"):  # 3.13: also those whose handler has not run yet
+                self._server.abort_clients()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            except TimeoutError:
+                pass
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
