@@ -23,6 +23,7 @@ from tests.helpers.loopback import LoopbackServer, Served, basic_header, send_bo
 from tests.helpers.servers import TestCerts
 
 _CHUNK = 64 * 1024
+GIT_TIMEOUT = 60  # seconds for one local git command of the set-up
 
 
 @dataclass
@@ -168,7 +169,7 @@ class GitServer(Served):
         self.username = username
         self.password = password
         self.backend = str(Path(subprocess.run(["git", "--exec-path"], capture_output=True, text=True,
-                                               check=True).stdout.strip()) / "git-http-backend")
+                                               check=True, timeout=GIT_TIMEOUT).stdout.strip()) / "git-http-backend")
         self.lock = threading.Lock()
         self.requests: list[GitRequest] = []
         self.context = certs.server_context()
@@ -191,21 +192,22 @@ class GitServer(Served):
         """A bare repository with one commit holding `files`; returns the commit id."""
         bare = self.root / name
         env = git_identity_env(self.root)
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], env=env, check=True)
-        subprocess.run(["git", "-C", str(bare), "config", "http.receivepack", "true"], env=env, check=True)
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], env=env, check=True, timeout=GIT_TIMEOUT)
+        subprocess.run(["git", "-C", str(bare), "config", "http.receivepack", "true"], env=env, check=True, timeout=GIT_TIMEOUT)
         work = self.root / (name + ".seed")
-        subprocess.run(["git", "init", "-q", "-b", "main", str(work)], env=env, check=True)
+        subprocess.run(["git", "init", "-q", "-b", "main", str(work)], env=env, check=True, timeout=GIT_TIMEOUT)
         for rel, data in files.items():
             (work / rel).write_bytes(data)
-        subprocess.run(["git", "-C", str(work), "add", "-A"], env=env, check=True)
-        subprocess.run(["git", "-C", str(work), "commit", "-q", "-m", "seed"], env=env, check=True)
-        subprocess.run(["git", "-C", str(work), "push", "-q", str(bare), "main"], env=env, check=True)
+        subprocess.run(["git", "-C", str(work), "add", "-A"], env=env, check=True, timeout=GIT_TIMEOUT)
+        subprocess.run(["git", "-C", str(work), "commit", "-q", "-m", "seed"], env=env, check=True, timeout=GIT_TIMEOUT)
+        subprocess.run(["git", "-C", str(work), "push", "-q", str(bare), "main"], env=env, check=True, timeout=GIT_TIMEOUT)
         shutil.rmtree(work)
         return self.head(name)
 
     def head(self, name: str) -> str:
         return subprocess.run(["git", "-C", str(self.root / name), "rev-parse", "main"], capture_output=True,
-                              text=True, check=True, env=git_identity_env(self.root)).stdout.strip()
+                              text=True, check=True, env=git_identity_env(self.root),
+                              timeout=GIT_TIMEOUT).stdout.strip()
 
     def statuses(self) -> list[int]:
         with self.lock:
