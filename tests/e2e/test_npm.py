@@ -98,6 +98,12 @@ def test_npm_install_of_a_scoped_package_with_a_bearer_token_from_the_store(tmp_
         proxy = start_credproxy(tmp_path, "-v", "--save-flows", str(flows), env=env)
         printed = exports(cli("env", "--port", str(proxy.port)).stdout)
         assert printed["HTTPS_PROXY"] == proxy.url and Path(printed["NODE_EXTRA_CA_CERTS"]).exists()
+        # the page's `export NODE_EXTRA_CA_CERTS="$(credproxy ca path)"`: node trusts the proxy's CA
+        ((_, ca_export),) = recipes.commands("npm.md", "export NODE_EXTRA_CA_CERTS=", ORIGIN, standin)
+        ca_var, _, ca_command = ca_export.partition("=")
+        assert ca_command.startswith("$(credproxy ") and ca_command.endswith(")"), ca_export
+        ca_file = cli(*shlex.split(ca_command[2:-1])[1:]).stdout.strip()
+        assert Path(ca_file).read_bytes() == proxy.ca_cert.read_bytes()
 
         project = tmp_path / "app"
         project.mkdir()
@@ -106,6 +112,7 @@ def test_npm_install_of_a_scoped_package_with_a_bearer_token_from_the_store(tmp_
         (project / ".npmrc").write_text(npmrc_line.replace(ORIGIN, standin))
         npm_env = client_env(tmp_path, extra={
             **printed,
+            ca_var: ca_file,
             "PATH": npm.path,  # the word `npm` below is this variant's
             "npm_config_cache": str(tmp_path / "npm-cache"),
             "npm_config_userconfig": str(tmp_path / "no-user-npmrc"),
