@@ -28,7 +28,7 @@ from mitmproxy import io as mio
 
 from credproxy.credentials.model import secret_forms
 from tests.helpers import nodejs, recipes
-from tests.helpers.clients import client_env
+from tests.helpers.clients import VENV_BIN, client_env
 from tests.helpers.proxy import credproxy_cmd, proxy_env, start_credproxy
 from tests.helpers.registries import TokenRegistry
 
@@ -168,3 +168,23 @@ def test_npm_install_of_a_scoped_package_with_a_bearer_token_from_the_store(tmp_
         if proxy is not None:
             proxy.stop()
         reg.stop()
+
+
+
+def test_which_npm_is_the_systems_when_on_path_else_the_nodejs_wheels(tmp_path):
+    """The selection the npm test runs under: on a PATH with only the venv (a machine without
+    Node.js) the answer is the wheel's; the wheel's console scripts are never taken for the
+    system's, even with the venv's bin dir first on PATH (an activated venv)."""
+    wheel = nodejs.find(nodejs.WHEEL)
+    assert wheel is not None and (wheel.npm, wheel.node) == (VENV_BIN / "npm", VENV_BIN / "node")
+    no_node = os.pathsep.join([str(VENV_BIN), str(tmp_path)])
+    assert nodejs.find(nodejs.SYSTEM, no_node) is None
+    chosen = nodejs.find(None, no_node)
+    assert chosen is not None and (chosen.kind, chosen.npm) == (nodejs.WHEEL, wheel.npm)
+    activated = os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")])
+    system = nodejs.find(nodejs.SYSTEM, activated)
+    if shutil.which("npm", path=nodejs.system_path()) is not None:  # this machine has Node.js
+        assert system is not None and VENV_BIN not in (system.npm.parent, system.node.parent), system
+        assert nodejs.find(None, activated) == system
+    else:
+        assert system is None

