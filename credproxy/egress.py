@@ -399,6 +399,16 @@ class Egress:
         return lines
 
 
+def connect_reason(e: OSError) -> str:
+    """Why a connect failed, in the OS's words ("Connection refused"), without the address
+    tuple asyncio adds."""
+    if e.errno:
+        import os
+
+        return os.strerror(e.errno)
+    return e.strerror or str(e) or type(e).__name__
+
+
 def _points_at_us(proxy: ProxyURL, listen: Iterable[tuple[str, int]]) -> bool:
     for host, port in listen:
         if not port or proxy.port != port:

@@ -57,7 +57,7 @@ from collections import OrderedDict
 from mitmproxy import http
 
 from ..credentials.model import Credentials, redact_text
-from ..egress import Egress, ProxyURL, Refusal, Route, parse_connect_answer, refusal_message
+from ..egress import Egress, ProxyURL, Refusal, Route, connect_reason, parse_connect_answer, refusal_message
 
 logger = logging.getLogger("credproxy.upstream_proxy")
 
@@ -501,7 +501,7 @@ async def _connect_error(proxy: ProxyURL, timeout: float) -> str | None:
     except (asyncio.TimeoutError, TimeoutError):
         return f"no connection within {timeout:g} s"
     except OSError as e:
-        return e.strerror or type(e).__name__
+        return connect_reason(e)
     writer.close()
     try:
         await writer.wait_closed()

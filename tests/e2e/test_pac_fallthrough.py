@@ -112,9 +112,22 @@ def test_only_dead_proxies_then_direct_goes_direct(tmp_path, private_index, tls_
         result = install("pip", tmp_path, private_index, cenv)
         assert result.returncode == 0, result.stdout + result.stderr + proxy.stderr()
         assert private_index.count(200, auth=True) >= 1  # reached directly, with credproxy's login
+        deadline = time.monotonic() + 10
+        while len(status_bad_proxies(env)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        config = tmp_path / "credproxy.toml"
+        config.write_text(f'upstream-proxy = "{value}"\n')
+        doctor = cli(tmp_path, env, "doctor", private_index.url, "--config", str(config))
     finally:
         proxy.stop()
     assert company.records == []
+    # doctor: the list with the running proxy's marks, then its own connects, and the route that follows
+    text = doctor.stdout + doctor.stderr
+    assert (f"PAC entries, in order: 1. http://127.0.0.1:{dead1} (marked bad until") in text, text
+    assert f"2. http://127.0.0.1:{dead2} (marked bad until" in text and "3. DIRECT" in text, text
+    assert "Connection refused" in text
+    assert f"{private_index.url}: direct (PAC entry DIRECT" in text, text
+    assert "no company proxy" not in text
     log = proxy.stderr()
     # each dead proxy was tried once: after that it is marked bad and DIRECT comes first
     assert log.count(f"company proxy http://127.0.0.1:{dead1} (from the PAC file") == 1, log
