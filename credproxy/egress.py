@@ -9,7 +9,8 @@ Which proxy, highest first:
    everything direct.
 2. `--upstream-proxy URL`, else the `upstream-proxy` config key: one proxy for http and https;
    or, for a `pac+https://`, `pac+http://`, `pac+file://` value, the proxy a PAC file names
-   per host (credproxy/pac.py: its first usable entry; loopback and NO_PROXY still first).
+   per host (credproxy/pac.py: its entries in order, a proxy that cannot be connected to
+   skipped for the next; loopback and NO_PROXY still first).
 3. The environment `serve` started in, as curl and requests read it: for https (and every
    CONNECT tunnel) `https_proxy`, `HTTPS_PROXY`, then `all_proxy`, `ALL_PROXY`; for plain http
    `http_proxy`, `HTTP_PROXY`, then `all_proxy`, `ALL_PROXY` (lower case first). A value without

@@ -88,11 +88,13 @@ def test_a_dead_first_proxy_falls_through_to_the_company_proxy_for_the_same_requ
         config = tmp_path / "credproxy.toml"
         config.write_text(f'upstream-proxy = "{value}"\n')
         out = cli(tmp_path, env, "explain", private_index.url, "--config", str(config))
+        status = cli(tmp_path, env, "status")
     finally:
         proxy.stop()
     log = proxy.stderr()
     assert log.count(f"company proxy http://127.0.0.1:{dead} (from the PAC file") == 1, log
     assert "cannot be connected to" in log and f"trying http://proxy.test:{company.port}" in log
+    assert f"PAC proxy http://127.0.0.1:{dead} marked bad until" in status.stdout, status.stdout + status.stderr
     assert out.returncode == 0, out.stderr
     assert f"via http://proxy.test:{company.port}" in out.stdout, out.stdout
     assert f"skipped http://127.0.0.1:{dead} (marked bad until" in out.stdout, out.stdout
