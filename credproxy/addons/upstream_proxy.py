@@ -470,9 +470,12 @@ class _PacHook:
                 chosen = route if not tried else Route(
                     candidate, f"{route.reason}; {_tried(tried)}", alternatives=tuple(candidates[i + 1:]))
                 break
+            fresh = egress.pac.bad.get(candidate) is None  # logged once, not by every waiting request
             egress.pac.bad.mark(candidate, why)
             tried.append((candidate, why))
             following = candidates[i + 1] if i + 1 < len(candidates) else "nothing"
+            if not fresh:
+                continue
             logger.warning("company proxy %s (from the PAC file %s) cannot be connected to: %s; skipped for %.0f min, "
                            "trying %s for %s:%s", candidate.display, egress.pac.display, why,
                            egress.pac.bad.ttl / 60, "DIRECT" if following is None else getattr(
