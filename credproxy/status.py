@@ -192,7 +192,11 @@ def render(st: ProxyStatus, now: float | None = None) -> str:
     if st.other_requests:
         lines.append(f"  (+{st.other_requests} requests to further realms not listed)")
     for shown, mark in sorted((st.bad_proxies or {}).items()):
-        if float(mark.get("until", 0)) > now:
-            until = time.strftime("%H:%M:%S UTC", time.gmtime(float(mark["until"])))
-            lines.append(f"  PAC proxy {shown} marked bad until {until}: {mark.get('why')}")
+        try:
+            until = float(mark["until"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if until > now:
+            shown_until = time.strftime("%H:%M:%S UTC", time.gmtime(until))
+            lines.append(f"  PAC proxy {shown} marked bad until {shown_until}: {mark.get('why')}")
     return "\n".join(lines) + "\n"

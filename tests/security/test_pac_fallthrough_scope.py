@@ -50,3 +50,70 @@ def test_the_next_pac_proxy_never_gets_the_login_of_the_one_that_failed(tmp_path
         assert_no_proxy_password(log, proxy.stdout(), result.stderr)
     finally:
         other.stop()
+
+
+
+class AcceptCounter:
+    """A listener on 127.0.0.1 that counts the TCP connections it accepts (and closes them)."""
+
+    def __init__(self):
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.count += 1
+            conn.close()
+
+    def stop(self):
+        self._stop = True
+        self._thread.join(5)
+        self.sock.close()
+
+
+def test_a_stranger_cannot_make_credproxy_try_the_pac_proxies(tmp_path, private_index, tls_certs):
+    """A CONNECT without the owner's proxy token is refused before the PAC answer's proxies
+    are connected to: a stranger can neither probe the company's proxies through credproxy
+    nor get one marked bad for the owner."""
+    import time
+
+    from tests.e2e.test_upstream_proxy import _raw_connect
+
+    counter = AcceptCounter()
+    try:
+        pac = tmp_path / "proxy.pac"
+        pac.write_text("function FindProxyForURL(url, host) {\n"
+                       f"  return \"PROXY 127.0.0.1:{counter.port}; DIRECT\";\n}}\n")
+        env = pac_env(tmp_path, tls_certs, private_index)
+        proxy = start_credproxy(tmp_path, "--upstream-proxy", f"pac+file://{pac}", env=env)
+        try:
+            target = f"pkgs.test:{private_index.port}"
+            for _ in range(3):
+                head = _raw_connect(proxy.port, target, {})
+                assert head.startswith(b"HTTP/1.1 407"), head
+            time.sleep(0.5)
+            assert counter.count == 0
+            # the owner's CONNECT does reach it (so the count above could have moved)
+            head = _raw_connect(proxy.port, target, proxy.auth_headers())
+            assert head.startswith(b"HTTP/1.1 200"), head
+            deadline = time.monotonic() + 5
+            while counter.count == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert counter.count >= 1
+        finally:
+            proxy.stop()
+    finally:
+        counter.stop()
