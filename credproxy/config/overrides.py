@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Mapping
 
 from ..credentials.index import Index, valid_index_name
 from .env import parse_index_arg
-from .model import INTERCEPT_POLICIES, KEYRING_PROVIDERS, LOG_FORMATS, Layer, Settings
+from .keys import INVALID, Spot, key_for
+from .model import LOG_FORMATS, Layer, Settings
 from .values import Problems, one_of, safe_url, shown_value, url_problem
 
 
@@ -36,16 +38,11 @@ def override_layer(overrides: Mapping[str, Any], settings: Settings) -> Layer:
                     problems.add("--index", why, safe_url(url))
                 else:
                     layer.indexes.append(Index.from_url(url, name=name, origin="flag"))
-        elif key == "keyring_provider":
-            if value in KEYRING_PROVIDERS:
-                layer.keyring_provider = value
-            else:
-                problems.add("--keyring-provider", one_of(KEYRING_PROVIDERS), value)
-        elif key == "intercept":
-            if value in INTERCEPT_POLICIES:
-                layer.intercept = value
-            else:
-                problems.add("--intercept", one_of(INTERCEPT_POLICIES), value)
+        elif key in ("keyring_provider", "intercept"):  # the flag is the config key, as keys.py declares it
+            declared = key_for(key)
+            value = declared.kind.parse(Spot(problems, f"--{declared.name}", Path(), declared.secret), value)
+            if value is not INVALID:
+                setattr(layer, key, value)
         elif key == "log_format" and value not in LOG_FORMATS:
             problems.add("--log-format", one_of(LOG_FORMATS), value)
         elif key == "system_certs":
