@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from credproxy.config import ConfigError, load_settings
+from credproxy.config import ConfigError, load_settings, parse_config
 from credproxy.config.keys import CLIENT_CERT_KEYS, INDEX_KEYS, TABLES, TOP_KEYS, Spot, Tables, parse_table
 from credproxy.config.model import Layer, Settings
 from credproxy.config.values import Problems
@@ -167,3 +167,21 @@ def test_the_mark_is_what_hides_a_value():
         assert parse_table(Spot(p, "", Path("c.toml")), {"keyring-provider": value}, keys) is None
         assert len(p.items) == 1 and p.items[0].startswith("keyring-provider: expected one of ")
         assert p.items[0].endswith("got a string" if secret else f'got "{value}"'), p.items[0]
+
+
+def test_the_docs_example_of_mistakes_is_what_the_code_prints():
+    """docs/configuration.md "Mistakes": the same file gives the same lines, in the same order
+    (the docs shorten the `known:` list with `...`)."""
+    example = DOCS[DOCS.index("### Mistakes"):]
+    example = example[example.index("```\n") + 4:]
+    example = example[:example.index("```")].rstrip("\n").splitlines()
+    data = {"keyring_provider": "subprocess", "colour": "blue",
+            "index": [{"url": "https://a.example/simple/"},
+                      {"url": "https://b.example/simple/", "authenticate": "sometimes"}]}
+    with pytest.raises(ConfigError) as e:
+        parse_config(data, Path(example[0].split(": ")[0]))
+    printed = str(e.value).splitlines()
+    assert len(printed) == len(example)
+    for doc_line, line in zip(example, printed):
+        head, dots, _ = doc_line.partition(", ...)")
+        assert line == doc_line if not dots else line.startswith(head + ", "), (doc_line, line)
