@@ -69,6 +69,7 @@ def path_value(value: str, base: Path) -> str:
 # Each kind: `parse(spot, value)` -> the value for the Layer, or INVALID after spot.bad(...);
 # `expected` (the error's words); `doc_type` (docs/configuration.md's type column). Kinds a
 # variable can set also have `env_expected` and `parse_env(text)` -> value or INVALID.
+# `from_flag(spot, value)`: a command-line flag's value (click has typed it), for the Layer.
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class Choice:
     def parse_env(self, text: str) -> Any:
         return text if text in self.values else INVALID
 
+    from_flag = parse
+
 
 @dataclass(frozen=True)
 class Seconds:
@@ -108,6 +111,8 @@ class Seconds:
             return INVALID
         return seconds if positive_seconds(seconds) else INVALID
 
+    from_flag = parse
+
 
 @dataclass(frozen=True)
 class Boolean:
@@ -122,6 +127,9 @@ class Boolean:
         b = parse_boolish(text)
         return INVALID if b is None else b
 
+    def from_flag(self, spot: Spot, value: Any) -> Any:
+        return bool(value)
+
 
 @dataclass(frozen=True)
 class Text:
@@ -133,6 +141,9 @@ class Text:
 
     def parse(self, spot: Spot, value: Any) -> Any:
         return value if isinstance(value, str) and self.check(value) else spot.bad(self.expected, value)
+
+    def from_flag(self, spot: Spot, value: Any) -> Any:
+        return str(value)
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,9 @@ class StringList:
     def parse_env(self, text: str) -> Any:
         return text.split()
 
+    def from_flag(self, spot: Spot, value: Any) -> Any:
+        return list(value)
+
 
 @dataclass(frozen=True)
 class Url:
@@ -206,6 +220,10 @@ class ProxyUrl:
                     or url_problem(value if "://" in value else "http://" + value) is None):
                 return (value, f"upstream-proxy in {spot.path}")
         return spot.bad(self.expected, safe_url(value) if isinstance(value, str) else value)
+
+    def from_flag(self, spot: Spot, value: Any) -> Any:
+        none = str(value).strip().lower() in ("none", "direct")
+        return (str(value), "--no-upstream-proxy" if none else "--upstream-proxy")
 
 
 @dataclass(frozen=True)
@@ -253,6 +271,9 @@ class Tables:
             if values is not None:
                 out.append(self.build(item, values))
         return out
+
+    def from_flag(self, spot: Spot, value: Any) -> Any:
+        return list(value)  # already built (ClientCertRule)
 
 
 # --- declarations ---------------------------------------------------------------------------

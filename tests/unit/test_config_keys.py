@@ -185,3 +185,20 @@ def test_the_docs_example_of_mistakes_is_what_the_code_prints():
     for doc_line, line in zip(example, printed):
         head, dots, _ = doc_line.partition(", ...)")
         assert line == doc_line if not dots else line.startswith(head + ", "), (doc_line, line)
+
+
+def test_a_flag_for_any_config_key_is_its_highest_layer_and_checked_as_the_key(tmp_path):
+    """load_settings' overrides name Settings fields; one that is a config key wins over the
+    config file (it used to be set under the layers, so the file's value won) and is checked
+    by the key's kind, the error naming the flag."""
+    path = tmp_path / "c.toml"
+    path.write_text('keyring-timeout = 20\nnetrc-default = "any-host"\n')
+    settings = load_settings(path, overrides={"keyring_timeout": 3.0, "netrc_default": "indexes"},
+                             env={"HOME": str(tmp_path)}, cwd=tmp_path, uv_config_files=[], pip_config_files=[])
+    assert settings.keyring_timeout == 3.0 and settings.netrc_default == "indexes"
+    with pytest.raises(ConfigError) as e:
+        load_settings(path, overrides={"keyring_timeout": -1, "netrc_default": "everywhere"},
+                      env={"HOME": str(tmp_path)}, cwd=tmp_path, uv_config_files=[], pip_config_files=[])
+    assert str(e.value) == ("command line: 2 problems:\n"
+                            "  --keyring-timeout: expected a positive number of seconds, got an integer\n"
+                            '  --netrc-default: expected one of "indexes", "any-host", got "everywhere"')
