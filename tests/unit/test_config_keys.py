@@ -64,15 +64,16 @@ def test_the_docs_name_every_declared_key_and_no_other(table):
 @pytest.mark.parametrize("key", TOP_KEYS, ids=lambda k: k.name)
 def test_the_docs_give_a_top_level_keys_declared_type_and_its_default(key):
     doc_type, default, _meaning = docs_rows(HEADINGS[""])[key.name]
-    assert doc_type == key.doc_type
-    assert default == rendered_default(key) or default.startswith(rendered_default(key) + " ("), default
+    assert doc_type == key.doc_type, f"docs/configuration.md: the type of `{key.name}` is {key.doc_type}"
+    assert default == rendered_default(key) or default.startswith(rendered_default(key) + " ("), (
+        f"docs/configuration.md: the default of `{key.name}` is {rendered_default(key)} (Settings.{key.attr})")
 
 
 @pytest.mark.parametrize("table, key", [("index", k) for k in INDEX_KEYS] + [("client-cert", k) for k in CLIENT_CERT_KEYS],
                          ids=lambda x: x if isinstance(x, str) else x.name)
 def test_the_docs_give_a_table_keys_declared_type_and_whether_it_is_required(table, key):
     doc_type, required, _meaning = docs_rows(HEADINGS[table])[key.name]
-    assert doc_type == key.doc_type
+    assert doc_type == key.doc_type, f"docs/configuration.md: the type of `{key.name}` is {key.doc_type}"
     if key.required:
         assert required == "yes"
     else:
@@ -153,8 +154,14 @@ def test_a_secret_keys_value_is_never_shown(tmp_path, table, key):
 
 def test_the_secret_keys_are_the_ones_that_hold_a_credential():
     """username (with token-command, the credential's user) and token-command (its arguments
-    may hold a token) are secret; a change here is a change to what errors may show."""
+    may hold a token) are secret; a change here is a change to what errors may show, and the
+    docs ("Mistakes") say which values are never shown."""
     assert {(t, k.name) for t, k in ALL_KEYS if k.secret} == {("index", "username"), ("index", "token-command")}
+    mistakes = DOCS[DOCS.index("### Mistakes"):DOCS.index("## Environment variables")]
+    sentence = mistakes[mistakes.index("are never shown at all") - 80:mistakes.index("are never shown at all")]
+    for table, key in ALL_KEYS:
+        if key.secret:
+            assert f"`{key.name}`" in sentence, sentence
 
 
 def test_the_mark_is_what_hides_a_value():
