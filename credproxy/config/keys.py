@@ -283,11 +283,11 @@ class Tables:
 class Key:
     name: str  # as written in the file
     kind: Any
-    attr: str | None = None  # the Layer/Settings field (top level) or the item's field (tables)
+    attr: str  # the Layer/Settings field (top level) or the built item's field (tables)
     env: str | None = None  # the variable that sets it too (env.py), as the same kind parses it
     env_alias: str | None = None  # a deprecated variable for the same (env wins over it; a warning)
     secret: bool = False  # its value is never shown in a message
-    required: str | None = None  # in a table: must be set; what the error then expects
+    required: bool | str = False  # in a table: must be set (a str: what the error then expects)
     together_with: str | None = None  # in a table: only valid when this other key is set
     doc_default: str | None = None  # the docs' default where no Settings field gives it
 
@@ -318,8 +318,8 @@ def parse_table(spot: Spot, data: Any, keys: tuple[Key, ...], prefix: str = "") 
         at = spot.at(prefix + key.name if prefix else key.name, secret=key.secret)
         value = data.get(key.name, _MISSING)
         if value is _MISSING:
-            if key.required is not None:
-                at.bad(key.required)
+            if key.required:
+                at.bad(key.kind.expected if key.required is True else key.required)
                 ok = False
             continue
         value = key.kind.parse(at, value)
@@ -359,9 +359,8 @@ INDEX_KEYS: tuple[Key, ...] = (
 CLIENT_CERT_KEYS: tuple[Key, ...] = (
     Key("host", Text(f"a host pattern {HOST_PATTERNS}",
                      "`host`, `*.suffix`, `host:port`, `[v6]`, `[v6]:port`, or `*`", valid_host_pattern), "host",
-        required=f"a host pattern {HOST_PATTERNS}"),
-    Key("cert", FilePath("a non-empty string (path to a PEM file with certificate and key)"), "cert",
-        required="a non-empty string (path to a PEM file with certificate and key)"),
+        required=True),
+    Key("cert", FilePath("a non-empty string (path to a PEM file with certificate and key)"), "cert", required=True),
 )
 
 TOP_KEYS: tuple[Key, ...] = (
