@@ -109,9 +109,9 @@ class RememberAddon:
         if self.native:
             backend = self._keyring
             if backend is None:
-                import keyring
+                from ..credentials.sources.native import native_keyring
 
-                backend = keyring.get_keyring()
+                backend = native_keyring()  # the Secret Service on Linux, as uv; written as uv does
             backend.set_password(f"uv:{place}", creds.username or "", creds.password or "")
             return "the native store"
         from ..credentials.store import Store, StoreEntry, default_store_path
