@@ -19,6 +19,7 @@ import pytest
 from tests.helpers.clients import UV, client_env, installed, pip_install, run, uv_pip_install
 from tests.helpers.proxy import credproxy_cmd, proxy_env
 from tests.helpers.secret_service import secret_service
+from tests.helpers.servers import REPO_ROOT
 
 from .conftest import INDEX_PASSWORD, INDEX_USERNAME
 from .observe_setup import leaks
@@ -301,3 +302,27 @@ def test_no_secret_service_error_names_the_fix(tmp_path, cp_env):
     # nothing fell back to a file uv cannot read (keyrings.alt is installed here)
     assert not list((tmp_path / "proxy-home").rglob("keyring_pass.cfg"))
     assert_no_leak("errors", output(r) + output(doctor), OTHER_PW)
+
+
+# --- the fixture: a missing tool fails under CI, skips (naming the apt command) elsewhere -------------
+
+
+@pytest.mark.parametrize("require, outcome", [("1", "failed"), (None, "skipped")])
+def test_missing_tools_fail_in_ci_and_skip_elsewhere(tmp_path, require, outcome):
+    """A pytest run of a test using the fixture, with PATH hiding gnome-keyring-daemon."""
+    import sys
+
+    (tmp_path / "test_uses_fixture.py").write_text(
+        "from pathlib import Path\nfrom tests.helpers.secret_service import secret_service\n"
+        "def test_it(tmp_path):\n    with secret_service(tmp_path / 's'):\n        pass\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dbus-daemon").symlink_to("/usr/bin/dbus-daemon")
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "PYTHONPATH": str(REPO_ROOT), "LANG": "C.UTF-8"}
+    if require:
+        env["CREDPROXY_REQUIRE_SYSTEM_TOOLS"] = require
+    r = run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+             str(tmp_path / "test_uses_fixture.py")], env=env, timeout=120, cwd=tmp_path)
+    assert f"1 {outcome}" in r.stdout, r.stdout + r.stderr
+    assert "apt-get install -y --no-install-recommends gnome-keyring dbus" in r.stdout
+    assert "gnome-keyring-daemon not installed" in r.stdout

@@ -22,6 +22,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,10 @@ _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Confi
 
 
 def require_tools() -> None:
-    """Skip (or, under CREDPROXY_REQUIRE_SYSTEM_TOOLS=1, fail) when a tool is missing."""
+    """Skip (or, under CREDPROXY_REQUIRE_SYSTEM_TOOLS=1, fail) when a tool is missing. Not on
+    Linux: skip (uv's native store is the Secret Service on Linux only)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("uv's native store is the Secret Service on Linux only")
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if not missing:
         return
