@@ -198,6 +198,29 @@ def test_proxy_injects_what_uv_login_stored_and_stops_after_uv_logout(
         assert_no_leak(label, text)
 
 
+def test_uv_login_is_sent_only_to_its_host_and_port(tmp_path, ss, cp_env, uv_env, echo_factory,
+                                                  credproxy_factory, proxied_env):
+    """The item `uv:pkgs.test:PORT` answers for pkgs.test:PORT; the same username asked for
+    by other.test on that very port (same server, another name) gets nothing from it."""
+    echo = echo_factory(host="other.test", credentials=(INDEX_USERNAME, INDEX_PASSWORD))
+    (tmp_path / "credproxy-config.toml").write_text('intercept-hosts = ["pkgs.test", "other.test"]\n')
+    login = uv(uv_env, *login_args(f"https://pkgs.test:{echo.port}/", INDEX_USERNAME), stdin=INDEX_PASSWORD + "\n")
+    assert login.returncode == 0, login.stderr
+    proxy = credproxy_factory("-v", env=cp_env)
+    env = proxied_env(proxy)
+
+    def status(host: str) -> str:
+        r = run(["curl", "-q", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20",
+                 "-u", f"{INDEX_USERNAME}:", echo.url_for(host=host, path="/simple/")], env=env, timeout=30)
+        return r.stdout
+
+    assert status("other.test") == "401"
+    assert all(leaks(r.authorization or "", INDEX_PASSWORD, INDEX_USERNAME) == [] for r in echo.requests)
+    assert status("pkgs.test") == "200"  # the control: the item itself works
+    proxy.stop()
+    assert_no_leak("proxy log", proxy.stderr() + proxy.stdout())
+
+
 # --- c. logout each way ----------------------------------------------------------------------------
 
 
