@@ -157,10 +157,9 @@ def _keyring():
 
 
 def _keyring_fix(e: Exception) -> str:
-    """What to do about a keyring error (its type only is shown: a message may quote a secret)."""
-    if type(e).__name__ == "KeyringLocked":
-        return "the keyring is locked: unlock it (your desktop's keyring prompt, or `gnome-keyring-daemon --unlock`)"
-    return "check PYTHON_KEYRING_BACKEND / `python -m keyring diagnose`"
+    from .credentials.sources.native import keyring_fix
+
+    return keyring_fix(e)
 
 
 def _legacy() -> Store:
@@ -315,7 +314,7 @@ def logout(service: str, username: str | None, keyring_provider: str | None) -> 
             raise
         except Exception as e:  # noqa: BLE001
             raise CliError(f"Unable to remove credentials for {_display(root, username)} from the system keyring "
-                           f"({type(e).__name__})") from None
+                           f"({type(e).__name__}); {_keyring_fix(e)}") from None
         click.echo(f"Removed credentials for {_display(root, username)}", err=True)
         return
     try:
@@ -349,7 +348,7 @@ def token(service: str, username: str | None, keyring_provider: str | None) -> N
             secret = backend.get_password(native_target(clean), username)
         except Exception as e:  # noqa: BLE001
             raise CliError(f"Unable to fetch credentials for {_display(clean, username)} from the system keyring "
-                           f"({type(e).__name__})") from None
+                           f"({type(e).__name__}); {_keyring_fix(e)}") from None
         if not secret:
             raise CliError(f"Failed to fetch credentials for `{_display(clean, username)}`")
         click.echo(secret)

@@ -305,7 +305,7 @@ def check_native(settings) -> list[Check] | None:
     of a name nobody stores; nothing is written). None when the native store is off."""
     if not (getattr(settings, "native_auth", False) or getattr(settings, "keyring_provider", "") == "native"):
         return None
-    from .credentials.sources.native import NoSecretService, backend_name, native_keyring
+    from .credentials.sources.native import NoSecretService, backend_name, keyring_fix, native_keyring
 
     try:
         backend = native_keyring()
@@ -319,9 +319,7 @@ def check_native(settings) -> list[Check] | None:
     try:
         backend.get_password("uv:credproxy-doctor.invalid", "credproxy-doctor")
     except Exception as e:  # noqa: BLE001 - locked, no prompter, D-Bus errors
-        fix = ("unlock the keyring (your desktop's prompt, or `gnome-keyring-daemon --unlock`)"
-               if type(e).__name__ == "KeyringLocked" else "check `python -m keyring diagnose`")
-        return [Check("problem", f"uv's native store ({name}) does not answer: {type(e).__name__}", fix=fix)]
+        return [Check("problem", f"uv's native store ({name}) does not answer: {type(e).__name__}", fix=keyring_fix(e))]
     return [Check("ok", f"uv's native store: {name}")]
 
 

@@ -349,3 +349,28 @@ def test_missing_tools_fail_in_ci_and_skip_elsewhere(tmp_path, require, outcome)
     assert f"1 {outcome}" in r.stdout, r.stdout + r.stderr
     assert "apt-get install -y --no-install-recommends gnome-keyring dbus" in r.stdout
     assert "gnome-keyring-daemon not installed" in r.stdout
+
+
+def test_locked_keyring_error_names_the_fix_and_the_proxy_goes_on(tmp_path, ss, cp_env, private_index,
+                                                                  credproxy_factory, proxied_env):
+    root = _index_config(tmp_path, private_index)
+    assert cp(cp_env, *login_args(root, INDEX_USERNAME), stdin=INDEX_PASSWORD + "\n").returncode == 0
+    ss.lock()
+    outs = [cp(cp_env, *login_args(root, INDEX_USERNAME), stdin=OTHER_PW + "\n"),
+            cp(cp_env, "auth", "token", root, "--username", INDEX_USERNAME)]
+    for r in outs:
+        assert r.returncode != 0 and "(KeyringLocked); unlock the keyring" in r.stderr, r.stderr
+        assert "gnome-keyring-daemon --replace --unlock" in r.stderr and "Traceback" not in r.stderr
+    doctor = cp(cp_env, "doctor")
+    assert "does not answer: KeyringLocked" in doctor.stdout and "fix: unlock the keyring" in doctor.stdout, doctor.stdout
+    # the proxy: no credential, a warning, the request still goes (and gets the index's refusal)
+    proxy = credproxy_factory("-v", env=cp_env)
+    r = run(["curl", "-q", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", root + "private-pkg/"],
+            env=proxied_env(proxy), timeout=30)
+    assert r.stdout in ("401", "403"), output(r)
+    proxy.stop()
+    log = proxy.stderr()
+    assert "system keyring: KeyringLocked" in log, log
+    for label, text in (("cli", "".join(output(o) for o in outs)), ("doctor", output(doctor)), ("proxy log", log)):
+        assert_no_leak(label, text, INDEX_PASSWORD, OTHER_PW)
+

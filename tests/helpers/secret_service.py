@@ -122,6 +122,14 @@ class SecretService:
                 for item in collection.get_all_items():
                     item.delete()
 
+    def lock(self) -> None:
+        """Lock every collection (as a screen lock or a timeout does)."""
+        import secretstorage
+
+        with self._connection() as connection:
+            for collection in secretstorage.get_all_collections(connection):
+                collection.lock()
+
     def alive(self) -> bool:
         return self.bus.poll() is None and self.daemon.poll() is None
 

@@ -28,6 +28,16 @@ HEADLESS_FIX = ("start a Secret Service and unlock it: a desktop session runs on
                 "install gnome-keyring and run `dbus-run-session -- sh -c 'gnome-keyring-daemon --unlock "
                 "--components=secrets < password-file && exec \"$SHELL\"'` (docs/quick-start.md, \"uv's native store\")")
 
+LOCKED_FIX = ("unlock the keyring: your desktop's keyring prompt; headless, `gnome-keyring-daemon --replace --unlock "
+              "--components=secrets < password-file` (in the session whose DBUS_SESSION_BUS_ADDRESS credproxy has)")
+
+
+def keyring_fix(e: Exception) -> str:
+    """What to do about a keyring error (only its type is shown: a message may quote a secret)."""
+    if type(e).__name__ == "KeyringLocked":
+        return LOCKED_FIX
+    return "check PYTHON_KEYRING_BACKEND / `python -m keyring diagnose`"
+
 
 class NoSecretService(RuntimeError):
     """uv's native store on Linux is the Secret Service, and none answers. The text names the fix."""
