@@ -154,6 +154,9 @@ def _keyring():
         return native_keyring()
     except NoSecretService as e:
         raise CliError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - a broken keyring configuration: the type only
+        raise CliError(f"no usable system keyring ({type(e).__name__}); {_keyring_fix(e)}, "
+                       "or unset UV_PREVIEW_FEATURES to use the file store") from None
 
 
 def _keyring_fix(e: Exception) -> str:

@@ -314,7 +314,7 @@ def check_native(settings) -> list[Check] | None:
         return [Check("problem", problem, fix=fix)]
     except Exception as e:  # noqa: BLE001 - a broken keyring install
         return [Check("problem", f"no keyring backend ({type(e).__name__})",
-                      fix="check PYTHON_KEYRING_BACKEND / `python -m keyring diagnose`")]
+                      fix=keyring_fix(e))]
     name = backend_name(backend)
     try:
         backend.get_password("uv:credproxy-doctor.invalid", "credproxy-doctor")

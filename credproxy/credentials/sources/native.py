@@ -36,7 +36,7 @@ def keyring_fix(e: Exception) -> str:
     """What to do about a keyring error (only its type is shown: a message may quote a secret)."""
     if type(e).__name__ == "KeyringLocked":
         return LOCKED_FIX
-    return "check PYTHON_KEYRING_BACKEND / `python -m keyring diagnose`"
+    return "check PYTHON_KEYRING_BACKEND and keyringrc.cfg (`python -m keyring diagnose` shows both)"
 
 
 class NoSecretService(RuntimeError):
