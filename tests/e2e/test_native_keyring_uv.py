@@ -110,6 +110,7 @@ def test_uv_installs_with_what_credproxy_login_stored(tmp_path, ss, cp_env, uv_e
     assert (token.returncode, token.stdout) == (0, INDEX_PASSWORD + "\n"), token.stderr
 
     # uv's resolver: a 401 from the index, the native store asked for the URL's user, re-sent
+    # (uv 0.13.9 asks its native store only with a username: a bare index URL gets the 401)
     private_index.reset()
     user_url = private_index.url_for("localhost", userinfo=INDEX_USERNAME)
     got = uv_pip_install(tmp_path / "t", "--index-url", user_url, "private-pkg", env=uv_env)
