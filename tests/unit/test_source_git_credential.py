@@ -118,3 +118,23 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+@pytest.mark.parametrize("username, url", [
+    ("alice\nhost=elsewhere.test", URL),
+    ("alice\rhost=elsewhere.test", URL),
+    ("alice\x00host=elsewhere.test", URL),
+    (None, "https://git.example.test:8443/team/repo.git%0a/x"),  # encoded: stays one line, asked
+])
+def test_a_line_break_in_a_value_never_reaches_gits_line_based_protocol(tmp_path, username, url):
+    asked = tmp_path / "asked"
+    helper = tmp_path / "recording-helper"
+    helper.write_text(f"#!/bin/sh\ncat >> '{asked}'\necho username=alice\necho password=pw\n")
+    helper.chmod(0o755)
+    answer = source(home_with_helper(tmp_path, f'"!{helper}"')).lookup(url, username, None)
+    if username is None:
+        assert answer.found and "host=git.example.test:8443\n" in asked.read_text()
+        return
+    assert not answer.found and "line break" in answer.detail
+    assert not asked.exists(), "git (and its helper) ran with the injected line"
+    assert "elsewhere" not in answer.detail

@@ -14,17 +14,21 @@ git's stderr is echoed with the password redacted."""
 from __future__ import annotations
 
 import logging
+import re
 import shutil
-import sys
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from ..index import Index
 from ..model import DEFAULT_PORTS, Credentials, Realm, redact_text
 from .base import Answer
-from .process import OUTPUT_LIMIT, run_bounded
+from .process import OUTPUT_LIMIT, echo_stderr, run_bounded
 
 log = logging.getLogger(__name__)
+
+#: what ends a line in git's credential protocol (git splits on LF and drops a CR before it;
+#: a NUL ends a C string)
+_LINE_BREAK = re.compile("[\n\r\x00]")
 
 
 class GitCredentialSource:
@@ -61,7 +65,14 @@ class GitCredentialSource:
         host = realm.host if ":" not in realm.host else f"[{realm.host}]"
         if realm.port != DEFAULT_PORTS["https"]:
             host += f":{realm.port}"
-        request = f"protocol=https\nhost={host}\npath={parts.path.lstrip('/')}\n"
+        values = {"host": host, "path": parts.path.lstrip("/"), "username": username}
+        broken = [key for key, value in values.items() if value is not None and _LINE_BREAK.search(value)]
+        if broken:
+            # git's credential protocol is one `key=value` per line: a line break in a value
+            # would add keys of the caller's choosing (`host=another.example`)
+            return Answer(self.name, detail=f"the request's {' and '.join(broken)} holds a line break or NUL, "
+                                            "which git's credential protocol cannot carry (git not asked)")
+        request = f"protocol=https\nhost={host}\npath={values['path']}\n"
         if username is not None:
             request += f"username={username}\n"
         outcome = run_bounded([exe, "credential", "fill"], env=env, timeout=self.timeout,
@@ -73,8 +84,7 @@ class GitCredentialSource:
                 fields[key] = value
         user, password = fields.get("username"), fields.get("password")
         if outcome.stderr:
-            sys.stderr.write(redact_text(outcome.stderr, [password], usernames=[user]))
-            sys.stderr.flush()
+            echo_stderr(redact_text(outcome.stderr, [password], usernames=[user]))
         shown = f"git credential fill for https://{host}/"
         if outcome.problem is not None:
             what = outcome.problem.partition(": ")[2] or outcome.problem
