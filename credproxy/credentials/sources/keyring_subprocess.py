@@ -32,6 +32,7 @@ from typing import Mapping
 from ..index import Index
 from ..model import Credentials, Realm, redact_text, without_userinfo
 from .base import Answer, realm_prefix, url_prefix
+from .process import echo_stderr, helper_environment
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,7 @@ class KeyringSubprocessSource:
             # Whatever keyring printed on stdout may be a secret even when we rejected it.
             learnt += [line.strip() for line in stdout.splitlines() if line.strip()]
             names = [username, creds.username if creds is not None else None]
-            sys.stderr.write(redact_text(stderr, learnt, usernames=names))
-            sys.stderr.flush()
+            echo_stderr(redact_text(stderr, learnt, usernames=names))
         return creds, detail
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
@@ -164,7 +164,7 @@ def run_bounded(argv: list[str], *, env: Mapping[str, str] | None, timeout: floa
     `grace` for the pipes after it has exited. Raises OSError only if the reaper cannot start."""
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", _REAPER, repr(float(timeout)), "--", *argv],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=helper_environment(env),
         start_new_session=True,  # the reaper leads a group: killpg reaches what it leaves
     )
     started = time.monotonic()
