@@ -166,3 +166,36 @@ def test_a_client_without_the_proxy_token_runs_no_helper_and_nothing_is_remember
     assert leaked == [], f"the stranger's credential was stored: {leaked}"
     assert STRANGER_PASSWORD not in proxy.stderr()
 
+
+
+def test_with_use_http_path_a_repositorys_credential_goes_to_that_repository_only(tmp_path, tls_certs, echo_factory):  # noqa: F811
+    """`credential.useHttpPath = true`: git keeps one credential per repository or
+    organisation (GitHub fine-grained tokens; Azure DevOps organisations on one host, which
+    Git Credential Manager tells apart by the path's first segment, as this helper does). Each
+    goes to its own place, never to the next one on the same host."""
+    password_a, password_b = "org-A-t0ken-s3cret", "org-B-t0ken-s3cret"
+    git_host = echo_factory(host="pkgs.test", credentials=("alice", password_a))
+    port = git_host.port
+    helper = logging_program(tmp_path / "bin" / "org-helper", (
+        "fields = dict(line.split('=', 1) for line in json.loads(open(__file__ + '.calls').read().splitlines()[-1])[1].splitlines() if '=' in line)\n"
+        "org = fields.get('path', '').split('/')[0]\n"
+        f"passwords = {{'team-a': {password_a!r}, 'team-b': {password_b!r}}}\n"
+        "if sys.argv[1:] == ['get'] and org in passwords:\n"
+        "    print('username=alice'); print('password=' + passwords[org])\n"))
+    home = tmp_path / "proxy-home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / ".gitconfig").write_text(f'[credential]\n\thelper = "!{helper}"\n\tuseHttpPath = true\n')
+    (tmp_path / "credproxy-config.toml").write_text(f'git-credential-hosts = ["pkgs.test:{port}"]\n')
+    proxy = _start(tmp_path, tls_certs, "-v")
+    try:
+        for _ in range(2):  # the second round is served from the session cache
+            assert get(proxy, git_host.url_for("pkgs.test", "/team-a/repo.git/info/refs?service=git-upload-pack")).status == 200
+            assert get(proxy, git_host.url_for("pkgs.test", "/team-a/repo.git/git-upload-pack")).status == 200
+            get(proxy, git_host.url_for("pkgs.test", "/team-b/repo.git/info/refs?service=git-upload-pack"))
+        got_a = {_basic(f"alice:{password_a}")}
+        to_b = [r for r in git_host.requests if r.path.startswith("/team-b/")]
+        assert not [r.path for r in to_b if r.authorization in got_a], "repository A's credential went to repository B"
+        assert any(r.authorization == _basic(f"alice:{password_b}") for r in to_b), "B's own credential was asked for"
+    finally:
+        proxy.stop()
+    assert password_a not in proxy.stderr() and password_b not in proxy.stderr()

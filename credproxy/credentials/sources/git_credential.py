@@ -31,6 +31,21 @@ log = logging.getLogger(__name__)
 _LINE_BREAK = re.compile("[\n\r\x00]")
 
 
+#: what git's smart and dumb HTTP protocols add to a repository's URL
+_PROTOCOL_TAIL = re.compile(r"/(?:info/refs|git-upload-pack|git-receive-pack|info/lfs(?:/.*)?|HEAD|objects/.*)$")
+
+
+def repository_path(path: str) -> str:
+    """The repository's path, as git sends it to its helpers (`team/repo.git` for a request
+    to `/team/repo.git/info/refs`): up to a segment ending in `.git`, else without the tail
+    git's HTTP protocols add."""
+    path = path.lstrip("/")
+    head = re.match(r"(.*?\.git)(?:/|$)", path)
+    if head:
+        return head.group(1)
+    return _PROTOCOL_TAIL.sub("", "/" + path).lstrip("/")
+
+
 class GitCredentialSource:
     name = "git-credential"
     fast = False
@@ -65,7 +80,7 @@ class GitCredentialSource:
         host = realm.host if ":" not in realm.host else f"[{realm.host}]"
         if realm.port != DEFAULT_PORTS["https"]:
             host += f":{realm.port}"
-        values = {"host": host, "path": parts.path.lstrip("/"), "username": username}
+        values = {"host": host, "path": repository_path(parts.path), "username": username}
         broken = [key for key, value in values.items() if value is not None and _LINE_BREAK.search(value)]
         if broken:
             # git's credential protocol is one `key=value` per line: a line break in a value
@@ -94,8 +109,16 @@ class GitCredentialSource:
         if username is not None and user is not None and user != username:
             return Answer(self.name, detail=f"{shown}: a credential for another username")
         who = f"user {user}" if user else "no username"
-        return Answer(self.name, Credentials.basic(user, password), prefix=f"{realm}/",
-                      detail=f"{shown}: found ({who})")
+        # git echoes `path` only when credential.useHttpPath applies to this URL: then the
+        # helper answered for this repository, and the credential goes to it alone
+        scope = f"{realm}/{values['path']}/" if fields.get("path") and values["path"] else f"{realm}/"
+        return Answer(self.name, Credentials.basic(user, password), prefix=scope,
+                      detail=f"{shown}: found ({who}{', for this repository' if scope != f'{realm}/' else ''})")
+
+    def memo_scope(self, url: str) -> str:
+        """What, besides the host and username, a remembered answer depends on: the
+        repository (with useHttpPath, another repository may have another credential)."""
+        return repository_path(urlsplit(url).path)
 
     @staticmethod
     def _warn(message: str) -> str:
