@@ -22,7 +22,8 @@ import pytest
 
 from tests.e2e.proxy_client import client_context
 from tests.e2e.proxy_client import get as _get
-from tests.helpers.proxy import proxy_env, start_credproxy
+from tests.helpers.clients import run
+from tests.helpers.proxy import credproxy_cmd, proxy_env, start_credproxy
 from tests.helpers.registries import TokenRegistry
 
 from .test_registry_sources_scope import calls, echo_factory, logging_program, tls_certs  # noqa: F401
@@ -199,3 +200,32 @@ def test_with_use_http_path_a_repositorys_credential_goes_to_that_repository_onl
     finally:
         proxy.stop()
     assert password_a not in proxy.stderr() and password_b not in proxy.stderr()
+
+
+def test_no_helper_secret_in_logs_flows_status_or_explain(tmp_path, tls_certs, world):
+    """The token-command's token and the git helper's password, through every output: the
+    -v log in text and JSON, saved flows, the state file behind `credproxy status`, `status`,
+    `explain` and `doctor` (which run the same sources)."""
+    registry, git_host, command, helper = world
+    flows = tmp_path / "flows.mitm"
+    proxy = _start(tmp_path, tls_certs, "-vv", "--log-format", "json", "--save-flows", str(flows))
+    try:
+        assert get(proxy, registry.index_url()).status == 200
+        assert get(proxy, git_host.url_for("pkgs.test", "/team/repo.git/info/refs")).status == 200
+        cli_env = {**proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem), "CREDPROXY_DATA_DIR": str(proxy.data_dir)}
+        outputs = {name: run(credproxy_cmd(*argv), env=cli_env, timeout=60) for name, argv in {
+            "status": ["status"],
+            "explain token-command": ["explain", registry.index_url()],
+            "explain git": ["explain", git_host.url_for("pkgs.test", "/team/repo.git/info/refs")],
+            "doctor": ["doctor", registry.index_url()],
+        }.items()}
+    finally:
+        proxy.stop()
+    assert "token-command" in outputs["explain token-command"].stdout  # it did look
+    texts = {"proxy log": proxy.stderr() + proxy.stdout(), "saved flows": flows.read_bytes().decode("latin-1")}
+    texts.update({name: r.stdout + r.stderr for name, r in outputs.items()})
+    texts.update({str(p): p.read_bytes().decode("latin-1") for p in proxy.data_dir.rglob("*") if p.is_file()})
+    for secret, user in ((TOKEN, "aws"), (GIT_PASSWORD, "alice")):
+        forms = (secret, base64.b64encode(f"{user}:{secret}".encode()).decode())
+        leaked = [name for name, text in texts.items() if any(form in text for form in forms)]
+        assert leaked == [], f"{secret} found in {leaked}"
