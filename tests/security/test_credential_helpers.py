@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,62 @@ def test_no_helper_secret_in_logs_flows_status_or_explain(tmp_path, tls_certs, w
         forms = (secret, base64.b64encode(f"{user}:{secret}".encode()).decode())
         leaked = [name for name, text in texts.items() if any(form in text for form in forms)]
         assert leaked == [], f"{secret} found in {leaked}"
+
+
+@pytest.mark.parametrize("misbehaviour", ["hang", "flood"])
+def test_a_hanging_or_flooding_helper_is_cut_off_and_the_proxy_keeps_serving(tmp_path, tls_certs, echo_factory,  # noqa: F811
+                                                                             misbehaviour):
+    """A token-command and a git helper that never answer, or print 300 MB: each request is
+    answered (401: no credential) within the timeout, the programs and what they started are
+    gone, and the proxy stays small."""
+    registry = TokenRegistry.start(tls_certs, base="/pypi/repo", username="aws", token=TOKEN)
+    git_host = echo_factory(host="pkgs.test", credentials=("alice", GIT_PASSWORD))
+    pids = tmp_path / "pids"
+    body = {
+        "hang": ("import subprocess, time\n"
+                 "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+                 f"open({str(pids)!r}, 'a').write(f'{{os.getpid()}} {{child.pid}}\\n')\n"
+                 "time.sleep(120)\n"),
+        "flood": "chunk = 'x' * (1 << 20) + '\\n'\nfor _ in range(300):\n    sys.stdout.write(chunk)\n",
+    }[misbehaviour]
+    command = logging_program(tmp_path / "bin" / "aws", "import os\n" + body)
+    helper = logging_program(tmp_path / "bin" / "bad-helper", "import os\n" + body)
+    _gitconfig(tmp_path, helper)
+    (tmp_path / "credproxy-config.toml").write_text(f'''
+keyring-timeout = 2
+git-credential-hosts = ["pkgs.test:{git_host.port}"]
+
+[[index]]
+url = "{registry.index_url()}"
+username = "aws"
+token-command = ["{command}"]
+''')
+    proxy = _start(tmp_path, tls_certs, "-v")
+    try:
+        rss_before = proxy.rss_kb()
+        for url in (registry.index_url(), git_host.url_for("pkgs.test", "/team/repo.git/info/refs")):
+            started = time.monotonic()
+            assert get(proxy, url).status == 401
+            assert time.monotonic() - started < 10, f"{url}: the request waited for the helper"
+        assert calls(command) and calls(helper)
+        assert proxy.rss_kb() - rss_before < 50 * 1024, "the proxy grew with the helper's output"
+        if misbehaviour == "hang":
+            started_pids = [int(p) for line in pids.read_text().split("\n") if line for p in line.split()]
+            deadline = time.monotonic() + 5
+            while any(_alive(p) for p in started_pids) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not [p for p in started_pids if _alive(p)], "a helper or its child outlived the timeout"
+        # and the proxy still answers
+        assert get(proxy, registry.index_url()).status == 401
+    finally:
+        proxy.stop()
+        registry.stop()
+    assert "killed" in proxy.stderr()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
