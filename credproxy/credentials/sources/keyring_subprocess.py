@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..index import Index
-from ..model import Credentials, Realm, redact_text, without_userinfo
+from ..model import Credentials, Realm, redact_text
 from .base import Answer, realm_prefix, url_prefix
 from .process import echo_stderr, helper_environment
 
@@ -49,7 +49,11 @@ MODE_UNSUPPORTED = (
 
 
 def keyring_services(url: str, index: Index | None) -> list[str]:
-    first = index.url if index is not None else without_userinfo(url)
+    """The index URL (else the request URL without userinfo, query and fragment: a query
+    may hold a token, and the service is the command's argument, which every local user can
+    read in /proc/PID/cmdline, and is named in log lines), `host[:port]`, then
+    `scheme://host[:port]` for plain http."""
+    first = index.url if index is not None else url_prefix(url)
     realm = Realm.of(url)
     services = [first, realm.netloc]
     if realm.scheme != "https":
