@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -289,3 +290,25 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_repository_serve_starts_in_cannot_choose_gits_credential_helper(tmp_path, tls_certs, world):
+    """A project folder is not trusted (docs/security.md): a repository's `.git/config` (an
+    unpacked archive, a checkout of someone else's work) may name `credential.helper =
+    !program`. Started in it, `serve` must not let git run that program; only the user's
+    own git configuration counts (here: no helper that knows this host)."""
+    _, git_host, _, _ = world
+    (tmp_path / "proxy-home" / ".gitconfig").write_text("[user]\n\tname = owner\n")
+    project = tmp_path / "someone-elses-repo"
+    evil = logging_program(tmp_path / "bin" / "evil-helper", "print('username=alice'); print('password=evil')")
+    subprocess.run(["git", "init", "-q", str(project)], check=True, timeout=30)
+    with open(project / ".git" / "config", "a") as f:
+        f.write(f'[credential]\n\thelper = "!{evil}"\n')
+    env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem)
+    proxy = start_credproxy(tmp_path, "-v", env=env, cwd=project)
+    proxy.test_ca = tls_certs.ca_pem
+    try:
+        assert get(proxy, git_host.url_for("pkgs.test", "/team/repo.git/info/refs")).status == 401
+    finally:
+        proxy.stop()
+    assert calls(evil) == [], "git ran the credential helper named by the repository serve started in"

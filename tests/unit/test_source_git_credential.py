@@ -167,3 +167,20 @@ def test_with_use_http_path_each_repository_has_its_own_credential_and_scope(tmp
     assert answer.prefix == "https://git.example.test:8443/team/repo.git/"
     assert not src.lookup("https://git.example.test:8443/other/repo.git/info/refs", None, None).found
     assert src.memo_scope(URL) != src.memo_scope("https://git.example.test:8443/other/repo.git/info/refs")
+
+
+def test_git_runs_outside_any_repository_so_a_repositorys_helper_is_never_used(tmp_path, monkeypatch):
+    import subprocess
+
+    ran = tmp_path / "ran"
+    evil = tmp_path / "evil-helper"
+    evil.write_text(f"#!/bin/sh\ntouch '{ran}'\necho username=alice\necho password=evil\n")
+    evil.chmod(0o755)
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, timeout=30)
+    with open(repo / ".git" / "config", "a") as f:
+        f.write(f'[credential]\n\thelper = "!{evil}"\n')
+    env = {**home_with_helper(tmp_path, '""'), "GIT_DIR": str(repo / ".git")}
+    monkeypatch.chdir(repo)
+    answer = source(env).lookup(URL, None, None)
+    assert not answer.found and not ran.exists()

@@ -14,6 +14,7 @@ git's stderr is echoed with the password redacted."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from typing import Callable, Mapping
@@ -30,6 +31,15 @@ log = logging.getLogger(__name__)
 #: a NUL ends a C string)
 _LINE_BREAK = re.compile("[\n\r\x00]")
 
+
+#: where git runs: not the directory `serve` started in. git reads the configuration of the
+#: repository around its working directory, and a repository's `.git/config` (someone else's
+#: checkout, an unpacked archive) could name `credential.helper = !program`: a program run
+#: with the user's rights, handed the user's credentials. Only the user's own (global and
+#: system) configuration counts.
+NEUTRAL_DIR = os.path.abspath(os.sep)
+#: variables that point git at a repository (and so at its config)
+_REPOSITORY_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
 
 #: what git's smart and dumb HTTP protocols add to a repository's URL
 _PROTOCOL_TAIL = re.compile(r"/(?:info/refs|git-upload-pack|git-receive-pack|info/lfs(?:/.*)?|HEAD|objects/.*)$")
@@ -61,10 +71,10 @@ class GitCredentialSource:
         self.git = git
 
     def _git_env(self) -> dict[str, str]:
-        import os
-
         env = dict(self._env if self._env is not None else os.environ)
         env.pop("SSH_ASKPASS", None)
+        for name in _REPOSITORY_VARS:  # a repository's config is not the user's (see NEUTRAL_DIR)
+            env.pop(name, None)
         env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "GCM_INTERACTIVE": "never"})
         return env
 
@@ -91,7 +101,7 @@ class GitCredentialSource:
         if username is not None:
             request += f"username={username}\n"
         outcome = run_bounded([exe, "credential", "fill"], env=env, timeout=self.timeout,
-                              limit=OUTPUT_LIMIT, stdin_data=(request + "\n").encode())
+                              limit=OUTPUT_LIMIT, stdin_data=(request + "\n").encode(), cwd=NEUTRAL_DIR)
         fields: dict[str, str] = {}
         for line in outcome.stdout.splitlines():
             key, sep, value = line.partition("=")

@@ -95,7 +95,7 @@ class Outcome:
 
 
 def run_bounded(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: float,
-                limit: int = OUTPUT_LIMIT, stdin_data: bytes | None = None) -> Outcome:
+                limit: int = OUTPUT_LIMIT, stdin_data: bytes | None = None, cwd: str | None = None) -> Outcome:
     shown = os.path.basename(argv[0]) if argv else "?"
     try:
         proc = subprocess.Popen(
@@ -104,6 +104,7 @@ def run_bounded(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: 
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=helper_environment(env),
+            cwd=cwd,
             start_new_session=True,  # no controlling terminal; a timeout kills the whole group
         )
     except OSError as e:
