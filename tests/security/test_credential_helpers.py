@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -312,3 +313,33 @@ def test_a_repository_serve_starts_in_cannot_choose_gits_credential_helper(tmp_p
     finally:
         proxy.stop()
     assert calls(evil) == [], "git ran the credential helper named by the repository serve started in"
+
+
+def test_the_directory_serve_starts_in_cannot_shadow_a_token_commands_module(tmp_path, tls_certs):
+    """`token-command = ["python3", "-m", "corp_token"]` (a keyring-style helper): Python puts
+    the working directory first on sys.path for `-m`, so a `corp_token.py` in the folder `serve`
+    starts in (someone else's project) would run instead, with the user's rights. The command
+    runs in `/`, so the installed module answers."""
+    registry = TokenRegistry.start(tls_certs, base="/pypi/repo", username="aws", token=TOKEN)
+    installed = tmp_path / "site"
+    installed.mkdir()
+    (installed / "corp_token.py").write_text(f"print({TOKEN!r})\n")
+    project = tmp_path / "someone-elses-project"
+    project.mkdir()
+    marker = tmp_path / "shadow-ran"
+    (project / "corp_token.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nprint('evil')\n")
+    (tmp_path / "credproxy-config.toml").write_text(f'''
+[[index]]
+url = "{registry.index_url()}"
+username = "aws"
+token-command = ["{sys.executable}", "-m", "corp_token"]
+''')
+    env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem, extra={"PYTHONPATH": str(installed)})
+    proxy = start_credproxy(tmp_path, "-v", env=env, cwd=project)
+    proxy.test_ca = tls_certs.ca_pem
+    try:
+        assert get(proxy, registry.index_url()).status == 200
+    finally:
+        proxy.stop()
+        registry.stop()
+    assert not marker.exists(), "a module in the directory serve started in ran as the token command"

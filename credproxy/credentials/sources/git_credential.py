@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from ..index import Index
 from ..model import DEFAULT_PORTS, Credentials, Realm, redact_text
 from .base import Answer
-from .process import OUTPUT_LIMIT, echo_stderr, run_bounded
+from .process import NEUTRAL_DIR, OUTPUT_LIMIT, echo_stderr, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,6 @@ log = logging.getLogger(__name__)
 _LINE_BREAK = re.compile("[\n\r\x00]")
 
 
-#: where git runs: not the directory `serve` started in. git reads the configuration of the
-#: repository around its working directory, and a repository's `.git/config` (someone else's
-#: checkout, an unpacked archive) could name `credential.helper = !program`: a program run
-#: with the user's rights, handed the user's credentials. Only the user's own (global and
-#: system) configuration counts.
-NEUTRAL_DIR = os.path.abspath(os.sep)
 #: variables that point git at a repository (and so at its config)
 _REPOSITORY_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
 

@@ -32,7 +32,7 @@ from typing import Mapping
 from ..index import Index
 from ..model import Credentials, Realm, redact_text
 from .base import Answer, realm_prefix, url_prefix
-from .process import echo_stderr, helper_environment
+from .process import NEUTRAL_DIR, echo_stderr, helper_environment
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ def run_bounded(argv: list[str], *, env: Mapping[str, str] | None, timeout: floa
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", _REAPER, repr(float(timeout)), "--", *argv],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=helper_environment(env),
+        cwd=NEUTRAL_DIR,  # not the folder serve started in (process.NEUTRAL_DIR)
         start_new_session=True,  # the reaper leads a group: killpg reaches what it leaves
     )
     started = time.monotonic()

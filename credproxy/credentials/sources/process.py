@@ -22,6 +22,12 @@ from ...logsafe import escape_controls
 #: stdout/stderr bytes a helper may write (a token is a few KiB at most)
 OUTPUT_LIMIT = 64 * 1024
 
+#: where credential helpers run: not the directory `serve` started in, which may be someone
+#: else's project (docs/security.md). There, git would read the repository's `.git/config`
+#: (`credential.helper = !program`), and `python -m module` would import the folder's
+#: `module.py` first: a program of the folder's author, run with the user's rights.
+NEUTRAL_DIR = os.path.abspath(os.sep)
+
 #: the proxy's own admission secret (proxy/token.py ENV_VAR): no helper needs it
 _PROXY_SECRET_VARS = ("CREDPROXY_PROXYAUTH",)
 #: what `credproxy env` sets (proxy/envvars.py PROXY_VARS, ACTIVE, PREVIOUS_PREFIX), repeated
@@ -95,7 +101,7 @@ class Outcome:
 
 
 def run_bounded(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: float,
-                limit: int = OUTPUT_LIMIT, stdin_data: bytes | None = None, cwd: str | None = None) -> Outcome:
+                limit: int = OUTPUT_LIMIT, stdin_data: bytes | None = None, cwd: str = NEUTRAL_DIR) -> Outcome:
     shown = os.path.basename(argv[0]) if argv else "?"
     try:
         proc = subprocess.Popen(
