@@ -29,6 +29,11 @@ def test_what_credproxy_env_replaced_comes_back():
     assert env["HTTPS_PROXY"] == "http://corp.example:3128" and "HTTP_PROXY" not in env
 
 
+def test_all_proxy_is_not_one_credproxy_env_sets():
+    env = {"CREDPROXY_ENV_ACTIVE": "1", "ALL_PROXY": "socks5://corp.example:1080"}
+    assert helper_environment(env) == env
+
+
 def test_a_company_proxy_with_its_own_password_is_kept():
     env = {"HTTPS_PROXY": "http://bob:corp-pw@corp.example:3128", "NO_PROXY": "localhost"}
     assert helper_environment(env) == env

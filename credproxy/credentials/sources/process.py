@@ -32,7 +32,8 @@ NEUTRAL_DIR = os.path.abspath(os.sep)
 _PROXY_SECRET_VARS = ("CREDPROXY_PROXYAUTH",)
 #: what `credproxy env` sets (proxy/envvars.py PROXY_VARS, ACTIVE, PREVIOUS_PREFIX), repeated
 #: here because credentials/ does not import the proxy package
-_PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy")
+_ENV_SET_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
+_PROXY_VARS = _ENV_SET_VARS + ("ALL_PROXY", "all_proxy")
 _ENV_ACTIVE = "CREDPROXY_ENV_ACTIVE"
 _PREVIOUS_PREFIX = "CREDPROXY_PREVIOUS_"
 _TOKEN_USER = "credproxy"  # the user name of the per-user token pair (proxy/token.py)
@@ -53,7 +54,7 @@ def helper_environment(env: Mapping[str, str] | None) -> dict[str, str]:
     set_by_env = result.get(_ENV_ACTIVE) == "1"
     for name in _PROXY_VARS:
         value = result.get(name)
-        if value is None or not (set_by_env or _carries_proxy_token(value, pair)):
+        if value is None or not ((set_by_env and name in _ENV_SET_VARS) or _carries_proxy_token(value, pair)):
             continue
         previous = result.get(_PREVIOUS_PREFIX + name)
         if previous and not _carries_proxy_token(previous, pair):
