@@ -15,7 +15,7 @@ def _fail(message: str) -> "NoReturn":  # noqa: F821
 
 
 def _settings(config_file: str | None, project: str | None = None):
-    from .config import ConfigError, load_settings
+    from ..config import ConfigError, load_settings
 
     try:
         return load_settings(config_file=config_file, overrides={"project": project})
@@ -35,9 +35,9 @@ def explain(url: str, username: str | None, config_file: str | None, project: st
     Nothing is sent to URL."""
     import os
 
-    from .credentials.model import redact_text
-    from .credentials.resolver import Resolver
-    from .hints import netrc_mode_warning, no_proxy_line
+    from ..credentials.model import redact_text
+    from ..credentials.resolver import Resolver
+    from ..hints import netrc_mode_warning, no_proxy_line
 
     logging.basicConfig(level=logging.WARNING, format="credproxy: warning: %(message)s", stream=sys.stderr)
     settings = _settings(config_file, project)
@@ -77,9 +77,9 @@ def _interception_line(settings, resolver, url: str) -> str:
     host passed through gets nothing from any source above, not even on a challenge."""
     from urllib.parse import urlsplit
 
-    from .config import ConfigError
-    from .interception import InterceptionPolicy
-    from .tlsrules import build_plan
+    from ..config import ConfigError
+    from ..interception import InterceptionPolicy
+    from ..tlsrules import build_plan
 
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
@@ -111,7 +111,7 @@ def _tls_lines(settings, url: str, explanation_ends_with_newline: bool) -> str:
     proxy would apply them (credproxy.tlsrules)."""
     from urllib.parse import urlsplit
 
-    from .tlsrules import describe, format_description
+    from ..tlsrules import describe, format_description
 
     try:
         parts = urlsplit(url)
@@ -129,7 +129,7 @@ def _egress_lines(settings, resolver, url: str) -> tuple[str, list]:
     found (for the final redaction)."""
     from urllib.parse import urlsplit
 
-    from .egress import ProxyURLError, build_egress
+    from ..egress import ProxyURLError, build_egress
 
     found = []
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from . import service as svc
+from .. import service as svc
 
 TIMEOUT = 30.0
 
@@ -42,7 +42,7 @@ def _systemd_reachable() -> bool:
 
 def _check_serve_args(args: tuple[str, ...]) -> None:
     """Reject serve options that do not parse, and a secret on the command line."""
-    from .cli import serve
+    from .serve import serve
 
     if any(a == "--proxyauth" or a.startswith("--proxyauth=") for a in args):
         _fail("--proxyauth is a secret and would be written into the service file; use "
@@ -142,7 +142,7 @@ def uninstall() -> None:
 @service.command("status")
 def service_status() -> None:
     """Is the service installed, is it running, where is its log."""
-    from . import status as status_file
+    from .. import status as status_file
 
     env = os.environ
     kind = svc.platform_kind()
@@ -187,7 +187,7 @@ def status(as_json: bool) -> None:
 
     Read from the owner-only state file each proxy keeps in credproxy's data directory.
     Exit 1 when no proxy is running."""
-    from . import status as status_file
+    from .. import status as status_file
 
     proxies, problems = status_file.read_all(os.environ)
     for problem in problems:
