@@ -20,8 +20,8 @@ def doctor(url, config_file, host, port, project) -> None:
     request. Every problem comes with the command that fixes it; exit 1 when there is one."""
     import os
 
+    from ..credentials.resolver import Resolver, default_sources
     from ..doctor import run_doctor, url_problem
-    from ..proxy.master import build_resolver
 
     if url is not None and (problem := url_problem(url)) is not None:
         _fail(problem)  # before anything else, like `explain`
@@ -36,7 +36,7 @@ def doctor(url, config_file, host, port, project) -> None:
         settings.host, settings.port = host or settings.host, port or settings.port
     if config_error is None:
         try:
-            resolver = build_resolver(settings)
+            resolver = Resolver(settings, default_sources(settings))  # the chain `serve` builds
         except Exception as e:  # a broken source must not stop the other checks from running
             _fail(f"cannot build the credential chain: {type(e).__name__}: {e}")
     report = run_doctor(settings, resolver, url, env=os.environ, config_error=config_error)
