@@ -12,8 +12,8 @@ group lives in its own module and is added here:
 - auth.py     `auth login|logout|token|dir`: uv's `uv auth` on the shared store
 - explain.py  `explain URL`: which source would answer, redacted
 - doctor.py   `doctor [URL]` (the checks themselves: credproxy/doctor.py)
-- service.py  `service install|uninstall|status` and `status` (files: credproxy/service.py,
-              state: credproxy/status.py)
+- service.py  `service install|uninstall|status` (the files: credproxy/service.py)
+- status.py   `status`: the running proxies (their state: credproxy/status.py)
 - __main__.py `python -m credproxy.cli` (what a service file runs when no script is on PATH)
 
 The commands reach the proxy only through credproxy.proxy's entry points (master, run, token,
@@ -39,20 +39,8 @@ def main() -> None:
 
 
 # the modules, not their commands, are bound here: `credproxy.cli.serve` stays the module
-from . import auth as _auth  # noqa: E402
-from . import ca as _ca  # noqa: E402
-from . import doctor as _doctor  # noqa: E402
-from . import env as _env  # noqa: E402
-from . import explain as _explain  # noqa: E402
-from . import serve as _serve  # noqa: E402
-from . import service as _service  # noqa: E402
+from . import auth, ca, doctor, env, explain, serve, service, status  # noqa: E402
 
-main.add_command(_auth.auth)
-_auth.register(_auth.auth)
-main.add_command(_serve.serve)
-main.add_command(_serve.run)
-main.add_command(_env.env)
-main.add_command(_ca.ca)
-main.add_command(_doctor.doctor)
-_explain.register(main)
-_service.register(main)
+for _command in (auth.auth, serve.serve, serve.run, env.env, ca.ca, doctor.doctor, explain.explain,
+                 service.service, status.status):
+    main.add_command(_command)

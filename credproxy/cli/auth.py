@@ -199,17 +199,6 @@ def _others_hint(entries: list[StoreEntry], service: str, exact: bool) -> str:
 # --- commands ----------------------------------------------------------------------------------
 
 
-@click.group()
-def auth() -> None:
-    """Manage stored credentials (uv-compatible credentials.toml)."""
-
-
-def register(auth: click.Group) -> None:
-    """Add the commands to the `auth` group (cli/__init__.py calls it)."""
-    for command in (login, logout, token, dir_command):
-        auth.add_command(command)
-
-
 @click.command(cls=OneLineErrors)
 @click.argument("service")
 @click.option("-u", "--username", help="The username to use for the service.")
@@ -372,3 +361,12 @@ def dir_command(service: str | None) -> None:
     if service is not None:
         parse_service(service)  # validated as uv validates it; the store is one file for all
     click.echo(str(default_store_path(os.environ).parent))
+
+
+@click.group()
+def auth() -> None:
+    """Manage stored credentials (uv-compatible credentials.toml)."""
+
+
+for _command in (login, logout, token, dir_command):
+    auth.add_command(_command)

@@ -8,19 +8,7 @@ import sys
 
 import click
 
-
-def _fail(message: str) -> "NoReturn":  # noqa: F821
-    click.echo(f"credproxy: error: {message}", err=True)
-    sys.exit(2)
-
-
-def _settings(config_file: str | None, project: str | None = None):
-    from ..config import ConfigError, load_settings
-
-    try:
-        return load_settings(config_file=config_file, overrides={"project": project})
-    except ConfigError as e:
-        _fail(str(e))
+from .common import _announce, _fail, _settings
 
 
 @click.command()
@@ -40,11 +28,8 @@ def explain(url: str, username: str | None, config_file: str | None, project: st
     from ..hints import netrc_mode_warning, no_proxy_line
 
     logging.basicConfig(level=logging.WARNING, format="credproxy: warning: %(message)s", stream=sys.stderr)
-    settings = _settings(config_file, project)
-    for line in getattr(settings, "project_report", []) or []:
-        click.echo(f"credproxy: {line}", err=True)
-    for warning in getattr(settings, "warnings", []) or []:
-        click.echo(f"credproxy: warning: {warning}", err=True)
+    settings = _settings(config_file, project=project)
+    _announce(settings)
     if (loose := netrc_mode_warning(getattr(settings, "env", None) or {})) is not None:
         click.echo(f"credproxy: warning: {loose}", err=True)
     resolver = Resolver(settings)
@@ -162,6 +147,3 @@ def _egress_lines(settings, resolver, url: str) -> tuple[str, list]:
         lines.append(f"{'note:':<17}{note}")
     return "\n".join(lines) + "\n", found
 
-
-def register(main: click.Group) -> None:
-    main.add_command(explain)
