@@ -15,27 +15,21 @@ def _fail(message: str) -> "NoReturn":  # noqa: F821
 
 
 def _load_settings(config_file: str | None = None, **overrides):
-    """Settings from the config layer when present; flags given on the command line win.
-    Raises ConfigError."""
-    from .. import config as config_module
+    """Settings from every layer (credproxy.config); flags given on the command line (not
+    None) win. Raises ConfigError."""
+    from ..config import load_settings
 
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    load = getattr(config_module, "load_settings", None)
-    if load is not None:
-        return load(config_file=config_file, overrides=overrides)
-    settings = config_module.Settings()
-    for key, value in overrides.items():
-        setattr(settings, key, value)
-    return settings
+    return load_settings(config_file=config_file,
+                         overrides={k: v for k, v in overrides.items() if v is not None})
 
 
 def _settings(config_file: str | None = None, **overrides):
     """_load_settings, exiting with the config error's message."""
-    from .. import config as config_module
+    from ..config import ConfigError
 
     try:
         return _load_settings(config_file, **overrides)
-    except config_module.ConfigError as e:
+    except ConfigError as e:
         _fail(str(e))
 
 
