@@ -40,8 +40,8 @@ _project_option = click.option(
 
 
 def _announce(settings) -> None:
-    """Start-up lines every command that runs the proxy prints on stderr: what a project
-    added (opt-in, so the user sees what it brought) and the warnings."""
+    """Start-up lines `serve`, `run` and `explain` print on stderr: what a project added
+    (opt-in, so the user sees what it brought) and the settings' warnings."""
     for line in getattr(settings, "project_report", []) or []:
         click.echo(f"credproxy: {line}", err=True)
     for warning in getattr(settings, "warnings", []) or []:
