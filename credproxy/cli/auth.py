@@ -148,7 +148,7 @@ def native_target(service: str) -> str:
 def _keyring():
     """uv's native store (credentials/sources/native.py `native_keyring`): on Linux the Secret
     Service, written with uv's attributes. No Secret Service: a CliError naming the fix."""
-    from .credentials.sources.native import NoSecretService, native_keyring
+    from ..credentials.sources.native import NoSecretService, native_keyring
 
     try:
         return native_keyring()
@@ -160,7 +160,7 @@ def _keyring():
 
 
 def _keyring_fix(e: Exception) -> str:
-    from .credentials.sources.native import keyring_fix
+    from ..credentials.sources.native import keyring_fix
 
     return keyring_fix(e)
 

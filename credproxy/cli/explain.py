@@ -125,7 +125,7 @@ def _egress_lines(settings, resolver, url: str) -> tuple[str, list]:
     scheme = "http" if parts.scheme == "http" else "https"
     port = parts.port or (80 if scheme == "http" else 443)
     if egress.pac is not None:  # the PAC proxies a running proxy could not connect to
-        from .status import bad_proxy_marks
+        from ..status import bad_proxy_marks
 
         egress.apply_marks(bad_proxy_marks(getattr(settings, "env", None)))
     route = egress.route(scheme, parts.hostname or "", port)
