@@ -179,6 +179,9 @@ class RecipeShell(Shell):
         self.serve_args = tuple(serve_args)
         self.proxies: list[Proxy] = []
         self.ran: list[Ran] = []
+        # what only the proxy's environment has (a credential the page says `credproxy serve`
+        # reads from its environment), so no client in this terminal can send it itself
+        self.serve_env: dict[str, str] = {}
 
     @property
     def proxy(self) -> Proxy | None:
@@ -189,13 +192,14 @@ class RecipeShell(Shell):
             text = text.replace(real, self.substitutions[real])
         return text
 
-    def serve(self, *, extra_env: Mapping[str, str] | None = None) -> Proxy:
-        """`credproxy serve &`: the real proxy with this terminal's environment and directory
-        (plus `extra_env`, for a proxy the test starts itself), on a free port exported as
+    def serve(self, *, port: int | None = None) -> Proxy:
+        """`credproxy serve &`: the real proxy with this terminal's environment (plus
+        `serve_env`) and directory, on a free port (or `port`: a restart) exported as
         CREDPROXY_PORT. Its state is where `credproxy env` looks (the platform's data dir)."""
-        env = {**self.env(), **(extra_env or {})}
+        env = {**self.env(), **self.serve_env}
         data_dir = Path(env.get("CREDPROXY_DATA_DIR") or Path(env["XDG_DATA_HOME"]) / "credproxy")
-        proxy = start_credproxy(self.tmp, *self.serve_args, env=env, data_dir=data_dir, cwd=self.cwd,
+        args = (*self.serve_args, *(("--port", str(port)) if port is not None else ()))
+        proxy = start_credproxy(self.tmp, *args, env=env, data_dir=data_dir, cwd=self.cwd,
                                 name=f"credproxy{len(self.proxies)}")
         self.proxies.append(proxy)
         self.export("CREDPROXY_PORT", str(proxy.port))
