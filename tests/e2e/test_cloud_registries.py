@@ -1,14 +1,19 @@
 """Cloud registries through credproxy, against local stand-ins (issue 12 points 4, 5).
 
 Each stand-in (tests/helpers/registries.py) checks the exact username the real service
-requires and rotates its token while the proxy runs. Each test follows its docs/recipes page:
+requires and rotates its token while the proxy runs. The page tests (recipes.PAGE_TESTS) run
+every ```sh line of their docs/recipes page as written, in one terminal on a user's machine
+(tests/helpers/recipes.py: the service's origin swapped for the stand-in's, the page's toml
+block as ~/.config/credproxy/config.toml, secrets pasted on stdin or read by the proxy from
+the program the page names); the rotation steps after them are the test's own:
 
 - AWS CodeArtifact: username `aws`, token from `aws codeartifact get-authorization-token`
-  through `token-command` (a fake `aws` on the proxy's PATH).
+  through `token-command` (a stand-in `aws` on PATH: no AWS CLI or account here).
 - Google Artifact Registry: username `oauth2accesstoken`, token from `gcloud auth
-  print-access-token` through `token-command`.
-- Azure Artifacts: `VssSessionToken` from a keyring (artifacts-keyring's role: a `keyring`
-  command on PATH, keyring-provider = subprocess); and a PAT in the store (any username).
+  print-access-token` through `token-command` (a stand-in `gcloud`).
+- Azure Artifacts: `VssSessionToken` from the real `keyring` command, installed by the page's
+  `uv tool install keyring --with artifacts-keyring` (offline; artifacts-keyring is a stand-in
+  backend), keyring-provider = subprocess; and a PAT in the store (any username).
 - JFrog Artifactory: empty username, token as password (UV_INDEX_<NAME>_PASSWORD alone).
 - GitLab: `__token__` + a personal access token from `credproxy auth login --token -`.
 - GitHub-style named user + PAT in the netrc.
