@@ -6,13 +6,15 @@
 
 Each command runs in a fresh `bash --noprofile --norc -c` that first loads the variables the
 previous commands exported and changes to the directory they left, as one terminal would
-(shell functions and unexported variables do not carry over). Bounded by `timeout`; stdin is
-empty unless given (`--password -` reads it).
+(shell functions and unexported variables do not carry over). Bounded by `timeout` (then the
+command's process group is killed); stdin is empty unless given (`--password -` reads it).
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import subprocess
 from pathlib import Path
 
@@ -37,9 +39,17 @@ class Shell:
                   f'export -p > {shlex.quote(str(self.state))}\n'
                   f'pwd > {shlex.quote(str(self.cwd_file))}\n'
                   f'exit $__rc\n')
-        return subprocess.run(["bash", "--noprofile", "--norc", "-c", script], env=self.base,
-                              input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=self.timeout)
+        # its own process group: on timeout the whole command goes (an `npm` launcher's node too)
+        proc = subprocess.Popen(["bash", "--noprofile", "--norc", "-c", script], env=self.base,
+                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = proc.communicate(stdin, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     def export(self, name: str, value: str) -> None:
         """`export NAME=value` in this terminal (for what the test, not the page, sets)."""
