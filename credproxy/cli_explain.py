@@ -138,8 +138,15 @@ def _egress_lines(settings, resolver, url: str) -> tuple[str, list]:
         return f"{'upstream proxy:':<17}configuration error: {e}\n", found
     parts = urlsplit(url)
     scheme = "http" if parts.scheme == "http" else "https"
-    route = egress.route(scheme, parts.hostname or "", parts.port or (80 if scheme == "http" else 443))
+    port = parts.port or (80 if scheme == "http" else 443)
+    if egress.pac is not None:  # the PAC proxies a running proxy could not connect to
+        from .status import bad_proxy_marks
+
+        egress.apply_marks(bad_proxy_marks(getattr(settings, "env", None)))
+    route = egress.route(scheme, parts.hostname or "", port)
     lines = [f"{'upstream proxy:':<17}{route.describe()}"]
+    for i, entry in enumerate(egress.pac_lines(scheme, parts.hostname or "", port)):
+        lines.append(f"{'pac entries:' if i == 0 else '':<17}{entry}")
     proxy = route.proxy
     if proxy is not None:
         if proxy.credentials is not None and proxy.credentials.is_complete:

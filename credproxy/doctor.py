@@ -47,6 +47,7 @@ class Report:
     sections: list[tuple[str, list[Check]]] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
     usernames: list[str] = field(default_factory=list)
+    egress: object = None  # the plan check_company_proxy used (with a PAC file: its marks)
 
     def add(self, title: str, checks: list[Check]) -> None:
         self.sections.append((title, checks))
@@ -102,6 +103,23 @@ def probe_listener(host: str, port: int, timeout: float = 2.0) -> tuple[bool, st
     if "mitmproxy" in server.lower():
         return True, f"a proxy answers ({server}, credproxy's engine)"
     return True, f"an HTTP server answers ({server or 'no Server header'}) — maybe not credproxy"
+
+
+def check_limits() -> Check:
+    """The request limits credproxy adds by wrapping mitmproxy internals (proxy/limits.py):
+    do their parts exist, with the expected shape, in the installed mitmproxy?"""
+    from .proxy import limits
+
+    active, inactive, version_note = limits.report()
+    version = limits.mitmproxy_version()
+    if not inactive and version_note is None:
+        return Check("ok", f"request limits active on mitmproxy {version}: " + ", ".join(active))
+    text = limits.warning_text(inactive, version_note) or ""
+    body, _, fix = text.partition(" Fix: ")
+    if not inactive:
+        return Check("info", body, fix=fix or None)
+    return Check("problem", f"request limits NOT active on mitmproxy {version}: " + ", ".join(inactive),
+                 [body], fix=fix or None)
 
 
 def check_listener(host: str, port: int) -> tuple[Check, bool]:
@@ -514,8 +532,8 @@ def _company_proxy(settings, resolver, url: str, report: Report):
     try:
         parts = urlsplit(url)
         scheme = "http" if parts.scheme == "http" else "https"
-        route = build_egress(settings).route(scheme, parts.hostname or "",
-                                             parts.port or (80 if scheme == "http" else 443))
+        egress = report.egress if report.egress is not None else build_egress(settings)
+        route = egress.route(scheme, parts.hostname or "", parts.port or (80 if scheme == "http" else 443))
         if route.proxy is None:
             return None
         creds, _source = proxy_login(route.proxy, resolver)
@@ -602,6 +620,39 @@ def probe_connect(proxy, host: str, port: int, authorization: str | None, settin
     return parse_connect_answer(head)
 
 
+def _pac_entries(egress, settings, scheme: str, host: str, port: int) -> list[Check]:
+    """A PAC answer's list for this URL, the marks of the running proxy (status file), and a
+    live connect to each proxy entry in the order the proxy tries them, until one connects:
+    the ones that do not are marked bad here too, so the route shown is the proxy's."""
+    from .egress import connect_reason
+    from .status import bad_proxy_marks
+
+    egress.apply_marks(bad_proxy_marks(settings.env))
+    lines = egress.pac_lines(scheme, host, port)
+    checks = [Check("info", "PAC entries, in order: " + "; ".join(lines))] if len(lines) > 1 else []
+    route = egress.route(scheme, host, port)
+    tried = set()
+    while route.proxy is not None and route.proxy not in tried:
+        proxy = route.proxy
+        tried.add(proxy)
+        try:
+            socket.create_connection((proxy.host, proxy.port), timeout=egress.connect_timeout).close()
+        except OSError as e:
+            why = (f"no connection within {egress.connect_timeout:g} s" if isinstance(e, TimeoutError)
+                   else connect_reason(e))
+            egress.pac.bad.mark(proxy, why)
+            left = [p for p in route.alternatives if p not in tried]
+            then = ("credproxy tries the next entry" if left else "no entry is left: clients get a 502 naming the "
+                    "proxies tried")
+            checks.append(Check("info" if left else "problem", f"cannot connect to the PAC proxy {proxy.display}: "
+                                f"{why}; {then}", fix=None if left else
+                                "check the proxy addresses in the PAC file, and that the proxies are up"))
+            route = egress.route(scheme, host, port)
+            continue
+        break
+    return checks
+
+
 def check_company_proxy(settings, resolver, url: str | None, report: Report) -> list[Check]:
     """Direct or via which company proxy (credproxy/egress.py, as the proxy decides), and with
     a URL a live probe: does the proxy demand a login, and does it accept credproxy's?"""
@@ -613,10 +664,11 @@ def check_company_proxy(settings, resolver, url: str | None, report: Report) -> 
     except ProxyURLError as e:
         return [Check("problem", f"upstream proxy: {e}",
                       fix="correct --upstream-proxy or upstream-proxy in the config (http://[user:password@]host:port)")]
+    report.egress = egress
     for proxy in egress.proxies:
         _remember(report, proxy.credentials)
-    checks = [Check("info", line) for line in egress.summary()] if egress.proxies or egress.disabled else []
-    if not egress.proxies and not egress.disabled:
+    checks = [Check("info", line) for line in egress.summary()] if egress.chaining or egress.disabled else []
+    if not egress.chaining and not egress.disabled:
         checks.append(Check("info", "no company proxy: every host is reached directly "
                                     "(HTTPS_PROXY & co unset, no --upstream-proxy or upstream-proxy)"))
     checks += [Check("info", note) for note in egress.notes]
@@ -625,6 +677,8 @@ def check_company_proxy(settings, resolver, url: str | None, report: Report) -> 
     parts = urlsplit(url)
     scheme = "http" if parts.scheme == "http" else "https"
     host, port = parts.hostname or "", parts.port or (80 if scheme == "http" else 443)
+    if egress.pac is not None:
+        checks += _pac_entries(egress, settings, scheme, host, port)
     route = egress.route(scheme, host, port)
     checks.append(Check("info", f"{redact_url(url)}: {route.describe()}"))
     proxy = route.proxy
@@ -700,7 +754,7 @@ def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str
     env = settings.env if env is None else env
     report = Report()
     listener, proxy_up = check_listener(settings.host, settings.port)
-    report.add("Proxy", [listener])
+    report.add("Proxy", [listener, check_limits()])
     ca_checks, ca_der = check_ca(env)
     report.add("CA", ca_checks)
     index_hosts = sorted({(urlsplit(i.url).hostname or "").lower() for i in settings.indexes} - {""})

@@ -9,7 +9,8 @@ Which proxy, highest first:
    everything direct.
 2. `--upstream-proxy URL`, else the `upstream-proxy` config key: one proxy for http and https;
    or, for a `pac+https://`, `pac+http://`, `pac+file://` value, the proxy a PAC file names
-   per host (credproxy/pac.py: its first usable entry; loopback and NO_PROXY still first).
+   per host (credproxy/pac.py: its entries in order, a proxy that cannot be connected to
+   skipped for the next; loopback and NO_PROXY still first).
 3. The environment `serve` started in, as curl and requests read it: for https (and every
    CONNECT tunnel) `https_proxy`, `HTTPS_PROXY`, then `all_proxy`, `ALL_PROXY`; for plain http
    `http_proxy`, `HTTP_PROXY`, then `all_proxy`, `ALL_PROXY` (lower case first). A value without
@@ -225,19 +226,33 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class Route:
-    """`proxy` None = direct. `reason` says why, naming the variable, flag or NO_PROXY entry."""
+    """`proxy` None = direct. `reason` says why, naming the variable, flag or NO_PROXY entry.
+    A PAC answer's list: `alternatives` are the entries after `proxy`, in the order they are
+    tried when it cannot be connected to (None = DIRECT); `unreachable` is set when every proxy
+    was tried and none could be connected to, with no DIRECT left: (proxy, why) each."""
 
     proxy: ProxyURL | None
     reason: str
+    alternatives: tuple[ProxyURL | None, ...] = ()
+    unreachable: tuple[tuple[ProxyURL, str], ...] = ()
 
     @property
     def direct(self) -> bool:
         return self.proxy is None
 
     def describe(self) -> str:
+        if self.unreachable:
+            return f"no way out ({self.reason})"
         if self.proxy is None:
             return f"direct ({self.reason})"
         return f"via {self.proxy.display} ({self.reason})"
+
+    def unreachable_message(self, target: str) -> str:
+        """For the client's 502 and the log: the proxies tried, why each failed, the fix."""
+        tried = "; ".join(f"{p.display} ({why})" for p, why in self.unreachable)
+        return (f"credproxy could not connect to any company proxy for {target}: tried {tried}. The PAC answer "
+                f"has no DIRECT entry, so credproxy does not go direct ({self.reason}). Fix: check the proxy "
+                "addresses and that they are up, or run: credproxy doctor https://" + target + "/")
 
 
 @dataclass
@@ -256,6 +271,9 @@ class Egress:
     pac: object = None  # a pac.PacRouter: the proxy is chosen per host by a PAC file
     pac_origin: str = ""
     pac_proxies: list[ProxyURL] = field(default_factory=list)  # the proxies the PAC file named so far
+    # seconds to connect to a PAC file's proxy before the next entry is tried
+    # (config: upstream-proxy-connect-timeout)
+    connect_timeout: float = 5.0
 
     @property
     def proxies(self) -> list[ProxyURL]:
@@ -270,29 +288,73 @@ class Egress:
         """Some host may go through a proxy (a fixed one, or one a PAC file names)."""
         return bool(self.proxies) or self.pac is not None
 
-    def _pac_route(self, scheme: str, host: str, port: int | None) -> Route:
-        from .pac import first_entry
+    def pac_entries(self, scheme: str, host: str, port: int | None) -> tuple[list[ProxyURL | None], str]:
+        """The PAC answer for this host as a list of proxies in the answer's order (None =
+        DIRECT; entries that do not parse are left out) and what the script said. Loopback,
+        NO_PROXY and a failed script are not asked here: see _pac_route."""
+        from .pac import entries
 
+        answer = self.pac.result(scheme, host, port)
+        said = f"PAC file {self.pac.display}, rule result {answer!r}"
+        out: list[ProxyURL | None] = []
+        for kind, where in entries(answer)[0]:
+            if kind == "DIRECT":
+                out.append(None)
+                continue
+            try:
+                proxy = ProxyURL.parse(("https://" if kind == "HTTPS" else "http://") + where)
+            except ProxyURLError:
+                continue
+            if proxy not in self.pac_proxies:
+                self.pac_proxies.append(proxy)
+            out.append(proxy)
+        return out or [None], said
+
+    def _pac_route(self, scheme: str, host: str, port: int | None) -> Route:
         if is_loopback(host):
             return Route(None, "loopback hosts are always reached directly")
         entry = self.no_proxy.match(host, port)
         if entry is not None:
             return Route(None, f"{self.no_proxy_origin or 'NO_PROXY'} entry {entry!r} matches")
-        answer = self.pac.result(scheme, host, port)
-        kind, where, _ = first_entry(answer)
-        said = f"PAC file {self.pac.display}, rule result {answer!r}"
+        listed, said = self.pac_entries(scheme, host, port)
         failed = self.pac.failed.get(host.lower())
         if failed is not None:
             return Route(None, f"PAC file {self.pac.display} failed ({failed}); going DIRECT")
-        if kind == "DIRECT":
-            return Route(None, f"PAC said DIRECT: {said}")
-        try:
-            proxy = ProxyURL.parse(("https://" if kind == "HTTPS" else "http://") + where)
-        except ProxyURLError as e:
-            return Route(None, f"PAC answer unusable ({e}), going DIRECT: {said}")
-        if proxy not in self.pac_proxies:
-            self.pac_proxies.append(proxy)
-        return Route(proxy, said)
+        # as browsers: proxies marked bad (could not be connected to lately) go to the end,
+        # tried again only when nothing else is left; DIRECT is never marked
+        bad = [p for p in listed if p is not None and self.pac.bad.get(p) is not None]
+        order = [p for p in listed if p not in bad] + bad
+        skipped = "".join(f"; skipped {p.display} ({self.pac.bad.describe(p)})" for p in bad if p is not order[0])
+        first, rest = order[0], tuple(order[1:])
+        if first is None:
+            why = f"PAC said DIRECT: {said}" if len(listed) == 1 else f"PAC entry DIRECT: {said}"
+            return Route(None, why + skipped)
+        if first in bad:
+            skipped = f"; every proxy is marked bad, trying them again ({self.pac.bad.describe(first)})" + skipped
+        return Route(first, said + skipped, alternatives=rest)
+
+    def apply_marks(self, marks: Mapping[str, Mapping]) -> None:
+        """Marks a running proxy wrote to its status file (status.bad_proxy_marks): explain
+        and doctor then choose as that proxy does."""
+        if self.pac is None:
+            return
+        for shown, mark in marks.items():
+            try:
+                self.pac.bad.mark(ProxyURL.parse(shown), str(mark["why"]), until=float(mark["until"]))
+            except (ProxyURLError, KeyError, TypeError, ValueError):
+                continue
+
+    def pac_lines(self, scheme: str, host: str, port: int | None) -> list[str]:
+        """The PAC answer's entries for this host, numbered, with their marks (explain, doctor)."""
+        if self.pac is None or self.disabled is not None or is_loopback(host) or self.no_proxy.match(host, port):
+            return []
+        listed, _ = self.pac_entries(scheme, host, port)
+        out = []
+        for i, proxy in enumerate(listed, 1):
+            mark = self.pac.bad.describe(proxy) if proxy is not None else None
+            shown = "DIRECT" if proxy is None else proxy.display
+            out.append(f"{i}. {shown}" + (f" ({mark})" if mark else ""))
+        return out
 
     def route(self, scheme: str, host: str, port: int | None) -> Route:
         """`scheme` is the request's: "https" for CONNECT tunnels and https URLs, "http" for
@@ -336,6 +398,16 @@ class Egress:
         if self.proxies and self.no_proxy:
             lines.append(f"direct for {self.no_proxy_origin}: {self.no_proxy}")
         return lines
+
+
+def connect_reason(e: OSError) -> str:
+    """Why a connect failed, in the OS's words ("Connection refused"), without the address
+    tuple asyncio adds."""
+    if e.errno:
+        import os
+
+        return os.strerror(e.errno)
+    return e.strerror or str(e) or type(e).__name__
 
 
 def _points_at_us(proxy: ProxyURL, listen: Iterable[tuple[str, int]]) -> bool:
@@ -416,7 +488,7 @@ def build_egress(settings, listen: Iterable[tuple[str, int]] | None = None) -> E
     # `credproxy env` exports the configured port, 8899 when none (--port 0 is not exported)
     pairs.append((str(getattr(settings, "host", "127.0.0.1") or "127.0.0.1"),
                   int(getattr(settings, "port", 0) or DEFAULT_LISTEN_PORT)))
-    egress = Egress()
+    egress = Egress(connect_timeout=float(getattr(settings, "upstream_proxy_connect_timeout", 5.0) or 5.0))
     configured = getattr(settings, "upstream_proxy", None)
     origin = getattr(settings, "upstream_proxy_origin", None) or "the configuration"
     if configured is not None and configured.strip().lower() in NONE_VALUES:

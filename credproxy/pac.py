@@ -9,10 +9,15 @@ asks `PacRouter.result(url, host)` and turns the answer into a Route.
   own pid on time-out). A script that throws, hangs or returns garbage gives DIRECT and one
   warning per host; the proxy never crashes. Answers are cached per (scheme, host), CACHE_SIZE
   entries.
-- The answer `PROXY a:1; PROXY b:2; DIRECT` is honoured by its FIRST usable entry (`PROXY h:p`
-  = http://h:p, `HTTPS h:p` = https://h:p, `DIRECT`; SOCKS entries are skipped with a note).
-  credproxy does not fall through to the next entry when that proxy fails: the connection fails
-  with the company-proxy message (what failed, and the fix), as with a fixed --upstream-proxy.
+- The answer `PROXY a:1; PROXY b:2; DIRECT` is a list, tried in order as browsers do (`PROXY
+  h:p` = http://h:p, `HTTPS h:p` = https://h:p, `DIRECT`; SOCKS entries are skipped with a
+  note): a proxy that cannot be connected to (refused, unreachable, no connection within the
+  connect timeout) is marked bad in `BadProxies` for BAD_FOR seconds (30 min, as browsers) and
+  the next entry is tried for the same request; entries marked bad go to the end of the list
+  (tried again only when nothing else is left), and a mark expires so the proxy is retried.
+  The connecting itself is the addon's (addons/upstream_proxy.py); this module keeps the marks.
+  Only a failed TCP connect marks a proxy: a proxy that answered (a 407, a 403, a 502) said
+  something the next proxy would not fix, so its answer stands.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import OrderedDict
 from pathlib import Path
@@ -33,6 +39,8 @@ MAX_PAC_BYTES = 1024 * 1024
 FETCH_TIMEOUT = 10.0
 EVAL_TIMEOUT = 5.0
 CACHE_SIZE = 512
+BAD_FOR = 30 * 60.0  # seconds a proxy that could not be connected to is skipped (browsers: 30 min)
+MAX_BAD = 256
 INSTALL_HINT = "pip install 'credproxy[pac]'"
 
 # the child: reads {"js", "url", "host"} on stdin, prints the PAC answer
@@ -97,8 +105,11 @@ def fetch(location: str) -> str:
     return data.decode("utf-8", "replace")
 
 
-def first_entry(result: str) -> tuple[str, str | None, list[str]]:
-    """The first usable entry of a PAC answer: ("PROXY"|"HTTPS"|"DIRECT", "host:port"|None, notes)."""
+def entries(result: str) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """Every usable entry of a PAC answer, in order: [("PROXY"|"HTTPS"|"DIRECT", "host:port"|None)],
+    and notes on the entries skipped. Nothing after the first DIRECT (it always connects); an
+    answer with no usable entry is [("DIRECT", None)]."""
+    out: list[tuple[str, str | None]] = []
     notes = []
     for raw in (result or "").split(";"):
         words = raw.split()
@@ -106,11 +117,65 @@ def first_entry(result: str) -> tuple[str, str | None, list[str]]:
             continue
         kind = words[0].upper()
         if kind == "DIRECT":
-            return "DIRECT", None, notes
+            out.append(("DIRECT", None))
+            break
         if kind in ("PROXY", "HTTP", "HTTPS") and len(words) > 1:
-            return ("HTTPS" if kind == "HTTPS" else "PROXY"), words[1], notes
+            entry = ("HTTPS" if kind == "HTTPS" else "PROXY", words[1])
+            if entry not in out:
+                out.append(entry)
+            continue
         notes.append(f"skipped {raw.strip()!r} (credproxy chains to http:// and https:// proxies only)")
-    return "DIRECT", None, notes
+    return out or [("DIRECT", None)], notes
+
+
+def first_entry(result: str) -> tuple[str, str | None, list[str]]:
+    """The first usable entry of a PAC answer: ("PROXY"|"HTTPS"|"DIRECT", "host:port"|None, notes)."""
+    found, notes = entries(result)
+    return found[0][0], found[0][1], notes
+
+
+class BadProxies:
+    """Proxies that could not be connected to, each skipped for `ttl` seconds (then retried).
+    Keys are whatever the caller uses for a proxy (egress.ProxyURL); `why` is the connect error,
+    never a credential. Used from the event loop only."""
+
+    def __init__(self, ttl: float = BAD_FOR, clock=time.time):
+        self.ttl = ttl
+        self.clock = clock
+        self._marks: OrderedDict[object, tuple[float, str]] = OrderedDict()  # key -> (until, why)
+        self.version = 0  # bumped on every change (the status file is rewritten then)
+
+    def mark(self, key, why: str, until: float | None = None) -> None:
+        self._marks[key] = (self.clock() + self.ttl if until is None else until, why)
+        self._marks.move_to_end(key)
+        while len(self._marks) > MAX_BAD:
+            self._marks.popitem(last=False)
+        self.version += 1
+
+    def clear(self, key) -> None:
+        if self._marks.pop(key, None) is not None:
+            self.version += 1
+
+    def get(self, key) -> tuple[float, str] | None:
+        """(until, why) while `key` is marked bad; None when it is not (or no longer)."""
+        found = self._marks.get(key)
+        if found is None:
+            return None
+        if found[0] <= self.clock():
+            self.clear(key)
+            return None
+        return found
+
+    def items(self) -> list[tuple[object, float, str]]:
+        """The marks in force: (key, until, why)."""
+        return [(k, *v) for k in list(self._marks) if (v := self.get(k)) is not None]
+
+    def describe(self, key) -> str | None:
+        found = self.get(key)
+        if found is None:
+            return None
+        until, why = found
+        return f"marked bad until {time.strftime('%H:%M:%S UTC', time.gmtime(until))}: {why}"
 
 
 class PacRouter:
@@ -122,6 +187,7 @@ class PacRouter:
         self.script = script if script is not None else fetch(location)
         self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.failed: dict[str, str] = {}  # host -> why its answer is the DIRECT fallback
+        self.bad = BadProxies()  # proxies that could not be connected to, skipped for a while
 
     @classmethod
     def from_value(cls, value: str) -> "PacRouter":

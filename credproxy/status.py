@@ -45,6 +45,9 @@ class ProxyStatus:
     upstream_proxy: str | None = None
     realms: dict[str, RealmStats] = field(default_factory=dict)
     other_requests: int = 0  # requests to realms beyond MAX_REALMS
+    # PAC proxies that could not be connected to: display (scheme://host:port, a PAC entry has
+    # no userinfo) -> {"until": epoch seconds, "why": the connect error}; explain/doctor read it
+    bad_proxies: dict[str, dict] = field(default_factory=dict)
     updated: float = 0.0
     version: int = VERSION
 
@@ -147,6 +150,22 @@ def read_all(env: Mapping[str, str] | None = None) -> tuple[list[ProxyStatus], l
     return found, problems
 
 
+def bad_proxy_marks(env: Mapping[str, str] | None = None) -> dict[str, dict]:
+    """The PAC proxies the running proxies marked bad (display -> {"until", "why"}), the
+    latest mark per proxy; marks that have expired are left out."""
+    now = time.time()
+    out: dict[str, dict] = {}
+    for st in read_all(env)[0]:
+        for shown, mark in (st.bad_proxies or {}).items():
+            try:
+                until, why = float(mark["until"]), str(mark["why"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if until > now and until > out.get(shown, {}).get("until", 0):
+                out[shown] = {"until": until, "why": why}
+    return out
+
+
 def _ago(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 60:
@@ -172,4 +191,12 @@ def render(st: ProxyStatus, now: float | None = None) -> str:
             lines.append(f"  {realm} | {r.source} | {cached} | {r.requests} | {r.unauthorized}")
     if st.other_requests:
         lines.append(f"  (+{st.other_requests} requests to further realms not listed)")
+    for shown, mark in sorted((st.bad_proxies or {}).items()):
+        try:
+            until = float(mark["until"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if until > now:
+            shown_until = time.strftime("%H:%M:%S UTC", time.gmtime(until))
+            lines.append(f"  PAC proxy {shown} marked bad until {shown_until}: {mark.get('why')}")
     return "\n".join(lines) + "\n"

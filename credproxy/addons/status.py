@@ -41,6 +41,8 @@ class StatusFile:
                               for line in egress.summary())
         self.state = status_file.ProxyStatus(pid=os.getpid(), listen="", started=time.time(),
                                              upstream_proxy=shown or status_file.upstream_proxy_shown(settings))
+        self.egress = egress
+        self._bad_version = 0
         self._last_write = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._failed = False
@@ -66,6 +68,9 @@ class StatusFile:
         status_file.remove(self.state.pid, self.env)
 
     def _note(self, flow: http.HTTPFlow) -> None:
+        pac = getattr(self.egress, "pac", None)
+        if pac is not None and pac.bad.version != self._bad_version:
+            self._schedule()  # a PAC proxy was marked bad (or good again)
         if flow.request.method.upper() == "CONNECT" or RETRY_MARK in flow.metadata:
             return
         meta = flow.metadata.get(METADATA_KEY) or {}
@@ -87,6 +92,11 @@ class StatusFile:
     def _flush(self) -> None:
         self._timer = None
         self._last_write = time.monotonic()
+        pac = getattr(self.egress, "pac", None)
+        if pac is not None:
+            self._bad_version = pac.bad.version
+            self.state.bad_proxies = {getattr(p, "display", str(p)): {"until": until, "why": why}
+                                      for p, until, why in pac.bad.items()}
         try:
             status_file.write(self.state, self.env)
             self._failed = False

@@ -29,8 +29,18 @@ CONNECT (proxy authentication) has answered before `http_connect` here answers 2
   just before it, has async `http_connect` and `requestheaders`: a host's first evaluation (a
   child process, up to pac.EVAL_TIMEOUT) runs in a worker thread and fills the cache that
   `route()` then reads, so it never stalls other connections.
+- PAC fall-through (`PROXY a:1; PROXY b:2; DIRECT`): the same `pac_hook` then connects to the
+  first entry itself, asynchronously and bounded by `Egress.connect_timeout`; a proxy that
+  cannot be connected to is marked bad (pac.BadProxies, 30 min) and the next entry is tried,
+  for this very request, before the addon sets `server.via` (or goes DIRECT). It has to be
+  decided there: once the tunnel layer exists, a failed OpenConnection ends in the client's
+  error and no hook can retry it (proxy/server.py: `server_connect_error` only reports), and
+  mitmproxy's own connect has no time limit. The probe connection is closed; mitmproxy's own
+  connect follows at once. Every proxy failing with no DIRECT left: the client gets a 502
+  naming the proxies tried (the CONNECT's answer, or the plain-http request's).
 - `server_connect_error`, `error`: a proxy that cannot be reached, or a refusal on a
-  connection mitmproxy's HttpLayer opened, is logged once with the fix.
+  connection mitmproxy's HttpLayer opened, is logged once with the fix; a PAC proxy that
+  mitmproxy itself could not connect to is marked bad too.
 
 The proxy password goes only into the Proxy-Authorization of CONNECTs to that proxy, which
 are not flows any other hook or the flow file sees; logs and answers show `user:****`.
@@ -47,7 +57,7 @@ from collections import OrderedDict
 from mitmproxy import http
 
 from ..credentials.model import Credentials, redact_text
-from ..egress import Egress, ProxyURL, Refusal, Route, parse_connect_answer, refusal_message
+from ..egress import Egress, ProxyURL, Refusal, Route, connect_reason, parse_connect_answer, refusal_message
 
 logger = logging.getLogger("credproxy.upstream_proxy")
 
@@ -167,9 +177,10 @@ class UpstreamProxyAddon:
         self._logged: dict[tuple, float] = {}
         self._contexts: OrderedDict[str, tuple[str, object]] = OrderedDict()  # tunnel id -> (scheme, spnego ctx)
         self._wants: dict[ProxyURL, str] = {}  # proxies that answered Basic with Negotiate/NTLM only
+        self._chosen: OrderedDict[str, Route] = OrderedDict()  # flow id -> the route pac_hook connected
         tunnel_class().addon = self
         self.layer_hook = _LayerHook(self)
-        self.pac_hook = _PacHook(egress)
+        self.pac_hook = _PacHook(self)
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -187,8 +198,11 @@ class UpstreamProxyAddon:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or not self.egress.chaining:
             return  # refused by proxyauth; or nothing to chain to
-        route = self.route("https", flow.request.host, flow.request.port)
+        route = self._chosen.pop(flow.id, None) or self.route("https", flow.request.host, flow.request.port)
         logger.debug("CONNECT %s:%s %s", flow.request.host, flow.request.port, route.describe())
+        if route.unreachable:
+            flow.response = self._unreachable(route, flow)
+            return
         if route.proxy is None:
             return
         server = flow.server_conn
@@ -224,7 +238,10 @@ class UpstreamProxyAddon:
             return
         if flow.request.scheme != "http" or server is None or not self.egress.chaining:
             return
-        route = self.route("http", flow.request.host, flow.request.port)
+        route = self._chosen.pop(flow.id, None) or self.route("http", flow.request.host, flow.request.port)
+        if route.unreachable:
+            flow.response = self._unreachable(route, flow)
+            return
         want = (route.proxy.scheme, (route.proxy.host, route.proxy.port)) if route.proxy else None
         if server.via != want:
             try:
@@ -340,10 +357,7 @@ class UpstreamProxyAddon:
         return ""
 
     def _message(self, refusal: Refusal) -> str:
-        text = refusal_message(refusal, self._origin(refusal.proxy))
-        secrets = [p.credentials.password for p in self.egress.proxies if p.credentials is not None]
-        secrets += [c.password for c, _ in self._creds.values() if c is not None]
-        return redact_text(text, secrets)
+        return redact_text(refusal_message(refusal, self._origin(refusal.proxy)), self._secrets())
 
     def _refused(self, server, tunnel_conn, status, reason, schemes) -> None:
         proxy = self._proxy_for(tunnel_conn.address) or ProxyURL("http", str(tunnel_conn.address[0]),
@@ -359,7 +373,33 @@ class UpstreamProxyAddon:
             self._logged[key] = now
             logger.warning("%s", self._message(refusal))
 
+    def _unreachable(self, route: Route, flow: http.HTTPFlow) -> http.Response:
+        """The 502 for a request none of whose PAC proxies could be connected to."""
+        target = f"{flow.request.host}:{flow.request.port}"
+        text = redact_text(route.unreachable_message(target), self._secrets())
+        key = ("unreachable", tuple(p for p, _ in route.unreachable), target)
+        now = time.monotonic()
+        if now - self._logged.get(key, -LOG_EVERY) >= LOG_EVERY:
+            self._logged[key] = now
+            logger.warning("%s", text)
+        response = http.Response.make(502, (text + "\n").encode(), {
+            "Content-Type": "text/plain; charset=utf-8", ERROR_HEADER: "upstream-proxy"})
+        # clients that show only the status line (pip: "Tunnel connection failed: 502 ...") name them too
+        response.reason = "Bad Gateway: credproxy cannot connect to the company proxy " + ", ".join(
+            p.display for p, _ in route.unreachable)
+        return response
+
+    def _secrets(self) -> list[str]:
+        secrets = [p.credentials.password for p in self.egress.proxies if p.credentials is not None]
+        return secrets + [c.password for c, _ in self._creds.values() if c is not None]
+
     def server_connect_error(self, data) -> None:
+        pac = self.egress.pac
+        # a failed connect (mitmproxy set timestamp_start before trying; an addon's kill did not)
+        if pac is not None and data.server.timestamp_start is not None:
+            proxy = self._proxy_for(data.server.address)
+            if proxy is not None and proxy in self.egress.pac_proxies:
+                pac.bad.mark(proxy, data.server.error or "connection failed")
         server = self._tunnels.pop(data.server.id, None)
         if server is None:
             return
@@ -400,23 +440,77 @@ class _LayerHook:
 
 class _PacHook:
     """Async `http_connect` and `requestheaders` just before the addon: a host's first PAC
-    evaluation runs in a worker thread (asyncio.to_thread), off the event loop; the addon's
-    route() then answers from the PAC cache."""
+    evaluation runs in a worker thread (asyncio.to_thread), off the event loop; then the
+    answer's entries are connected to in order (asyncio, each bounded by the connect timeout)
+    until one connects or DIRECT comes; the addon's hooks take that route (`_chosen`)."""
 
-    def __init__(self, egress: Egress):
-        self.egress = egress
+    def __init__(self, addon: UpstreamProxyAddon):
+        self.addon = addon
+        self.egress = addon.egress
 
-    async def _evaluate(self, scheme: str, host: str, port: int) -> None:
-        if self.egress.pac is not None and self.egress.disabled is None:
-            await asyncio.to_thread(self.egress.pac.result, scheme, host, port)
+    async def _choose(self, flow: http.HTTPFlow, scheme: str) -> None:
+        egress = self.egress
+        if egress.pac is None or egress.disabled is not None:
+            return
+        host, port = flow.request.host, flow.request.port
+        await asyncio.to_thread(egress.pac.result, scheme, host, port)
+        route = egress.route(scheme, host, port)
+        if route.proxy is None:
+            return
+        tried: list[tuple[ProxyURL, str]] = []
+        candidates = (route.proxy, *route.alternatives)
+        chosen = None
+        for i, candidate in enumerate(candidates):
+            if candidate is None:
+                chosen = Route(None, f"{route.reason}; going DIRECT after {_tried(tried)}")
+                break
+            why = await _connect_error(candidate, egress.connect_timeout)
+            if why is None:
+                egress.pac.bad.clear(candidate)
+                chosen = route if not tried else Route(
+                    candidate, f"{route.reason}; {_tried(tried)}", alternatives=tuple(candidates[i + 1:]))
+                break
+            fresh = egress.pac.bad.get(candidate) is None  # logged once, not by every waiting request
+            egress.pac.bad.mark(candidate, why)
+            tried.append((candidate, why))
+            following = candidates[i + 1] if i + 1 < len(candidates) else "nothing"
+            if not fresh:
+                continue
+            logger.warning("company proxy %s (from the PAC file %s) cannot be connected to: %s; skipped for %.0f min, "
+                           "trying %s for %s:%s", candidate.display, egress.pac.display, why,
+                           egress.pac.bad.ttl / 60, "DIRECT" if following is None else getattr(
+                               following, "display", following), host, port)
+        if chosen is None:
+            chosen = Route(None, route.reason, unreachable=tuple(tried))
+        _remember(self.addon._chosen, flow.id, chosen)
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
-            await self._evaluate("https", flow.request.host, flow.request.port)
+            await self._choose(flow, "https")
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is None and flow.request.scheme == "http":
-            await self._evaluate("http", flow.request.host, flow.request.port)
+            await self._choose(flow, "http")
+
+
+def _tried(tried: list[tuple[ProxyURL, str]]) -> str:
+    return "could not connect to " + ", ".join(f"{p.display} ({why})" for p, why in tried)
+
+
+async def _connect_error(proxy: ProxyURL, timeout: float) -> str | None:
+    """None when a TCP connection to `proxy` opens within `timeout` seconds (then closed), else why not."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(proxy.host, proxy.port), timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        return f"no connection within {timeout:g} s"
+    except OSError as e:
+        return connect_reason(e)
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+    return None
 
 
 def _remember(store: OrderedDict, key, value) -> None:

@@ -64,6 +64,17 @@ def env_layer(env: Mapping[str, str], settings: Settings) -> Layer:
         else:
             problems.append(f"CREDPROXY_REQUEST_HEAD_TIMEOUT: expected a positive number of seconds, got {quote(v)}")
 
+    if (v := env_value(env, "CREDPROXY_UPSTREAM_PROXY_CONNECT_TIMEOUT")) is not None:
+        try:
+            seconds = float(v)
+        except ValueError:
+            seconds = -1.0
+        if positive_seconds(seconds):
+            layer.upstream_proxy_connect_timeout = seconds
+        else:
+            problems.append("CREDPROXY_UPSTREAM_PROXY_CONNECT_TIMEOUT: expected a positive number of seconds, "
+                            f"got {quote(v)}")
+
     if (v := env_value(env, "UV_INSECURE_HOST")) is not None:
         layer.allow_insecure_host = v.split()
 

@@ -14,7 +14,7 @@ from .values import Problems, known_key, one_of, positive_seconds, quote, safe_u
 
 _TOP_KEYS = ("keyring-provider", "keyring-timeout", "request-head-timeout", "allow-insecure-host", "system-certs", "ca-bundle", "intercept",
              "intercept-hosts", "index", "client-cert", "netrc-default", "netrc-loopback", "project",
-             "upstream-proxy", "git-credential-hosts")
+             "upstream-proxy", "upstream-proxy-connect-timeout", "git-credential-hosts")
 _INDEX_KEYS = ("name", "url", "authenticate", "username", "publish-url", "token-command", "token-lifetime")
 _CERT_KEYS = ("host", "cert")
 
@@ -66,6 +66,12 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Layer:
             layer.request_head_timeout = float(v)
         else:
             p.add("request-head-timeout", "a positive number of seconds", v)
+    if "upstream-proxy-connect-timeout" in data:
+        v = data["upstream-proxy-connect-timeout"]
+        if positive_seconds(v):
+            layer.upstream_proxy_connect_timeout = float(v)
+        else:
+            p.add("upstream-proxy-connect-timeout", "a positive number of seconds", v)
     if "intercept" in data:
         v = data["intercept"]
         if v in INTERCEPT_POLICIES:

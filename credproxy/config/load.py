@@ -84,6 +84,8 @@ def load_settings(
     settings.native_auth = native_auth_enabled(env)
     settings.keyring_timeout = first("keyring_timeout", settings.keyring_timeout)
     settings.request_head_timeout = first("request_head_timeout", settings.request_head_timeout)
+    settings.upstream_proxy_connect_timeout = first("upstream_proxy_connect_timeout",
+                                                    settings.upstream_proxy_connect_timeout)
     settings.system_certs = first("system_certs", None)
     settings.ca_bundle = first("ca_bundle", settings.ca_bundle)
     settings.intercept = first("intercept", settings.intercept)

@@ -69,6 +69,8 @@ class Settings:
     keyring_timeout: float = 10.0
     # seconds from the first byte of a request head to its end (proxy/limits.py)
     request_head_timeout: float = 30.0
+    # seconds to connect to a proxy a PAC file names before its next entry is tried (egress.py)
+    upstream_proxy_connect_timeout: float = 5.0
     allow_insecure_host: list[str] = field(default_factory=list)
     system_certs: bool = False
     ca_bundle: str | None = None
@@ -135,6 +137,7 @@ class Layer:
     keyring_provider: str | None = None
     keyring_timeout: float | None = None
     request_head_timeout: float | None = None
+    upstream_proxy_connect_timeout: float | None = None
     allow_insecure_host: list[str] = field(default_factory=list)
     system_certs: bool | None = None
     ca_bundle: str | None = None
