@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from ..credentials.model import redact_url, split_userinfo, strip_simple
+from ..credentials.model import MASK, looks_like_token, redact_url, split_userinfo, strip_simple
 from ..credentials.store import (
     Store,
     StoreEntry,
@@ -119,8 +119,10 @@ def _stdin_is_tty() -> bool:
 
 
 def _display(service: str, username: str | None) -> str:
+    """`alice@service` as uv prints it; a token-shaped username (GitHub's `TOKEN:x-oauth-basic`)
+    is the secret and shows as `****@`."""
     if username and username != TOKEN_USERNAME:
-        return f"{username}@{service}"
+        return f"{MASK if looks_like_token(username) else username}@{service}"
     return service
 
 

@@ -54,3 +54,21 @@ def test_a_token_username_is_masked_in_the_log_remember_and_explain(tmp_path, tl
     for label, text in (("proxy log", log), ("explain", explained.stdout + explained.stderr)):
         assert TOKEN not in text and TOKEN[:12] not in text, f"{label} shows the token username:\n{text}"
         assert base64.b64encode(f"{TOKEN}:{PASSWORD}".encode()).decode() not in text
+
+
+def test_auth_login_and_logout_do_not_echo_a_token_username(tmp_path):
+    """`credproxy auth login URL --username TOKEN --password x-oauth-basic` (GitHub's form for git
+    over HTTPS) says what it stored without the token; so does logout."""
+    from tests.helpers.proxy import proxy_env
+    env = proxy_env(tmp_path)
+    url = "https://git.example.test/org/repo.git"
+    login = subprocess.run(credproxy_cmd("auth", "login", url, "--username", TOKEN, "--password", "-"),
+                           env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert login.returncode == 0, login.stderr
+    assert "Stored credentials for ****@" in login.stderr, login.stderr
+    logout = subprocess.run(credproxy_cmd("auth", "logout", url, "--username", TOKEN),
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert logout.returncode == 0, logout.stderr
+    assert "Removed credentials for ****@" in logout.stderr, logout.stderr
+    for text in (login.stdout + login.stderr, logout.stdout + logout.stderr):
+        assert TOKEN not in text and TOKEN[:12] not in text, text
