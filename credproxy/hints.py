@@ -17,7 +17,7 @@ import threading
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from .credentials.model import Realm, redact_text, redact_url, without_userinfo
+from .credentials.model import MASK, Realm, display_username, redact_text, redact_url, without_userinfo
 
 TOKEN_USERNAME = "__token__"
 
@@ -54,7 +54,7 @@ def shown_username(decision) -> str | None:
     username = getattr(creds, "username", None)
     if not username or username == TOKEN_USERNAME or not getattr(creds, "password", None):
         return None
-    return username
+    return None if display_username(username, creds.password) == MASK else username
 
 
 def replace_command(decision, url: str) -> str:

@@ -12,7 +12,8 @@ Rules follow uv (uv-auth-reference.md §14-§15) with these deliberate differenc
   pattern; the most specific wins (host:port > host > longest `*.suffix` > global).
 - the roots never collapse to credproxy's own exported bundle: if the proxy's own
   `SSL_CERT_FILE` is that bundle (someone ran `eval "$(credproxy env)"` before `serve`), it is
-  ignored and the default roots apply.
+  ignored: the value `credproxy env` replaced (CREDPROXY_PREVIOUS_SSL_CERT_FILE) applies when
+  there was one, else the default roots.
 """
 
 from __future__ import annotations
@@ -332,9 +333,17 @@ def decide_roots(settings) -> Roots:
     else:
         cert_file = _setting(settings, "ssl_cert_file", "SSL_CERT_FILE")
         if cert_file and any(_same_file(cert_file, own) for own in _own_exports(env)):
-            warnings.append(f"SSL_CERT_FILE={cert_file} is credproxy's own exported bundle; "
-                            "ignored for upstream trust (the default roots apply)")
-            cert_file = None
+            # `eval "$(credproxy env)"` ran in this shell: the user's own value is remembered
+            previous = env.get("CREDPROXY_PREVIOUS_SSL_CERT_FILE") or None
+            if previous and not any(_same_file(previous, own) for own in _own_exports(env)):
+                warnings.append(f"SSL_CERT_FILE={cert_file} is credproxy's own exported bundle; upstream "
+                                f"trust uses CREDPROXY_PREVIOUS_SSL_CERT_FILE={previous} (the value "
+                                "`credproxy env` replaced)")
+                cert_file = previous
+            else:
+                warnings.append(f"SSL_CERT_FILE={cert_file} is credproxy's own exported bundle; "
+                                "ignored for upstream trust (the default roots apply)")
+                cert_file = None
         if cert_file:
             sources.append(("SSL_CERT_FILE", cert_file))
         cert_dir = _setting(settings, "ssl_cert_dir", "SSL_CERT_DIR")

@@ -21,6 +21,32 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # --- credentials -------------------------------------------------------------------------
 
+# Usernames that are tokens: GitHub (`TOKEN:x-oauth-basic`), GitLab, npm, PyPI, Hugging Face, AWS
+# access keys, JFrog API keys and reference tokens, JWTs. Such a username is the secret.
+_TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gloas-", "gldt-", "glrt-",
+                   "npm_", "pypi-", "hf_", "AKIA", "ASIA", "AKCp", "cmVmdGtu", "eyJ", "xox")
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_\-+/=.~]{32,}")
+
+
+def looks_like_token(value: str) -> bool:
+    """A username a message must not show: a known token prefix, or 32+ characters of a token's
+    alphabet with letters and digits (what no person picks as a login name)."""
+    if value.startswith(_TOKEN_PREFIXES):
+        return True
+    return bool(_TOKEN_SHAPE.fullmatch(value)) and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+
+
+def display_username(username: str | None, password: str | None) -> str | None:
+    """The username as a message may show it: `****` when it may be the secret (no password,
+    as uv masks `TOKEN@host`; or token-shaped, as GitHub's `TOKEN:x-oauth-basic`), None when
+    there is none."""
+    if not username:
+        return None
+    if password is None or looks_like_token(username):
+        return MASK
+    return username
+
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -69,12 +95,13 @@ class Credentials:
         return Credentials.basic(self.username, password)
 
     def redacted(self) -> str:
-        """A display form: `alice:****`, `Bearer ****`, `alice` (username only)."""
+        """A display form: `alice:****`, `Bearer ****`, `****` (username only: it may be a token,
+        as uv masks it), `****:****` (a token-shaped username, see display_username)."""
         if self.scheme == "bearer":
             return f"Bearer {MASK}"
         if self.password is None:
-            return self.username or "(no username)"
-        return f"{self.username or ''}:{MASK}"
+            return display_username(self.username, None) or "(no username)"
+        return f"{display_username(self.username, self.password) or ''}:{MASK}"
 
     def __str__(self) -> str:
         return self.redacted()

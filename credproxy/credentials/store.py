@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-from .model import MASK, Credentials, Realm, path_under, url_path
+from .model import MASK, Credentials, Realm, looks_like_token, path_under, url_path
 
 FILE_NAME = "credentials.toml"
 LOCK_SUFFIX = ".lock"
@@ -200,10 +200,12 @@ class StoreEntry:
 
     @property
     def display(self) -> str:
-        """`alice@https://h/` as uv prints it (no `user@` for `__token__` or bearer)."""
+        """`alice@https://h/` as uv prints it (no `user@` for `__token__` or bearer); a
+        token-shaped username (GitHub's `TOKEN:x-oauth-basic`) shows as `****@`."""
         service = _display_service(self.service)
         if self.username and self.username != "__token__":
-            return f"{self.username}@{service}"
+            shown = MASK if looks_like_token(self.username) else self.username
+            return f"{shown}@{service}"
         return service
 
     def __repr__(self) -> str:

@@ -35,14 +35,18 @@ PREVIOUS_PREFIX = "CREDPROXY_PREVIOUS_"
 ACTIVE = "CREDPROXY_ENV_ACTIVE"
 
 
+def url_host(host: str) -> str:
+    """The host as it goes into a URL: an IPv6 address in brackets."""
+    host = host.strip("[]")
+    return f"[{host}]" if ":" in host else host
+
+
 def proxy_url(host: str, port: int, credential=None) -> str:
     """The proxy URL clients are given (`env` prints it, `run` sets it): the one place that
     builds it. `credential` (a token.ProxyCredential) goes in as userinfo,
     `http://USER:TOKEN@HOST:PORT`, the form every client (pip, uv, curl, git, npm) turns into a
     Proxy-Authorization header."""
     from urllib.parse import quote
-
-    from .master import url_host
 
     address = f"{url_host(host)}:{port}"
     if credential is None:

@@ -31,6 +31,7 @@ from ..addons.status import StatusFile
 from ..certs.ca import ensure_ca
 from ..logsafe import SafeFormatter
 from . import limits, name_override, token
+from .envvars import url_host  # here since `credproxy env` needs it without mitmproxy
 
 logger = logging.getLogger("credproxy.proxy")
 
@@ -63,11 +64,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def url_host(host: str) -> str:
-    host = host.strip("[]")
-    return f"[{host}]" if ":" in host else host
 
 
 def _ipv6_available() -> bool:

@@ -86,8 +86,15 @@ class GitWorld:
         assert self.server.head("team/repo.git") == pushed
         return pushed
 
-    def finish(self) -> str:
-        self.cli("explain", f"{self.origin}/team/repo.git/info/refs?service=git-upload-pack")
+    def finish(self, shell: recipes.RecipeShell | None = None) -> str:
+        """Explain (in the page's terminal when the page ran), stop the proxy, scan for the password."""
+        url = f"{self.origin}/team/repo.git/info/refs?service=git-upload-pack"
+        if shell is not None:
+            explained = shell.run(f"credproxy explain '{url}'")
+            self.outputs.append(("credproxy explain", explained.stdout + explained.stderr))
+            assert explained.returncode == 0, explained.stderr
+        else:
+            self.cli("explain", url)
         self.proxy.stop()
         stderr = self.proxy.stderr()
         texts = [*self.outputs, ("proxy stderr (-v request log)", stderr),
@@ -114,14 +121,35 @@ def git_world(tmp_path, tls_certs):
     world.stop()
 
 
-def test_git_clone_and_push_with_the_password_from_the_store(git_world):
+GIT_LOGIN = f"credproxy auth login {ORIGIN}/ --username {USER} --password -"
+GIT_PUSH = "git -C repo push origin main"
+
+
+def test_git_clone_and_push_with_the_password_from_the_store(git_world, tls_certs, tmp_path):
+    """docs/recipes/git.md's block, every line as written, in one terminal: the password pasted
+    on stdin to `auth login`, `credproxy serve &`, `eval "$(credproxy env)"`, `git clone`, and
+    `git -C repo push origin main` after the test commits a file in the clone."""
     w = git_world
-    (login,) = recipes.commands("git.md", "credproxy auth login", ORIGIN, w.origin)
-    w.cli(*login[1:], stdin=PASSWORD + "\n")
-    w.start()
-    w.clone_commit_push("work", {"new.txt": b"pushed through credproxy\n"})
-    assert 401 not in w.server.statuses()  # authenticated up front: git never saw a challenge
-    stderr = w.finish()
+    sh = recipes.RecipeShell(tmp_path, recipes.machine_env(tmp_path, tls_certs), tmp_path / "work",
+                             substitutions={ORIGIN: w.origin}, serve_args=("-v", "--save-flows", str(w.flows)))
+
+    def commit() -> None:  # the test's own step: something to push
+        (sh.cwd / "repo" / "new.txt").write_text("pushed through credproxy\n")
+        r = sh.run("git -C repo add -A && git -C repo -c user.name=Test -c user.email=test@example.invalid "
+                   "commit -q -m 'from the recipe'")
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    try:
+        ran = sh.run_page("git.md", stdin={GIT_LOGIN: PASSWORD + "\n"}, before={GIT_PUSH: commit})
+        w.proxy = sh.proxy
+        w.outputs += [(r.command, r.output) for r in ran]
+        assert (sh.cwd / "repo" / "README").read_text() == "hello\n"
+        pushed = sh.run("git -C repo rev-parse HEAD").stdout.strip()
+        assert pushed and w.server.head("team/repo.git") == pushed
+        assert 401 not in w.server.statuses()  # authenticated up front: git never saw a challenge
+        stderr = w.finish(shell=sh)
+    finally:
+        sh.stop()
     assert "source=store" in stderr and "git-receive-pack" in stderr
 
 

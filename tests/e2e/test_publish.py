@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 from mitmproxy import io as mio
 
+from tests.helpers import recipes
 from tests.helpers.clients import UV, run
 from tests.helpers.proxy import credproxy_cmd
 from tests.helpers.wheels import make_wheel
@@ -202,3 +204,77 @@ def test_large_upload_streams_with_flat_memory(tmp_path, index_factory, credprox
     print(f"peak RSS before {before} kB, grew by {grown_kb} kB for a {wheel.stat().st_size >> 20} MiB upload")
     assert grown_kb < 12 * 1024, f"the proxy's peak RSS grew by {grown_kb} kB during a 100 MiB upload"
 
+
+
+CORP = "https://pkgs.corp.example"
+UPLOAD = f"{CORP}/upload/"
+
+
+def test_the_publishing_page_as_written(tmp_path, tls_certs, index_factory):
+    """docs/recipes/publishing.md, every ```sh line as written, in one terminal with the page's
+    toml block as the config. Stand-ins: pypiserver with uploads on, which takes them at its
+    root, so the page's publish URL `https://pkgs.corp.example/upload/` becomes
+    `https://other.test:PORT/` and the index `https://pkgs.corp.example/...` becomes
+    `https://pkgs.test:PORT/...` (one server, two names: the upload host is intercepted only
+    because of `publish-url`). The test's own steps: a fresh wheel in dist/ before each upload
+    (the page shows alternatives; a registry refuses the same file twice), the index's
+    credential in the proxy's environment only (UV_INDEX_CORP_*, the page's source 2), and for
+    the second block a restart of the proxy on its port with UV_PUBLISH_TOKEN, against a
+    server whose user is `__token__`."""
+    first = index_factory(username=USER, password=SECRET, wheels=[])
+    second = index_factory(username="__token__", password=TOKEN, wheels=[])
+    flows = tmp_path / "flows.mitm"
+    env = recipes.machine_env(tmp_path, tls_certs)
+    sh = recipes.RecipeShell(tmp_path, env, tmp_path / "project", substitutions={},
+                             serve_args=("-v", "--save-flows", str(flows)))
+    (toml,) = recipes.blocks("publishing.md", "toml")
+
+    def point_at(index) -> None:
+        sh.substitutions = {UPLOAD: f"https://other.test:{index.port}/", CORP: f"https://pkgs.test:{index.port}"}
+        recipes.config_file(env).write_text(sh.substitute(toml))
+
+    point_at(first)
+    sh.serve_env = {"UV_INDEX_CORP_USERNAME": USER, "UV_INDEX_CORP_PASSWORD": SECRET}
+    uploaded: list[tuple[object, str]] = []
+
+    def fresh_dist(index, name: str):
+        def make() -> None:
+            shutil.rmtree(sh.cwd / "dist", ignore_errors=True)
+            make_wheel(sh.cwd / "dist", name, "1.0")
+            uploaded.append((index, name))
+        return make
+
+    def restart_with_the_publish_token() -> None:
+        port = sh.proxy.port
+        sh.proxy.stop()
+        point_at(second)
+        sh.serve_env = {"UV_PUBLISH_TOKEN": TOKEN}
+        sh.serve(port=port)  # the same port: the terminal's HTTPS_PROXY stays right
+
+    lines = [line.text for line in recipes.sh_lines("publishing.md")]
+    uploads = [line for line in lines if line.startswith(("uv publish", "twine upload"))]
+    assert len(uploads) == 4
+    names = ["uv-alice", "twine-alice", "uv-token", "twine-token"]
+    before = {line: fresh_dist(first if "alice" in line else second, name) for line, name in zip(uploads, names)}
+    first_token_line = uploads[2]
+    make_token_dist = before[first_token_line]
+    before[first_token_line] = lambda: (restart_with_the_publish_token(), make_token_dist())
+    try:
+        ran = sh.run_page("publishing.md", before=before)
+        for index, name in uploaded:
+            assert (index.packages_dir / f"{name.replace('-', '_')}-1.0-py3-none-any.whl").exists(), name
+        for index in (first, second):
+            posts = [(r.status, r.auth) for r in index.requests() if r.method == "POST"]
+            assert posts == [(200, True), (200, True)], index.requests()  # authenticated up front
+        sh.stop()
+        log_alice, log_token = sh.proxies[0].stderr(), sh.proxies[1].stderr()
+    finally:
+        sh.stop()
+    assert log_alice.count(f"POST https://other.test:{first.port}/ 200 source=env:UV_INDEX_CORP auth=preemptive") == 2
+    assert log_token.count(f"POST https://other.test:{second.port}/ 200 source=env:UV_PUBLISH_TOKEN "
+                           "auth=preemptive") == 2
+    texts = [(r.command, r.output) for r in ran] + [("proxy log", log_alice + log_token)]
+    for label, text in texts:
+        _scan(label, text, SECRET, USER)
+        _scan(label, text, TOKEN, "__token__")
+    _scan_flows(flows, TOKEN, "__token__")

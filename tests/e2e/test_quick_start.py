@@ -37,6 +37,7 @@ import pytest
 from credproxy.credentials.model import secret_forms
 from tests.helpers.clients import REAL_PYTHON, UV, home_env, installed
 from tests.helpers.servers import die_with_parent, free_port, stop_pid
+from tests.helpers.shell import Shell
 from tests.helpers.wheelhouse import wheelhouse
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,6 @@ DOC = REPO / "docs" / "quick-start.md"
 PLACEHOLDER_INDEX = "https://pkgs.example.com"
 PLACEHOLDER_PROXY = "127.0.0.1:8899"
 PASSWORD = "qs-Pa55word-7h"
-TIMEOUT = 300
 
 
 @dataclass
@@ -82,36 +82,6 @@ def test_the_doc_walks_the_whole_way():
     assert any(c.startswith("uv pip install") for c in commands)
     assert commands.index("credproxy serve") < commands.index('eval "$(credproxy env)"') < commands.index(
         f"pip install --index-url {PLACEHOLDER_INDEX}/simple/ private-pkg")
-
-
-class Shell:
-    """One terminal: exported variables and the directory carry over between commands."""
-
-    def __init__(self, tmp: Path, env: dict[str, str], cwd: Path):
-        self.state = tmp / "shell-state.sh"
-        self.cwd_file = tmp / "shell-cwd"
-        self.cwd_file.write_text(str(cwd))
-        self.base = env
-
-    def run(self, command: str) -> subprocess.CompletedProcess:
-        script = (f'[ -f {shlex.quote(str(self.state))} ] && . {shlex.quote(str(self.state))}\n'
-                  f'cd "$(cat {shlex.quote(str(self.cwd_file))})" || exit 99\n'
-                  f'{command}\n'
-                  f'__rc=$?\n'
-                  f'export -p > {shlex.quote(str(self.state))}\n'
-                  f'pwd > {shlex.quote(str(self.cwd_file))}\n'
-                  f'exit $__rc\n')
-        return subprocess.run(["bash", "--noprofile", "--norc", "-c", script], env=self.base,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
-
-    def env(self) -> dict[str, str]:
-        r = self.run("env -0")
-        assert r.returncode == 0, r.stderr
-        return dict(item.split("=", 1) for item in r.stdout.split("\0") if "=" in item)
-
-    @property
-    def cwd(self) -> Path:
-        return Path(self.cwd_file.read_text().strip())
 
 
 def _acquire_controlling_tty() -> None:

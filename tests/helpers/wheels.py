@@ -5,7 +5,8 @@
 
 The wheel holds one module, `<import name>/__init__.py` defining `__version__`, plus
 METADATA, WHEEL and a RECORD with sha256 hashes, so pip and uv install it and check it.
-`payload_bytes` adds a data file of that size (incompressible) for large-download tests.
+`payload_bytes` adds a data file of that size (incompressible) for large-download tests;
+`extra_files` (archive path -> bytes) and `entry_points` (entry_points.txt) make a plugin.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def make_wheel(
     requires: list[str] | tuple[str, ...] = (),
     *,
     payload_bytes: int = 0,
+    extra_files: dict[str, bytes] | None = None,
+    entry_points: str | None = None,
 ) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -60,6 +63,9 @@ def make_wheel(
     if payload_bytes:
         # Random data so the zip cannot compress it: the download really is that big.
         files[f"{dist}/payload.bin"] = os.urandom(payload_bytes)
+    files.update(extra_files or {})  # may replace the module's __init__.py
+    if entry_points:
+        files[f"{dist_info}/entry_points.txt"] = entry_points.encode()
     files[f"{dist_info}/METADATA"] = ("\n".join(metadata) + "\n").encode()
     files[f"{dist_info}/WHEEL"] = (
         "Wheel-Version: 1.0\nGenerator: credproxy-tests\nRoot-Is-Purelib: true\n"

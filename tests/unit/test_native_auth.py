@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from credproxy.cli_auth import native_target
+from credproxy.cli.auth import native_target
 from credproxy.config import Settings, load_settings, native_auth_enabled
 from credproxy.credentials.resolver import default_sources
 

@@ -4,6 +4,7 @@ PEM validation, failure classification and describe()."""
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 import pytest
 import trustme
@@ -301,6 +302,23 @@ def test_own_exported_bundle_is_ignored(tmp_path):
     roots = tlsrules.decide_roots(s)
     assert roots.kind == "certifi"
     assert any("credproxy's own exported bundle" in w for w in roots.warnings)
+
+
+def test_own_exported_bundle_gives_way_to_the_value_credproxy_env_replaced(tmp_path):
+    """`credproxy serve` restarted in a shell that ran `eval "$(credproxy env)"`: the user's own
+    SSL_CERT_FILE (a corporate CA), remembered by `env`, still decides upstream trust."""
+    s = settings(tmp_path)
+    bundle = paths.bundle_path(s.env)
+    bundle.parent.mkdir(parents=True)
+    trustme.CA().cert_pem.write_to_path(str(bundle))
+    corporate = tmp_path / "corp-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(corporate))
+    s.env.update({"SSL_CERT_FILE": str(bundle), "CREDPROXY_PREVIOUS_SSL_CERT_FILE": str(corporate)})
+    roots = tlsrules.decide_roots(s)
+    assert roots.kind == "custom" and [Path(f) for f in roots.files] == [corporate]
+    assert any("CREDPROXY_PREVIOUS_SSL_CERT_FILE" in w for w in roots.warnings)
+    s.env["CREDPROXY_PREVIOUS_SSL_CERT_FILE"] = str(bundle)  # never the bundle itself
+    assert tlsrules.decide_roots(s).kind == "certifi"
 
 
 def test_system_certs_use_the_os_store(tmp_path):

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from .credentials.model import redact_url, split_userinfo, strip_simple
-from .credentials.store import (
+from ..credentials.model import MASK, looks_like_token, redact_url, split_userinfo, strip_simple
+from ..credentials.store import (
     Store,
     StoreEntry,
     StoreError,
@@ -119,8 +119,10 @@ def _stdin_is_tty() -> bool:
 
 
 def _display(service: str, username: str | None) -> str:
+    """`alice@service` as uv prints it; a token-shaped username (GitHub's `TOKEN:x-oauth-basic`)
+    is the secret and shows as `****@`."""
     if username and username != TOKEN_USERNAME:
-        return f"{username}@{service}"
+        return f"{MASK if looks_like_token(username) else username}@{service}"
     return service
 
 
@@ -131,7 +133,7 @@ def _store() -> Store:
 def _native_on() -> bool:
     """uv's native store replaces the file for `auth` commands, as in uv: with
     UV_PREVIEW_FEATURES=native-auth (or UV_PREVIEW), or CREDPROXY_KEYRING_PROVIDER=native."""
-    from .config import native_auth_enabled
+    from ..config import native_auth_enabled
 
     return native_auth_enabled(os.environ) or os.environ.get("CREDPROXY_KEYRING_PROVIDER") == "native"
 
@@ -139,7 +141,7 @@ def _native_on() -> bool:
 def native_target(service: str) -> str:
     """uv's native-store service for `auth login SERVICE`: the host (`uv:host[:port]`) for
     https, `uv:scheme://host[:port]` otherwise; the path is dropped (uv §10)."""
-    from .credentials.model import Realm
+    from ..credentials.model import Realm
 
     realm = Realm.of(service)
     return "uv:" + (realm.netloc if realm.scheme == "https" else str(realm))
@@ -148,7 +150,7 @@ def native_target(service: str) -> str:
 def _keyring():
     """uv's native store (credentials/sources/native.py `native_keyring`): on Linux the Secret
     Service, written with uv's attributes. No Secret Service: a CliError naming the fix."""
-    from .credentials.sources.native import NoSecretService, native_keyring
+    from ..credentials.sources.native import NoSecretService, native_keyring
 
     try:
         return native_keyring()
@@ -160,7 +162,7 @@ def _keyring():
 
 
 def _keyring_fix(e: Exception) -> str:
-    from .credentials.sources.native import keyring_fix
+    from ..credentials.sources.native import keyring_fix
 
     return keyring_fix(e)
 
@@ -211,12 +213,6 @@ def _others_hint(entries: list[StoreEntry], service: str, exact: bool) -> str:
 
 
 # --- commands ----------------------------------------------------------------------------------
-
-
-def register(auth: click.Group) -> None:
-    """Add the commands to the `auth` group of cli.py."""
-    for command in (login, logout, token, dir_command):
-        auth.add_command(command)
 
 
 @click.command(cls=OneLineErrors)
@@ -383,3 +379,12 @@ def dir_command(service: str | None) -> None:
     if service is not None:
         parse_service(service)  # validated as uv validates it; the store is one file for all
     click.echo(str(default_store_path(os.environ).parent))
+
+
+@click.group()
+def auth() -> None:
+    """Manage stored credentials (uv-compatible credentials.toml)."""
+
+
+for _command in (login, logout, token, dir_command):
+    auth.add_command(_command)

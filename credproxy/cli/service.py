@@ -1,4 +1,4 @@
-"""`credproxy service install|uninstall|status` and `credproxy status`.
+"""`credproxy service install|uninstall|status` (`credproxy status` is status.py).
 
 The files and their contents come from credproxy/service.py (pure functions) and
 credproxy/status.py (the owner-only state file the proxy writes); this module runs the
@@ -6,22 +6,16 @@ service manager's commands and prints."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import click
 
-from . import service as svc
+from .. import service as svc
+from .common import _fail
 
 TIMEOUT = 30.0
-
-
-def _fail(message: str) -> "NoReturn":  # noqa: F821
-    click.echo(f"credproxy: error: {message}", err=True)
-    sys.exit(2)
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
@@ -42,7 +36,7 @@ def _systemd_reachable() -> bool:
 
 def _check_serve_args(args: tuple[str, ...]) -> None:
     """Reject serve options that do not parse, and a secret on the command line."""
-    from .cli import serve
+    from .serve import serve
 
     if any(a == "--proxyauth" or a.startswith("--proxyauth=") for a in args):
         _fail("--proxyauth is a secret and would be written into the service file; use "
@@ -142,7 +136,7 @@ def uninstall() -> None:
 @service.command("status")
 def service_status() -> None:
     """Is the service installed, is it running, where is its log."""
-    from . import status as status_file
+    from .. import status as status_file
 
     env = os.environ
     kind = svc.platform_kind()
@@ -177,31 +171,3 @@ def service_status() -> None:
     if proxies:
         click.echo("proxies running as this user: " + ", ".join(f"pid {p.pid} on {p.listen}" for p in proxies)
                    + " (details: `credproxy status`)")
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
-def status(as_json: bool) -> None:
-    """Show the running proxies: address, uptime, upstream proxy, and per realm the
-    credential source, since when it is cached, requests and 401s (nothing secret).
-
-    Read from the owner-only state file each proxy keeps in credproxy's data directory.
-    Exit 1 when no proxy is running."""
-    from . import status as status_file
-
-    proxies, problems = status_file.read_all(os.environ)
-    for problem in problems:
-        click.echo(f"credproxy: warning: {problem}", err=True)
-    if as_json:
-        click.echo(json.dumps([json.loads(p.to_json()) for p in proxies], indent=1))
-    elif not proxies:
-        click.echo(f"no credproxy is running as this user (no live state in {status_file.status_dir()}); "
-                   "start one with `credproxy serve` or `credproxy service install`")
-    else:
-        click.echo("\n".join(status_file.render(p) for p in proxies), nl=False)
-    sys.exit(0 if proxies else 1)
-
-
-def register(main: click.Group) -> None:
-    main.add_command(service)
-    main.add_command(status)

@@ -8,19 +8,7 @@ import sys
 
 import click
 
-
-def _fail(message: str) -> "NoReturn":  # noqa: F821
-    click.echo(f"credproxy: error: {message}", err=True)
-    sys.exit(2)
-
-
-def _settings(config_file: str | None, project: str | None = None):
-    from .config import ConfigError, load_settings
-
-    try:
-        return load_settings(config_file=config_file, overrides={"project": project})
-    except ConfigError as e:
-        _fail(str(e))
+from .common import _announce, _fail, _settings
 
 
 @click.command()
@@ -35,16 +23,13 @@ def explain(url: str, username: str | None, config_file: str | None, project: st
     Nothing is sent to URL."""
     import os
 
-    from .credentials.model import redact_text
-    from .credentials.resolver import Resolver
-    from .hints import netrc_mode_warning, no_proxy_line
+    from ..credentials.model import redact_text
+    from ..credentials.resolver import Resolver
+    from ..hints import netrc_mode_warning, no_proxy_line
 
     logging.basicConfig(level=logging.WARNING, format="credproxy: warning: %(message)s", stream=sys.stderr)
-    settings = _settings(config_file, project)
-    for line in getattr(settings, "project_report", []) or []:
-        click.echo(f"credproxy: {line}", err=True)
-    for warning in getattr(settings, "warnings", []) or []:
-        click.echo(f"credproxy: warning: {warning}", err=True)
+    settings = _settings(config_file, project=project)
+    _announce(settings)
     if (loose := netrc_mode_warning(getattr(settings, "env", None) or {})) is not None:
         click.echo(f"credproxy: warning: {loose}", err=True)
     resolver = Resolver(settings)
@@ -77,9 +62,9 @@ def _interception_line(settings, resolver, url: str) -> str:
     host passed through gets nothing from any source above, not even on a challenge."""
     from urllib.parse import urlsplit
 
-    from .config import ConfigError
-    from .interception import InterceptionPolicy
-    from .tlsrules import build_plan
+    from ..config import ConfigError
+    from ..interception import InterceptionPolicy
+    from ..tlsrules import build_plan
 
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
@@ -111,7 +96,7 @@ def _tls_lines(settings, url: str, explanation_ends_with_newline: bool) -> str:
     proxy would apply them (credproxy.tlsrules)."""
     from urllib.parse import urlsplit
 
-    from .tlsrules import describe, format_description
+    from ..tlsrules import describe, format_description
 
     try:
         parts = urlsplit(url)
@@ -129,7 +114,7 @@ def _egress_lines(settings, resolver, url: str) -> tuple[str, list]:
     found (for the final redaction)."""
     from urllib.parse import urlsplit
 
-    from .egress import ProxyURLError, build_egress
+    from ..egress import ProxyURLError, build_egress
 
     found = []
     try:
@@ -140,7 +125,7 @@ def _egress_lines(settings, resolver, url: str) -> tuple[str, list]:
     scheme = "http" if parts.scheme == "http" else "https"
     port = parts.port or (80 if scheme == "http" else 443)
     if egress.pac is not None:  # the PAC proxies a running proxy could not connect to
-        from .status import bad_proxy_marks
+        from ..status import bad_proxy_marks
 
         egress.apply_marks(bad_proxy_marks(getattr(settings, "env", None)))
     route = egress.route(scheme, parts.hostname or "", port)
@@ -169,6 +154,3 @@ def _egress_lines(settings, resolver, url: str) -> tuple[str, list]:
         lines.append(f"{'note:':<17}{note}")
     return "\n".join(lines) + "\n", found
 
-
-def register(main: click.Group) -> None:
-    main.add_command(explain)
