@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from .tls_servers import TlsServer, client_pem
+from tests.helpers.servers import TlsServer, client_pem, die_with_parent, read_line, stop_pid
 
 HARNESS = Path(__file__).with_name("tls_harness.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,22 +41,13 @@ class Proxy:
         self.stderr_path = tmp / f"proxy-{id(self)}.log"
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([sys.executable, str(HARNESS), str(cfg_file)], stdout=subprocess.PIPE,
-                                     stderr=self._stderr, env=run_env, cwd=str(tmp))
-        line = self._readline(timeout=30)
+                                     stderr=self._stderr, env=run_env, cwd=str(tmp), preexec_fn=die_with_parent)
+        line = read_line(self.proc.stdout, timeout=30)
         m = re.match(r"listening on (\d+)", line or "")
         if not m:
             self.stop()
             raise RuntimeError(f"harness did not start: {line!r}\n{self.log()}")
         self.port = int(m.group(1))
-
-    def _readline(self, timeout: float) -> str:
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            return ""
-        return self.proc.stdout.readline().decode()
 
     def log(self) -> str:
         if not self._stderr.closed:
@@ -65,13 +55,8 @@ class Proxy:
         return self.stderr_path.read_text(errors="replace")
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_pid(self.proc, grace=10)
+        self.proc.stdout.close()
         self._stderr.close()
 
     def curl(self, url: str, *flags: str) -> tuple[int, str]:

@@ -7,6 +7,7 @@ clean_env, credproxy_factory, proxied_env. Everything started here is stopped he
 
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,25 @@ from tests.helpers.wheels import make_wheel
 INDEX_USERNAME = "alice"
 # Characters that need URL-encoding, so tests see encoding bugs and can scan encoded forms.
 INDEX_PASSWORD = "s3cret-Pa55:w@rd/%"
+
+
+@contextmanager
+def stopping(start):
+    """A factory fixture's body: `start(n, ...)` (n counts the calls) wrapped so that everything
+    it returned is stopped when the block ends, each even if stopping another fails."""
+    started = []
+
+    def factory(*args, **kwargs):
+        thing = start(len(started), *args, **kwargs)
+        started.append(thing)
+        return thing
+
+    try:
+        yield factory
+    finally:
+        with ExitStack() as stack:
+            for thing in started:
+                stack.callback(thing.stop)
 
 
 def pytest_collection_modifyitems(items):
@@ -65,36 +85,24 @@ def private_index(private_index_server) -> PrivateIndex:
 def index_factory(tmp_path, tls_certs, index_wheels):
     """start(username=..., password=..., wheels=[...]) -> another PrivateIndex (own port,
     own credentials; default wheels: private-pkg + private-dep), stopped after the test."""
-    started: list[PrivateIndex] = []
 
-    def start(*, username: str = "bob", password: str = "other-s3cret",
+    def start(n: int, *, username: str = "bob", password: str = "other-s3cret",
               wheels: list[Path] | None = None) -> PrivateIndex:
-        index = PrivateIndex.start(
-            tmp_path / f"index{len(started)}", tls_certs, username=username, password=password,
+        return PrivateIndex.start(
+            tmp_path / f"index{n}", tls_certs, username=username, password=password,
             wheels=list(index_wheels.values()) if wheels is None else wheels,
         )
-        started.append(index)
-        return index
 
-    yield start
-    for index in started:
-        index.stop()
+    with stopping(start) as factory:
+        yield factory
 
 
 @pytest.fixture
 def echo_factory(tls_certs):
     """start(**kwargs) -> EchoServer (see EchoServer: client_ca, credentials,
     wrong_credentials_status, untrusted, host); all stopped after the test."""
-    started: list[EchoServer] = []
-
-    def start(**kwargs) -> EchoServer:
-        server = EchoServer.start(tls_certs, **kwargs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    with stopping(lambda n, **kwargs: EchoServer.start(tls_certs, **kwargs)) as factory:
+        yield factory
 
 
 @pytest.fixture
@@ -120,20 +128,15 @@ def credproxy_factory(tmp_path, tls_certs):
     """start(*serve_args, env=None, extra_env=None, **kwargs) -> Proxy. Default env:
     proxy_env(tmp_path, upstream_ca=certifi + test CA, extra=extra_env), test names resolved
     to 127.0.0.1. Stopped after the test."""
-    started: list[Proxy] = []
 
-    def start(*args: str, env: dict[str, str] | None = None,
+    def start(n: int, *args: str, env: dict[str, str] | None = None,
               extra_env: dict[str, str | None] | None = None, **kwargs) -> Proxy:
         if env is None:
             env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem, extra=extra_env)
-        proxy = start_credproxy(tmp_path, *args, env=env, name=f"credproxy{len(started)}",
-                                **kwargs)
-        started.append(proxy)
-        return proxy
+        return start_credproxy(tmp_path, *args, env=env, name=f"credproxy{n}", **kwargs)
 
-    yield start
-    for proxy in started:
-        proxy.stop()
+    with stopping(start) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.keyring_script import read_calls, read_pids, write_keyring_script
+from tests.helpers.upstream import wait_for
 
-from .observe_setup import SECRET, USER, World, leaks, wait_for
+from .observe_setup import SECRET, USER, World, leaks
 
 pytestmark = pytest.mark.e2e
 

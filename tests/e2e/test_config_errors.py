@@ -4,7 +4,6 @@ check with its fix and still runs its other checks (instead of exiting with the 
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.proxy import hermetic_env
+from tests.helpers.servers import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -21,12 +21,6 @@ BROKEN = '''keyring-provder = "subprocess"
 url = "https://u:Hidden-S3cret@pkgs.example/simple/"
 authentication = "always"
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def credproxy(tmp_path: Path, *args: str, config: str) -> subprocess.CompletedProcess:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shlex
-import socket
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+
+from tests.helpers.servers import free_port
 
 from .observe_setup import SECRET, USER, World, leaks
 
@@ -18,12 +19,6 @@ INDEX = """
 name = "private"
 url = "https://pkgs.test:{port}/private/simple/"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def exported(env_output: str) -> dict[str, str]:

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from .observe_setup import SECRET, USER, World, wait_for
-from .proxy_client import get
+from tests.helpers.proxy_client import get
+from tests.helpers.upstream import wait_for
+
+from .observe_setup import SECRET, USER, World
 
 pytestmark = pytest.mark.e2e
 

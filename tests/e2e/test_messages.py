@@ -15,7 +15,7 @@ import pytest
 
 from credproxy.credentials.model import secret_forms
 from tests.helpers.clients import client_env, curl, installed, pip_install
-from tests.e2e.observe_setup import wait_for
+from tests.helpers.upstream import wait_for
 from tests.helpers.proxy import CREDPROXY, proxy_env
 
 pytestmark = pytest.mark.e2e

@@ -17,8 +17,9 @@ import json
 import pytest
 from mitmproxy import io as mio
 
+from tests.helpers.proxy_client import get
+
 from .observe_setup import SECRET, USER, World, leaks
-from .proxy_client import get
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,6 +15,7 @@ from tests.e2e.test_proxy_clients import client_bundle, proxy_environment, write
 from tests.e2e.test_upstream_proxy import PROXY_PASSWORD, RESOLVE, cli, install, proxy_secret_forms
 from tests.helpers.clients import client_env, curl, installed
 from tests.helpers.company_proxy import CompanyProxy
+from tests.helpers.loopback import LoopbackServer, canned_handler
 from tests.helpers.proxy import start_credproxy
 
 pytest.importorskip("pypac", reason="the `pac` extra (make test installs it)")
@@ -104,24 +104,8 @@ def test_a_pac_file_sends_one_host_through_the_company_proxy_and_the_other_direc
 def pac_server(company):
     """The PAC file over http from 127.0.0.1: other.test through the company proxy."""
     body = pac_script("other.test", company.port).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-ns-proxy-autoconfig")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/proxy.pac"
-    server.shutdown()
-    server.server_close()
+    with LoopbackServer(canned_handler(200, body, "application/x-ns-proxy-autoconfig")) as server:
+        yield server.url("/proxy.pac")
 
 
 def test_a_pac_file_served_over_http_is_fetched_once_and_honoured(

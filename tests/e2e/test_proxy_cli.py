@@ -15,6 +15,7 @@ import pytest
 from credproxy.proxy.envvars import ALL_VARS, CA_VARS
 
 from tests.helpers.proxy import credproxy_cmd, hermetic_env, start_credproxy
+from tests.helpers.servers import die_with_parent, read_line, stop_pid
 
 pytestmark = pytest.mark.e2e
 
@@ -82,17 +83,16 @@ def test_non_loopback_listen_with_proxy_auth_requires_it(tmp_path):
     pair.chmod(0o600)
     proc = subprocess.Popen(
         credproxy_cmd("serve", "--host", "0.0.0.0", "--port", "0", "--proxyauth-file", str(pair)),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
     try:
-        line = proc.stdout.readline()
+        line = read_line(proc.stdout, timeout=30)
         assert line.startswith("credproxy listening on http://0.0.0.0:"), line
         port = int(line.strip().rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"CONNECT pkgs.test:443 HTTP/1.1\r\nHost: pkgs.test:443\r\n\r\n")
             assert s.recv(100).startswith(b"HTTP/1.1 407")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        stop_pid(proc, grace=10)
     assert "tok3n-value" not in proc.stderr.read()
 
 
@@ -213,9 +213,9 @@ def test_run_forwards_sigterm_to_the_command(tmp_path):
         "time.sleep(30)\n"
     )
     proc = subprocess.Popen(credproxy_cmd("run", "--", sys.executable, "-c", child), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
     try:
-        assert proc.stdout.readline().strip() == "ready"
+        assert read_line(proc.stdout, timeout=60).strip() == "ready"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 7
         assert "got TERM" in proc.stdout.read()

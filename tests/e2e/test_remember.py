@@ -8,9 +8,9 @@ from mitmproxy import io as mio
 
 from tests.helpers.clients import installed, pip_install, run
 from tests.helpers.proxy import credproxy_cmd, proxy_env
+from tests.helpers.upstream import leaks
 
 from .conftest import INDEX_PASSWORD, INDEX_USERNAME
-from .observe_setup import leaks
 
 pytestmark = pytest.mark.e2e
 

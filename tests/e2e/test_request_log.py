@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 
 import pytest
 
+from tests.helpers.proxy_client import client_context, get
+from tests.helpers.servers import free_port
+
 from .observe_setup import SECRET, USER, World, leaks
-from .proxy_client import client_context, get
 
 pytestmark = pytest.mark.e2e
 
@@ -23,12 +24,6 @@ url = "https://retry.test:{port}/private/simple/"
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def drive(world: World) -> int:
     """Every kind of line once; returns the closed port used for the failed CONNECT."""
     assert world.get("pkgs.test", "/private/simple/a/").status == 200
@@ -36,7 +31,7 @@ def drive(world: World) -> int:
     assert world.get("other.test", "/public/c").status == 200  # nobody knows other.test: passthrough
     with pytest.raises(OSError):  # a client that does not trust the proxy's CA
         get(world.proxy, world.url("pkgs.test", "/private/simple/d/"), client_context(str(world.ca_pem)))
-    dead = closed_port()
+    dead = free_port()
     with pytest.raises(OSError):
         get(world.proxy, f"https://other.test:{dead}/e", world.context)
     return dead

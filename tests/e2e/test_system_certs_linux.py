@@ -44,7 +44,7 @@ pytestmark = pytest.mark.skipif(_unshare_works() is not None, reason=str(_unshar
 def _link(store: Path, pem: Path, name: str) -> None:
     shutil.copy(pem, store / name)
     h = subprocess.run(["openssl", "x509", "-noout", "-subject_hash", "-in", str(pem)],
-                       capture_output=True, text=True, check=True).stdout.strip()
+                       capture_output=True, text=True, check=True, timeout=30).stdout.strip()
     (store / f"{h}.0").symlink_to(name)
 
 

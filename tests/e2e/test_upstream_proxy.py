@@ -17,6 +17,7 @@ from tests.e2e.test_proxy_clients import (
 )
 from tests.helpers.clients import client_env, curl, installed, pip_install, uv_pip_install
 from tests.helpers.company_proxy import CompanyProxy, PlainOrigin
+from tests.helpers.loopback import read_head
 from tests.helpers.proxy import credproxy_cmd, start_credproxy
 from tests.helpers.servers import TEST_HOSTS
 
@@ -370,12 +371,7 @@ def _raw_connect(port: int, target: str, headers: dict[str, str], then: bytes = 
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{extra}\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 65536:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
+        head = read_head(sock, chunk=4096)
         if then and head.startswith(b"HTTP/1.1 200"):
             sock.sendall(then)
             try:

@@ -6,12 +6,7 @@ nothing but `credproxy env`. Real servers on 127.0.0.1 (trustme), real curl and 
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import ssl
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +14,7 @@ import pytest
 from credproxy.credentials.model import secret_forms
 from tests.helpers.clients import client_env, curl, installed, pip_install, run
 from tests.helpers.proxy import CREDPROXY, proxy_env
-from tests.helpers.servers import (REPO_ROOT, _ENV_COUNTS, _ENV_HTPASSWD, _ENV_PACKAGES, free_port,
-                                   stop_pid, wait_for_port, write_htpasswd)
+from tests.helpers.servers import PrivateIndex
 
 from .conftest import INDEX_PASSWORD, INDEX_USERNAME
 
@@ -182,62 +176,11 @@ def test_invalid_client_cert_in_config_stops_start_naming_the_file(tmp_path, tls
 @pytest.fixture
 def mtls_index(tmp_path, tls_certs, index_wheels):
     """pypiserver behind gunicorn --cert-reqs 2 --ca-certs <client CA>, Basic auth."""
-    d = tmp_path / "mtls-index"
-    packages = d / "packages"
-    packages.mkdir(parents=True)
-    for wheel in index_wheels.values():
-        (packages / wheel.name).write_bytes(wheel.read_bytes())
-    write_htpasswd(d / "htpasswd", {INDEX_USERNAME: INDEX_PASSWORD})
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(d), "LANG": "C.UTF-8",
-           _ENV_HTPASSWD: str(d / "htpasswd"), _ENV_PACKAGES: str(packages),
-           _ENV_COUNTS: str(d / "requests.jsonl")}
-    for _attempt in range(3):
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-             "--certfile", str(tls_certs.server_cert_pem), "--keyfile", str(tls_certs.server_key_pem),
-             "--cert-reqs", "2", "--ca-certs", str(tls_certs.client_ca_pem),
-             "--worker-class", "gthread", "--workers", "1", "--threads", "4", "--timeout", "60",
-             "--graceful-timeout", "2", "--chdir", str(d), "--pythonpath", str(REPO_ROOT),
-             "--no-control-socket", "--error-logfile", str(d / "error.log"),
-             "tests.helpers.servers:index_wsgi_app()"],
-            env=env, cwd=d, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for_port(port, proc=proc, timeout=30, what="gunicorn")
-            _wait_ready(port, tls_certs, proc)
-        except (RuntimeError, TimeoutError):
-            stop_pid(proc)
-            log = (d / "error.log").read_text(errors="replace") if (d / "error.log").exists() else ""
-            if "Address already in use" in log:
-                continue
-            raise
-        yield port
-        stop_pid(proc)
-        return
-    raise RuntimeError("no free port for the mTLS index")
-
-
-def _wait_ready(port: int, tls_certs, proc, timeout: float = 30) -> None:
-    import http.client
-
-    ctx = ssl.create_default_context(cafile=str(tls_certs.ca_pem))
-    ctx.load_cert_chain(str(tls_certs.client_combined_pem))
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
-            conn.request("GET", "/simple/")
-            status = conn.getresponse().status
-            conn.close()
-            if status in (200, 401):
-                return
-        except (OSError, ssl.SSLError, http.client.HTTPException):
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError("mTLS index not answering")
-        time.sleep(0.1)
+    index = PrivateIndex.start(tmp_path / "mtls-index", tls_certs, username=INDEX_USERNAME,
+                               password=INDEX_PASSWORD, wheels=list(index_wheels.values()),
+                               client_ca=tls_certs.client_ca_pem, client_cert=tls_certs.client_combined_pem)
+    yield index.port
+    index.stop()
 
 
 def _env_from_credproxy_env(base: dict[str, str], proxy, proxy_process_env: dict[str, str]) -> dict[str, str]:

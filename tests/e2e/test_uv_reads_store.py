@@ -4,11 +4,9 @@ take the same lock."""
 
 from __future__ import annotations
 
-import base64
 import http.server
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from credproxy.credentials.model import secret_forms
 from credproxy.credentials.sources.store import StoreSource
 from credproxy.credentials.store import Store, StoreEntry, uv_store_path
+from tests.helpers.loopback import LoopbackServer, basic_header, send_body
 
 pytestmark = pytest.mark.e2e
 
@@ -156,24 +155,16 @@ class _AuthIndex(http.server.BaseHTTPRequestHandler):
     """A PEP 503 index on 127.0.0.1 that answers 401 unless it gets alice's password; it
     records every Authorization header it is sent."""
 
-    expected = "Basic " + base64.b64encode(b"alice:" + AWKWARD.encode()).decode()
+    expected = basic_header("alice", AWKWARD)
     seen: list[tuple[str, str | None]]
 
     def do_GET(self):
         auth = self.headers.get("Authorization")
         self.seen.append((self.path, auth))
         if auth != self.expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="test"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            send_body(self, 401, b"", headers={"WWW-Authenticate": 'Basic realm="test"'})
             return
-        body = b"<!DOCTYPE html><html><body></body></html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_body(self, 200, b"<!DOCTYPE html><html><body></body></html>", "text/html")
 
     def log_message(self, *args):
         pass
@@ -183,12 +174,9 @@ def test_uv_resolver_authenticates_with_credproxy_store(env, tmp_path):
     """Not just `uv auth token`: uv's HTTP middleware answers a 401 from an index with the
     credentials `credproxy auth login` stored."""
     handler = type("Handler", (_AuthIndex,), {"seen": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.timeout = 5
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = LoopbackServer(handler, timeout=30).start()
     try:
-        index = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+        index = server.url("/simple/")
         r = run([CREDPROXY, "auth", "login", index, "-u", "alice", "--password", "-"], env, AWKWARD + "\n")
         assert r.returncode == 0, r.stderr
         r = run(
@@ -199,9 +187,7 @@ def test_uv_resolver_authenticates_with_credproxy_store(env, tmp_path):
         # the index is empty, so resolution fails: what matters is how uv asked
         assert "no versions of demo-pkg" in r.stderr, r.stderr
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        server.stop()
     assert ("/simple/demo-pkg/", _AuthIndex.expected) in handler.seen, handler.seen
 
 

@@ -78,6 +78,11 @@ def client_env(
         bundle = str(ca_bundle)
         for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT"):
             env[name] = bundle
+    return apply_extra(env, extra)
+
+
+def apply_extra(env: dict[str, str], extra: Mapping[str, str | None] | None) -> dict[str, str]:
+    """`extra` applied to `env` in place (a None value removes the variable); returns env."""
     for key, value in (extra or {}).items():
         if value is None:
             env.pop(key, None)

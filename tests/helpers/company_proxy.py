@@ -25,8 +25,9 @@ import socket
 import socketserver
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from tests.helpers.loopback import LoopbackServer, Served, basic_header, read_head, send_body
 from tests.helpers.servers import TEST_HOSTS
 
 HEAD_LIMIT = 64 * 1024
@@ -50,24 +51,6 @@ class Record:
         return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    company: "CompanyProxy"
-
-
-def _read_head(sock: socket.socket) -> bytes | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        if len(data) > HEAD_LIMIT:
-            return None
-        chunk = sock.recv(4096)
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         company: CompanyProxy = self.server.company
@@ -77,7 +60,7 @@ class _Handler(socketserver.BaseRequestHandler):
         pending = b""
         for _leg in range(4):
             try:
-                data = pending + (_read_head(sock) or b"") if b"\r\n\r\n" not in pending else pending
+                data = pending if b"\r\n\r\n" in pending else pending + read_head(sock, limit=HEAD_LIMIT, chunk=4096)
             except OSError:
                 return
             if b"\r\n\r\n" not in data:
@@ -202,7 +185,7 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
                 return
 
 
-class CompanyProxy:
+class CompanyProxy(Served):
     def __init__(self, credentials: tuple[str, str] | None, schemes: tuple[str, ...], resolve, deny,
                  negotiate: bool = False):
         self.credentials = credentials
@@ -212,25 +195,16 @@ class CompanyProxy:
         self.deny = {d.lower() for d in deny}
         self._lock = threading.Lock()
         self._records: list[Record] = []
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.company = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True, name=f"company-proxy-{self.port}")
+        # the handler sets IDLE_TIMEOUT on its socket, and _relay gives up after as long a silence
+        self._server = LoopbackServer(_Handler, timeout=IDLE_TIMEOUT, label="company-proxy", company=self)
+        self.port = self._server.port
 
     @classmethod
     def start(cls, credentials: tuple[str, str] | None = None, *, schemes: tuple[str, ...] = ("Basic",),
               resolve=TEST_HOSTS + ("localhost",), deny=(), negotiate: bool = False) -> "CompanyProxy":
         """negotiate=True: accept Negotiate/NTLM only, with pyspnego's acceptor (users from the
         file named by NTLM_USER_FILE in this process's environment, `DOMAIN:USER:PASSWORD`)."""
-        proxy = cls(credentials, ("Negotiate", "NTLM") if negotiate else schemes, resolve, deny, negotiate)
-        proxy._thread.start()
-        return proxy
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        return super().start(credentials, ("Negotiate", "NTLM") if negotiate else schemes, resolve, deny, negotiate)
 
     def _negotiate_step(self, acceptor, auth_values: list[str]):
         """(auth state, acceptor, token for the 407) for one leg of Negotiate/NTLM."""
@@ -257,9 +231,7 @@ class CompanyProxy:
         values = [v for n, v in headers if n.lower() == "proxy-authorization"]
         if not values:
             return "missing"
-        user, password = self.credentials
-        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        return "ok" if values[-1] == expected else "wrong"
+        return "ok" if values[-1] == basic_header(*self.credentials) else "wrong"
 
     def url_with(self, credentials: tuple[str, str] | None = None, host: str = "127.0.0.1") -> str:
         from urllib.parse import quote
@@ -281,12 +253,6 @@ class CompanyProxy:
         with self._lock:
             self._records.clear()
 
-    def __enter__(self) -> "CompanyProxy":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
 
 @dataclass
 class OriginRequest:
@@ -303,38 +269,18 @@ class _OriginHandler(BaseHTTPRequestHandler):
         origin: PlainOrigin = self.server.origin
         with origin.lock:
             origin.requests.append(OriginRequest(self.command, self.path, list(self.headers.items())))
-        body = b"plain origin says hello\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        send_body(self, 200, b"plain origin says hello\n")
 
     do_GET = do_HEAD = _handle
 
 
-class PlainOrigin:
+class PlainOrigin(Served):
     """A plain-http server on 127.0.0.1 (reach it as http://other.test:PORT through a proxy
     that maps the name) recording every request's headers."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.requests: list[OriginRequest] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _OriginHandler)
-        self._server.daemon_threads = True
-        self._server.origin = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True, name=f"plain-origin-{self.port}")
+        self._server = LoopbackServer(_OriginHandler, timeout=15, label="plain-origin", origin=self)
+        self.port = self._server.port
 
-    @classmethod
-    def start(cls) -> "PlainOrigin":
-        origin = cls()
-        origin._thread.start()
-        return origin
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -11,19 +11,19 @@ path, whether Authorization was sent) per request; never the value."""
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
-import socket
 import subprocess
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from tests.helpers.loopback import LoopbackServer, Served, basic_header, send_body
 from tests.helpers.servers import TestCerts
 
 _CHUNK = 64 * 1024
+GIT_TIMEOUT = 60  # seconds for one local git command of the set-up
 
 
 @dataclass
@@ -37,7 +37,6 @@ class GitRequest:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    server: "_Server"
 
     def log_message(self, format, *args):
         pass
@@ -50,12 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _deny(self) -> None:
         self._drain()
         self._record(401)
-        body = b"authentication required\n"
-        self.send_response(401)
-        self.send_header("WWW-Authenticate", 'Basic realm="git"')
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_body(self, 401, b"authentication required\n", headers={"WWW-Authenticate": 'Basic realm="git"'})
 
     def _drain(self) -> None:
         for _ in self._body_chunks():
@@ -69,27 +63,25 @@ class _Handler(BaseHTTPRequestHandler):
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     return
-                left = size
-                while left:
-                    data = self.rfile.read(min(left, _CHUNK))
-                    if not data:
-                        return
-                    left -= len(data)
-                    yield data
+                if not (yield from self._read(size)):
+                    return
                 self.rfile.readline()
         else:
-            left = int(self.headers.get("Content-Length") or 0)
-            while left:
-                data = self.rfile.read(min(left, _CHUNK))
-                if not data:
-                    return
-                left -= len(data)
-                yield data
+            yield from self._read(int(self.headers.get("Content-Length") or 0))
+
+    def _read(self, left: int):
+        """Yield `left` bytes of the body in pieces; returns False if the client stopped early."""
+        while left:
+            data = self.rfile.read(min(left, _CHUNK))
+            if not data:
+                return False
+            left -= len(data)
+            yield data
+        return True
 
     def _handle(self) -> None:
         git = self.server.git
-        expected = "Basic " + base64.b64encode(f"{git.username}:{git.password}".encode()).decode()
-        if self.headers.get("Authorization") != expected:
+        if self.headers.get("Authorization") != basic_header(git.username, git.password):
             self._deny()
             return
         path, _, query = self.path.partition("?")
@@ -129,6 +121,22 @@ class _Handler(BaseHTTPRequestHandler):
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
+        try:
+            self._relay(proc)
+        except BaseException:
+            proc.kill()  # the client left mid-pack: http-backend (ours, by its pid) ends now
+            raise
+        finally:
+            feeder.join(timeout=60)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+            proc.stdout.close()
+
+    def _relay(self, proc: subprocess.Popen) -> None:
+        """http-backend's CGI answer to the client: its head, then its output chunked."""
         status, headers = 200, []
         while True:
             line = proc.stdout.readline().decode("latin-1").rstrip("\r\n")
@@ -151,41 +159,23 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.write(b"0\r\n\r\n")
-        feeder.join(timeout=60)
-        proc.wait(timeout=60)
 
     do_GET = do_POST = _handle
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    address_family = socket.AF_INET
-    git: "GitServer"
-
-    def get_request(self):
-        sock, addr = self.socket.accept()
-        sock.settimeout(60)
-        return self.git.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-class GitServer:
+class GitServer(Served):
     def __init__(self, root: Path, certs: TestCerts, *, username: str, password: str):
         self.root = root
         self.username = username
         self.password = password
         self.backend = str(Path(subprocess.run(["git", "--exec-path"], capture_output=True, text=True,
-                                               check=True).stdout.strip()) / "git-http-backend")
+                                               check=True, timeout=GIT_TIMEOUT).stdout.strip()) / "git-http-backend")
         self.lock = threading.Lock()
         self.requests: list[GitRequest] = []
         self.context = certs.server_context()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.git = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True, name=f"git-{self.port}")
+        # a pack can take a while: 60 s of silence per socket before a handler gives up
+        self._server = LoopbackServer(_Handler, context=self.context, timeout=60, label="git", git=self)
+        self.port = self._server.port
 
     def __repr__(self) -> str:
         return f"<GitServer 127.0.0.1:{self.port} user={self.username!r}>"
@@ -193,14 +183,7 @@ class GitServer:
     @classmethod
     def start(cls, root: Path, certs: TestCerts, **kwargs) -> "GitServer":
         root.mkdir(parents=True, exist_ok=True)
-        server = cls(root, certs, **kwargs)
-        server._thread.start()
-        return server
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        return super().start(root, certs, **kwargs)
 
     def url(self, repo: str, host: str = "pkgs.test") -> str:
         return f"https://{host}:{self.port}/{repo}"
@@ -209,21 +192,22 @@ class GitServer:
         """A bare repository with one commit holding `files`; returns the commit id."""
         bare = self.root / name
         env = git_identity_env(self.root)
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], env=env, check=True)
-        subprocess.run(["git", "-C", str(bare), "config", "http.receivepack", "true"], env=env, check=True)
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], env=env, check=True, timeout=GIT_TIMEOUT)
+        subprocess.run(["git", "-C", str(bare), "config", "http.receivepack", "true"], env=env, check=True, timeout=GIT_TIMEOUT)
         work = self.root / (name + ".seed")
-        subprocess.run(["git", "init", "-q", "-b", "main", str(work)], env=env, check=True)
+        subprocess.run(["git", "init", "-q", "-b", "main", str(work)], env=env, check=True, timeout=GIT_TIMEOUT)
         for rel, data in files.items():
             (work / rel).write_bytes(data)
-        subprocess.run(["git", "-C", str(work), "add", "-A"], env=env, check=True)
-        subprocess.run(["git", "-C", str(work), "commit", "-q", "-m", "seed"], env=env, check=True)
-        subprocess.run(["git", "-C", str(work), "push", "-q", str(bare), "main"], env=env, check=True)
+        subprocess.run(["git", "-C", str(work), "add", "-A"], env=env, check=True, timeout=GIT_TIMEOUT)
+        subprocess.run(["git", "-C", str(work), "commit", "-q", "-m", "seed"], env=env, check=True, timeout=GIT_TIMEOUT)
+        subprocess.run(["git", "-C", str(work), "push", "-q", str(bare), "main"], env=env, check=True, timeout=GIT_TIMEOUT)
         shutil.rmtree(work)
         return self.head(name)
 
     def head(self, name: str) -> str:
         return subprocess.run(["git", "-C", str(self.root / name), "rev-parse", "main"], capture_output=True,
-                              text=True, check=True, env=git_identity_env(self.root)).stdout.strip()
+                              text=True, check=True, env=git_identity_env(self.root),
+                              timeout=GIT_TIMEOUT).stdout.strip()
 
     def statuses(self) -> list[int]:
         with self.lock:

@@ -7,6 +7,9 @@ upstream through the proxy.
     ... https://other.test:{server.port}/ ...
     server.requests -> [H2Request(method, path, authorization, http_version), ...]
     server.stop()
+
+Bounded like the servers in loopback.py: a connection that sends nothing for IDLE_TIMEOUT
+seconds is closed, and stop() closes the open connections too, then joins the thread.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+
+IDLE_TIMEOUT = 30.0
 
 
 @dataclass
@@ -42,6 +47,7 @@ class H2Server:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="h2-server")
         self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @classmethod
     def start(cls, certs) -> "H2Server":
@@ -54,7 +60,16 @@ class H2Server:
     def stop(self) -> None:
         async def close():
             self._server.close()
-            await self._server.wait_closed()
+            # wait_closed() waits for every open connection (3.12+): end them here. abort(), as
+            # close() would wait up to 30 s for the client's TLS goodbye.
+            for writer in list(self._writers):
+                writer.transport.abort()
+            if hasattr(self._server, "abort_clients"):  # 3.13: also those whose handler has not run yet
+                self._server.abort_clients()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            except TimeoutError:
+                pass
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -70,14 +85,21 @@ class H2Server:
         self._loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if writer.get_extra_info("ssl_object").selected_alpn_protocol() != "h2":
-            return await self._serve_http1(reader, writer)
+        self._writers.add(writer)
+        try:
+            if writer.get_extra_info("ssl_object").selected_alpn_protocol() != "h2":
+                return await self._serve_http1(reader, writer)
+            return await self._serve_h2(reader, writer)
+        finally:
+            self._writers.discard(writer)
+
+    async def _serve_h2(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
         conn.initiate_connection()
         writer.write(conn.data_to_send())
         headers_by_stream: dict[int, dict[str, str]] = {}
         try:
-            while data := await reader.read(65536):
+            while data := await asyncio.wait_for(reader.read(65536), IDLE_TIMEOUT):
                 for event in conn.receive_data(data):
                     if isinstance(event, h2.events.RequestReceived):
                         headers_by_stream[event.stream_id] = {
@@ -91,7 +113,7 @@ class H2Server:
                         return
                 writer.write(conn.data_to_send())
                 await writer.drain()
-        except (ConnectionError, ssl.SSLError, h2.exceptions.ProtocolError):
+        except (ConnectionError, ssl.SSLError, h2.exceptions.ProtocolError, TimeoutError):
             pass
         finally:
             writer.close()
@@ -99,7 +121,7 @@ class H2Server:
     async def _serve_http1(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Keep-alive HTTP/1.1, requests without bodies (GET/HEAD)."""
         try:
-            while head := await reader.readuntil(b"\r\n\r\n"):
+            while head := await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT):
                 lines = head.decode("latin-1").split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:] if l)}
@@ -107,7 +129,8 @@ class H2Server:
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                              b"content-length: %d\r\n\r\n%s" % (len(body), body))
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, ValueError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError, ValueError,
+                TimeoutError):
             pass
         finally:
             writer.close()

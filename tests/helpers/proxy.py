@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import quote
 
-from tests.helpers.clients import home_env
-from tests.helpers.servers import die_with_parent
+from tests.helpers.clients import apply_extra, home_env
+from tests.helpers.servers import die_with_parent, stop_pid
 
 CREDPROXY = Path(sys.executable).parent / "credproxy"
 _LISTENING = re.compile(r"credproxy listening on (http://127\.0\.0\.1:(\d+))\s*$")
@@ -103,19 +103,7 @@ class Proxy:
     def stop(self, grace: float = 5.0, sig: int = signal.SIGTERM) -> int:
         """`sig` (SIGTERM; SIGINT is Ctrl-C), wait, then SIGKILL this pid only. Returns the
         exit code."""
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.kill(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=grace)
+        stop_pid(self.proc, grace=grace, sig=sig)
         return self.proc.returncode
 
 
@@ -183,12 +171,7 @@ def proxy_env(
         env["CREDPROXY_TEST_RESOLVE"] = ",".join(f"{name}=127.0.0.1" for name in resolve)
     if upstream_ca is not None:
         env["SSL_CERT_FILE"] = str(upstream_ca)
-    for key, value in (extra or {}).items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
+    return apply_extra(env, extra)
 
 
 def start_credproxy(

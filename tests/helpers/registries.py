@@ -19,13 +19,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote
 
+from tests.helpers.loopback import LoopbackServer, Served, send_body
 from tests.helpers.servers import TestCerts
 
 
@@ -40,7 +40,6 @@ class Seen:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    server: "_Server"
 
     def log_message(self, format, *args):
         pass
@@ -69,15 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
         reg = self.server.registry
         with reg.lock:
             reg.seen.append(Seen(status, self.command, self.path, who))
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        if status == 401:
-            self.send_header("WWW-Authenticate", 'Bearer realm="registry"' if reg.scheme == "bearer"
-                             else 'Basic realm="registry"')
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        challenge = 'Bearer realm="registry"' if reg.scheme == "bearer" else 'Basic realm="registry"'
+        send_body(self, status, body, ctype, {"WWW-Authenticate": challenge} if status == 401 else ())
 
     def do_GET(self) -> None:  # noqa: N802
         reg = self.server.registry
@@ -103,21 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    address_family = socket.AF_INET
-    registry: "TokenRegistry"
-
-    def get_request(self):
-        sock, addr = self.socket.accept()
-        sock.settimeout(15)
-        return self.registry.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
-
-    def handle_error(self, request, client_address):
-        pass  # clients that drop a connection are not the test's concern
-
-
-class TokenRegistry:
+class TokenRegistry(Served):
     def __init__(self, certs: TestCerts, *, base: str, username: str | None, token: str,
                  scheme: str = "basic", wheels: list[Path] = (), npm_packages: dict[str, bytes] | None = None):
         self.base = base.rstrip("/")
@@ -129,25 +107,13 @@ class TokenRegistry:
         self.wheels = {w.name: w.read_bytes() for w in wheels}
         self.npm = dict(npm_packages or {})
         self.context = certs.server_context()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.registry = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True, name=f"registry-{self.port}")
+        # clients that drop a connection are not the test's concern: handler errors are quiet
+        self._server = LoopbackServer(_Handler, context=self.context, timeout=15, label="registry",
+                                      registry=self)
+        self.port = self._server.port
 
     def __repr__(self) -> str:  # never the token
         return f"<TokenRegistry 127.0.0.1:{self.port}{self.base} user={self.username!r}>"
-
-    @classmethod
-    def start(cls, certs: TestCerts, **kwargs) -> "TokenRegistry":
-        reg = cls(certs, **kwargs)
-        reg._thread.start()
-        return reg
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def rotate(self, token: str) -> None:
         """The service issues a new token; the old one is rejected from now on."""

@@ -12,13 +12,17 @@
   `/redirect/<301|302|307|308>?to=<url>`, anything else -> 200 JSON describing the request.
   Binds 127.0.0.1 (or ::1 with bind_host="::1"). Optional client-cert requirement and
   Basic credentials (401 unless they match).
+- TlsServer(ca, names, ...): an HTTPS server with its own trustme CA that answers every GET with
+  the client certificate's CN it saw (upstream-TLS tests); client_pem() writes a client cert.
 
+The servers that run in this process are tests.helpers.loopback.LoopbackServer underneath
+(timeouts on every socket, TLS handshakes off the accept loop, the thread joined on stop).
 Stop everything you start (fixtures do): servers are stopped by pid / by shutting the thread.
 """
 
 from __future__ import annotations
 
-import base64
+import datetime
 import json
 import os
 import re
@@ -30,11 +34,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import trustme
+
+from tests.helpers.loopback import LoopbackServer, Served, basic_header, send_body, stream_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,23 +110,22 @@ def make_certs(directory: os.PathLike | str) -> TestCerts:
     client = client_ca.issue_cert("client@credproxy.test", common_name="credproxy test client")
     other_client = untrusted_ca.issue_cert("stranger@credproxy.test", common_name="stranger")
 
+    def write_chain(name: str, leaf) -> Path:  # leaf + chain in one PEM
+        path = d / name
+        path.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
+        return path
+
     ca_pem = write("ca.pem", ca.cert_pem)
-    server_cert_pem = d / "server.pem"
-    server_cert_pem.write_bytes(b"".join(b.bytes() for b in server.cert_chain_pems))
+    server_cert_pem = write_chain("server.pem", server)
     server_key_pem = write("server-key.pem", server.private_key_pem)
     untrusted_ca_pem = write("untrusted-ca.pem", untrusted_ca.cert_pem)
-    untrusted_server_cert_pem = d / "untrusted-server.pem"
-    untrusted_server_cert_pem.write_bytes(
-        b"".join(b.bytes() for b in untrusted_server.cert_chain_pems)
-    )
+    untrusted_server_cert_pem = write_chain("untrusted-server.pem", untrusted_server)
     untrusted_server_key_pem = write("untrusted-server-key.pem", untrusted_server.private_key_pem)
     client_ca_pem = write("client-ca.pem", client_ca.cert_pem)
-    client_cert_pem = d / "client.pem"
-    client_cert_pem.write_bytes(b"".join(b.bytes() for b in client.cert_chain_pems))
+    client_cert_pem = write_chain("client.pem", client)
     client_key_pem = write("client-key.pem", client.private_key_pem)
     client_combined_pem = write("client-combined.pem", client.private_key_and_cert_chain_pem)
-    other_client_cert_pem = d / "other-client.pem"
-    other_client_cert_pem.write_bytes(b"".join(b.bytes() for b in other_client.cert_chain_pems))
+    other_client_cert_pem = write_chain("other-client.pem", other_client)
     other_client_key_pem = write("other-client-key.pem", other_client.private_key_pem)
     ca_plus_certifi_pem = d / "certifi-plus-ca.pem"
     ca_plus_certifi_pem.write_bytes(Path(certifi.where()).read_bytes() + b"\n" + ca.cert_pem.bytes())
@@ -169,12 +174,12 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 15.0,
         time.sleep(0.05)
 
 
-def stop_pid(proc: subprocess.Popen, *, grace: float = 5.0) -> None:
-    """SIGTERM the process we started, wait, then SIGKILL. Only ever this pid."""
+def stop_pid(proc: subprocess.Popen, *, grace: float = 5.0, sig: int = signal.SIGTERM) -> None:
+    """`sig` (SIGTERM) to the process we started, wait, then SIGKILL. Only ever this pid."""
     if proc.poll() is not None:
         return
     try:
-        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, sig)
     except ProcessLookupError:
         return
     try:
@@ -185,6 +190,19 @@ def stop_pid(proc: subprocess.Popen, *, grace: float = 5.0) -> None:
         except ProcessLookupError:
             pass
         proc.wait(timeout=grace)
+
+
+def read_line(stream, timeout: float) -> str:
+    """One line from a child's stdout pipe, or "" if none starts within `timeout` seconds (a
+    bare readline() waits for ever on a child that never prints)."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    line = stream.readline()
+    return line.decode() if isinstance(line, bytes) else line
 
 
 def die_with_parent() -> None:
@@ -379,7 +397,11 @@ class PrivateIndex:
     @classmethod
     def start(cls, directory: os.PathLike | str, certs: TestCerts, *, username: str = "alice",
               password: str = "s3cret-Pa55:w@rd", wheels: list[Path] = (),
-              start_timeout: float = 30.0) -> "PrivateIndex":
+              start_timeout: float = 30.0, client_ca: Path | None = None,
+              client_cert: Path | None = None) -> "PrivateIndex":
+        """client_ca: the TLS handshake requires a client certificate it issued (gunicorn
+        `--cert-reqs 2 --ca-certs`); the readiness probe then presents `client_cert` (key +
+        certificate in one PEM)."""
         d = Path(directory).resolve()
         packages = d / "packages"
         packages.mkdir(parents=True, exist_ok=True)
@@ -405,6 +427,7 @@ class PrivateIndex:
                 "--bind", f"127.0.0.1:{port}",
                 "--certfile", str(certs.server_cert_pem),
                 "--keyfile", str(certs.server_key_pem),
+                *(("--cert-reqs", "2", "--ca-certs", str(client_ca)) if client_ca is not None else ()),
                 "--worker-class", "gthread", "--workers", "1", "--threads", "8",
                 "--timeout", "60", "--graceful-timeout", "2",
                 "--chdir", str(d),
@@ -421,7 +444,7 @@ class PrivateIndex:
                                     preexec_fn=die_with_parent)
             try:
                 wait_for_port(port, proc=proc, timeout=start_timeout, what="gunicorn")
-                _wait_index_ready(port, certs.ca_pem, proc, start_timeout)
+                _wait_index_ready(port, certs.ca_pem, proc, start_timeout, client_cert)
             except (RuntimeError, TimeoutError) as exc:
                 stop_pid(proc)
                 log = error_log.read_text(errors="replace") if error_log.exists() else ""
@@ -438,11 +461,13 @@ class PrivateIndex:
         stop_pid(self.proc)
 
 
-def _wait_index_ready(port: int, ca: Path, proc, timeout: float) -> None:
+def _wait_index_ready(port: int, ca: Path, proc, timeout: float, client_cert: Path | None = None) -> None:
     """The worker imports pypiserver after the port is bound: wait for a real HTTP answer."""
     import http.client
 
     ctx = ssl.create_default_context(cafile=str(ca))
+    if client_cert is not None:
+        ctx.load_cert_chain(str(client_cert))
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
@@ -476,7 +501,6 @@ class EchoRequest:
 _BIG = re.compile(r"^/big/(\d+)$")
 _REDIRECT = re.compile(r"^/redirect/(30[1278])$")
 _STATUS = re.compile(r"^/status/(\d{3})$")
-_CHUNK = 64 * 1024
 
 
 class _EchoHandler(BaseHTTPRequestHandler):
@@ -484,7 +508,6 @@ class _EchoHandler(BaseHTTPRequestHandler):
     # headers and body are separate writes: without TCP_NODELAY, Nagle + the client's delayed
     # ACK add ~40 ms to every keep-alive request
     disable_nagle_algorithm = True
-    server: "_EchoHTTPServer"
 
     def log_message(self, format, *args):  # quiet: the record list is the log
         pass
@@ -508,14 +531,7 @@ class _EchoHandler(BaseHTTPRequestHandler):
 
     def _send(self, rec: EchoRequest, status: int, body: bytes, headers=()) -> None:
         rec.status = status
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        send_body(self, status, body, "application/json", headers)
 
     def _handle(self) -> None:
         rec = self._record()
@@ -524,9 +540,7 @@ class _EchoHandler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         echo = self.server.echo
         if echo.credentials is not None:
-            user, password = echo.credentials
-            expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-            if rec.authorization != expected:
+            if rec.authorization != basic_header(*echo.credentials):
                 status = 401 if rec.authorization is None else echo.wrong_credentials_status
                 self._send(rec, status, b'{"error": "unauthorized"}',
                            [("WWW-Authenticate", 'Basic realm="echo"')])
@@ -556,39 +570,13 @@ class _EchoHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(size))
         self.end_headers()
-        if self.command == "HEAD":
-            return
-        chunk = b"x" * _CHUNK
-        remaining = size
-        while remaining > 0:
-            n = min(remaining, _CHUNK)
-            self.wfile.write(chunk if n == _CHUNK else chunk[:n])
-            remaining -= n
+        if self.command != "HEAD":
+            stream_bytes(self.wfile, size)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
 
 
-class _EchoHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    address_family = socket.AF_INET
-    echo: "EchoServer"
-
-    def get_request(self):
-        sock, addr = self.socket.accept()
-        # Handshake in the handler thread (not here): a stalled client cannot block accept().
-        sock.settimeout(15)
-        if self.echo.context is None:  # plain=True: HTTP
-            return sock, addr
-        return self.echo.context.wrap_socket(sock, server_side=True,
-                                             do_handshake_on_connect=False), addr
-
-    def handle_error(self, request, client_address):
-        # Failed handshakes (no/unknown client cert, client rejecting our CA) are expected.
-        exc = sys.exc_info()[1]
-        self.echo._note_error(exc)
-
-
-class EchoServer:
+class EchoServer(Served):
     """HTTPS server in a thread on 127.0.0.1 (or ::1). Attributes: port, host (for url_for),
     requests (list of EchoRequest), errors (TLS/handshake errors as strings), credentials,
     client_ca. With credentials=(user, password): no Authorization -> 401, wrong ->
@@ -613,30 +601,13 @@ class EchoServer:
         self._requests: list[EchoRequest] = []
         self._errors: list[str] = []
         self.bind_host = bind_host
-        server_class = _EchoHTTPServer
-        if ":" in bind_host:
-            server_class = type("_EchoHTTPServer6", (_EchoHTTPServer,),
-                                {"address_family": socket.AF_INET6})
-        self._server = server_class((bind_host, 0), _EchoHandler)
-        self._server.echo = self
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.1}, daemon=True,
-                                        name=f"echo-{self.port}")
+        # Failed handshakes (no/unknown client cert, client rejecting our CA) are expected: noted.
+        self._server = LoopbackServer(_EchoHandler, context=self.context, host=bind_host, timeout=15,
+                                      label="echo", on_error=self._note_error, echo=self)
+        self.port = self._server.port
 
     def __repr__(self) -> str:
         return f"<EchoServer {self.url_ip} host={self.host}>"
-
-    @classmethod
-    def start(cls, certs: TestCerts, **kwargs) -> "EchoServer":
-        server = cls(certs, **kwargs)
-        server._thread.start()
-        return server
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def url_for(self, host: str | None = None, path: str = "/") -> str:
         host = host or self.host
@@ -681,3 +652,68 @@ class EchoServer:
         with self._lock:
             self._requests.clear()
             self._errors.clear()
+
+
+# --------------------------------------------------------------------------- client-cert reporter
+
+
+class _CertReportHandler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+        cn = None
+        if cert:
+            for rdn in cert.get("subject", ()):
+                for key, value in rdn:
+                    if key == "commonName":
+                        cn = value
+        body = json.dumps({"server": self.server.name, "path": self.path, "client_cn": cn}).encode()
+        send_body(self, 200, body, "application/json")
+
+    def log_message(self, *args):
+        pass
+
+
+class TlsServer:
+    """HTTPS on 127.0.0.1:<free port> with a leaf from its own trustme `ca` for `names` (+
+    127.0.0.1, localhost), for upstream-TLS tests: every GET is answered with a JSON document
+    naming the server and the client certificate it saw (subject CN), so a test can tell which
+    certificate the proxy sent. Optional client-certificate requirement (`client_ca`, as
+    gunicorn's `--cert-reqs 2 --ca-certs` does it), highest TLS version (`tls_max`), a leaf
+    that expired (`not_after`). Rejected handshakes are expected and quiet.
+
+        with TlsServer(ca, ["pkgs.test"], name="a") as server: ... server.port ...
+    """
+
+    def __init__(self, ca: trustme.CA, names: list[str], name: str = "server",
+                 client_ca: trustme.CA | None = None, tls_max: ssl.TLSVersion | None = None,
+                 not_after=None):
+        kw = {"not_after": not_after} if not_after is not None else {}
+        if not_after is not None:
+            kw["not_before"] = not_after - datetime.timedelta(days=30)
+        leaf = ca.issue_cert(*names, "127.0.0.1", "localhost", **kw)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        leaf.configure_cert(ctx)
+        if client_ca is not None:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            client_ca.configure_trust(ctx)
+        if tls_max is not None:
+            ctx.maximum_version = tls_max
+        self._server = LoopbackServer(_CertReportHandler, context=ctx, timeout=10, label=f"tls-{name}", name=name)
+        self.port = self._server.port
+
+    def __enter__(self) -> "TlsServer":
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.stop()
+
+
+def client_pem(ca: trustme.CA, cn: str, path: Path, key_first: bool = False, with_chain: bool = True) -> str:
+    """One PEM with a client certificate for `cn` (+ chain) from `ca`, and its key (after the
+    certificate, or first with key_first); returns the path."""
+    cert = ca.issue_cert(cn, common_name=cn)
+    chain = b"".join(b.bytes() for b in (cert.cert_chain_pems if with_chain else cert.cert_chain_pems[:1]))
+    key = cert.private_key_pem.bytes()
+    path.write_bytes(key + chain if key_first else chain + key)
+    return str(path)

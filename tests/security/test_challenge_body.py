@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from .proxy_path import SECRET, USER, PathWorld, drain_response
+from tests.helpers.proxy_client import drain_response
+
+from .proxy_path import SECRET, USER, PathWorld
 
 pytestmark = pytest.mark.e2e
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.proxy_client import client_context
-from tests.e2e.proxy_client import get as _get
+from tests.helpers.proxy_client import client_context
+from tests.helpers.proxy_client import get as _get
 from tests.helpers.clients import run
 from tests.helpers.proxy import credproxy_cmd, proxy_env, start_credproxy
 from tests.helpers.registries import TokenRegistry

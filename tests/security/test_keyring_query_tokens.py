@@ -16,8 +16,8 @@ import base64
 
 import pytest
 
-from tests.e2e.proxy_client import client_context
-from tests.e2e.proxy_client import get as _get
+from tests.helpers.proxy_client import client_context
+from tests.helpers.proxy_client import get as _get
 from tests.helpers.clients import run
 from tests.helpers.keyring_script import read_calls, write_keyring_script
 from tests.helpers.proxy import credproxy_cmd, proxy_env, start_credproxy

@@ -26,18 +26,17 @@ import shutil
 import stat
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.clients import UV, REAL_PYTHON, client_env, curl, run
 from tests.helpers.keyring_script import read_calls, write_keyring_script
+from tests.helpers.loopback import LoopbackServer, canned_handler
 from tests.helpers.proxy import Proxy, credproxy_cmd, proxy_env, start_credproxy
-from tests.helpers.servers import EchoServer, make_certs
+from tests.helpers.servers import EchoServer, make_certs, stop_pid
 
 pytestmark = pytest.mark.e2e
 
@@ -81,29 +80,13 @@ class Recorder:
     Authorization of every request. What an attacker would run to collect credentials."""
 
     def __init__(self):
-        seen = self.seen = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                seen.append((self.path, self.headers.get("Authorization")))
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="collect"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                       daemon=True)
-        self.thread.start()
+        self.seen = []
+        self.server = LoopbackServer(canned_handler(401, headers={"WWW-Authenticate": 'Basic realm="collect"'},
+                                                    seen=self.seen)).start()
+        self.port = self.server.port
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.server.stop()
 
 
 def _owner_env(tmp: Path, index: EchoServer, bin_dir: Path, **extra: str) -> dict[str, str]:
@@ -423,7 +406,11 @@ def test_token_file_is_private_created_once_and_shared(tmp_path):
     env = {**proxy_env(tmp_path), "CREDPROXY_DATA_DIR": str(tmp_path / "data")}
     procs = [subprocess.Popen(credproxy_cmd("env"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(4)]
-    outputs = [p.communicate(timeout=60) for p in procs]
+    try:
+        outputs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:  # one that hangs is killed with the others, by pid
+            stop_pid(p)
     assert all(p.returncode == 0 for p in procs), outputs
     tokens = {_token_from_env_output(out) for out, _ in outputs}
     assert len(tokens) == 1, "concurrent first uses must agree on one token"

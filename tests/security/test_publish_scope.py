@@ -15,8 +15,8 @@ import base64
 
 import pytest
 
-from tests.e2e.proxy_client import client_context
-from tests.e2e.proxy_client import get as _get
+from tests.helpers.proxy_client import client_context
+from tests.helpers.proxy_client import get as _get
 from tests.helpers.proxy import proxy_env, start_credproxy
 
 from .test_registry_sources_scope import echo_factory, tls_certs  # noqa: F401

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.proxy_client import client_context
-from tests.e2e.proxy_client import get as _get
 from tests.helpers.proxy import proxy_env, start_credproxy
+from tests.helpers.proxy_client import client_context
+from tests.helpers.proxy_client import get as _get
 from tests.helpers.registries import TokenRegistry
 from tests.helpers.servers import EchoServer, make_certs
 

@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from .proxy_path import SECRET, USER, PathWorld, read_response
+from tests.helpers.proxy_client import read_response
+
+from .proxy_path import SECRET, USER, PathWorld
 
 pytestmark = pytest.mark.e2e
 

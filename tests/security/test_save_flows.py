@@ -17,8 +17,9 @@ from mitmproxy import io as mio
 
 from credproxy.credentials.model import secret_forms
 from tests.helpers.proxy import ProxyStartError
+from tests.helpers.proxy_client import drain_response
 
-from .proxy_path import SECRET, USER, PathWorld, drain_response
+from .proxy_path import SECRET, USER, PathWorld
 
 pytestmark = pytest.mark.e2e
 

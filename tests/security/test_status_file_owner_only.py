@@ -12,30 +12,18 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.clients import client_env, curl
+from tests.helpers.loopback import LoopbackServer, canned_handler
 from tests.helpers.proxy import proxy_env, start_credproxy
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user (nobody) needs root")
 
 NOBODY = 65534
-
-
-class _Ok(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
 
 
 def _as_nobody():
@@ -45,8 +33,7 @@ def _as_nobody():
 
 
 def test_another_user_cannot_read_the_status(tmp_path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = LoopbackServer(canned_handler(200, b"ok")).start()
     shared = Path(tempfile.mkdtemp(prefix="credproxy-shared-", dir="/tmp"))
     try:
         shared.chmod(0o755)
@@ -55,7 +42,7 @@ def test_another_user_cannot_read_the_status(tmp_path):
         data_dir.chmod(0o755)
         proxy = start_credproxy(tmp_path, env=proxy_env(tmp_path), data_dir=data_dir)
         try:
-            realm = f"http://127.0.0.1:{server.server_port}"
+            realm = f"http://127.0.0.1:{server.port}"
             out = curl("-s", "-o", os.devnull, "-w", "%{http_code}", realm + "/simple/",
                        env=client_env(tmp_path, proxy_url=proxy.url))
             assert out.stdout == "200"
@@ -76,6 +63,5 @@ def test_another_user_cannot_read_the_status(tmp_path):
         finally:
             proxy.stop()
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
         subprocess.run(["rm", "-rf", "--", str(shared)], timeout=30)

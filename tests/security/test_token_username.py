@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from tests.e2e.proxy_client import client_context
-from tests.e2e.proxy_client import get as _get
+from tests.helpers.proxy_client import client_context
+from tests.helpers.proxy_client import get as _get
 from tests.helpers.proxy import credproxy_cmd, proxy_env, start_credproxy
 
 from .test_registry_sources_scope import echo_factory, tls_certs  # noqa: F401

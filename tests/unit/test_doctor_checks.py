@@ -3,9 +3,6 @@ against a real socket, TLS description and the redaction of the whole report."""
 
 from __future__ import annotations
 
-import http.server
-import socket
-import threading
 
 import trustme
 from cryptography import x509
@@ -13,6 +10,8 @@ from cryptography.hazmat.primitives import hashes
 
 from credproxy import doctor, paths
 from credproxy.config import ClientCertRule, Settings
+from tests.helpers.loopback import LoopbackServer, canned_handler
+from tests.helpers.servers import free_port
 
 
 def write_ca(env) -> bytes:
@@ -78,12 +77,6 @@ def test_ca_check_reports_path_fingerprint_and_bundle(tmp_path):
     assert checks[1].status == "problem" and checks[1].fix == "rewrite it: credproxy ca bundle"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_listener_refused_says_how_to_start_it():
     port = free_port()
     check, up = doctor.check_listener("127.0.0.1", port)
@@ -93,14 +86,8 @@ def test_listener_refused_says_how_to_start_it():
 
 
 def test_listener_that_is_not_credproxy_is_named():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        check, up = doctor.check_listener("127.0.0.1", server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LoopbackServer(canned_handler(200, b"a web server")) as server:
+        check, up = doctor.check_listener("127.0.0.1", server.port)
     assert not up and "maybe not credproxy" in check.title and "--port" in check.fix
 
 

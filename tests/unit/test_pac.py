@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from credproxy import pac
 from credproxy.pac import MAX_PAC_BYTES, PacError, fetch, first_entry
+from tests.helpers.loopback import LoopbackServer, canned_handler
 
 
 @pytest.mark.parametrize("answer, expected", [
@@ -39,24 +38,9 @@ def test_a_pac_file_larger_than_the_limit_is_refused(tmp_path):
 @pytest.fixture
 def pac_http():
     seen = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.path)
-            body = b"function FindProxyForURL(u, h) { return 'DIRECT'; }"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], seen
-    server.shutdown()
-    server.server_close()
+    body = b"function FindProxyForURL(u, h) { return 'DIRECT'; }"
+    with LoopbackServer(canned_handler(200, body, seen=seen)) as server:
+        yield server.port, seen
 
 
 def test_the_pac_file_is_fetched_directly_never_through_a_proxy_variable(pac_http, monkeypatch):
@@ -67,7 +51,7 @@ def test_the_pac_file_is_fetched_directly_never_through_a_proxy_variable(pac_htt
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     assert "FindProxyForURL" in fetch(f"http://127.0.0.1:{port}/proxy.pac?token=s3cret")
-    assert seen == ["/proxy.pac?token=s3cret"]
+    assert seen == [("/proxy.pac?token=s3cret", None)]
 
 
 def test_a_pac_address_is_shown_without_userinfo_or_query(tmp_path):

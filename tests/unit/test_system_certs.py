@@ -177,7 +177,7 @@ def _hashed_dir(tmp_path: Path, cas: list[trustme.CA]) -> Path:
         f = d / f"ca{i}.pem"
         ca.cert_pem.write_to_path(str(f))
         h = subprocess.run(["openssl", "x509", "-noout", "-subject_hash", "-in", str(f)],
-                           capture_output=True, text=True, check=True).stdout.strip()
+                           capture_output=True, text=True, check=True, timeout=30).stdout.strip()
         (d / f"{h}.0").symlink_to(f.name)
     return d
 
