@@ -158,9 +158,23 @@ def native_target(service: str) -> str:
 
 
 def _keyring():
-    import keyring
+    """uv's native store (credentials/sources/native.py `native_keyring`): on Linux the Secret
+    Service, written with uv's attributes. No Secret Service: a CliError naming the fix."""
+    from .credentials.sources.native import NoSecretService, native_keyring
 
-    return keyring.get_keyring()
+    try:
+        return native_keyring()
+    except NoSecretService as e:
+        raise CliError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - a broken keyring configuration: the type only
+        raise CliError(f"no usable system keyring ({type(e).__name__}); {_keyring_fix(e)}, "
+                       "or unset UV_PREVIEW_FEATURES to use the file store") from None
+
+
+def _keyring_fix(e: Exception) -> str:
+    from .credentials.sources.native import keyring_fix
+
+    return keyring_fix(e)
 
 
 def _legacy() -> Store:
@@ -274,11 +288,12 @@ def login(service: str, username: str | None, password: str | None, token: str |
 
     if _native_on() and scheme != "bearer":  # uv's native store holds username/password pairs
         target = native_target(root)
+        backend = _keyring()
         try:
-            _keyring().set_password(target, username, secret)
+            backend.set_password(target, username, secret)
         except Exception as e:  # noqa: BLE001 - the type only: a backend message may quote the secret
             raise CliError(f"Unable to store credentials for {_display(target, username)} in the system keyring "
-                           f"({type(e).__name__}); check PYTHON_KEYRING_BACKEND / `python -m keyring diagnose`, "
+                           f"({type(e).__name__}); {_keyring_fix(e)}, "
                            "or unset UV_PREVIEW_FEATURES to use the file store") from None
         click.echo(f"Stored credentials for {_display(root, username)}", err=True)
         return
@@ -305,8 +320,8 @@ def logout(service: str, username: str | None, keyring_provider: str | None) -> 
     username = given or TOKEN_USERNAME
     if _native_on():
         target = native_target(root)
+        backend = _keyring()
         try:
-            backend = _keyring()
             if backend.get_password(target, username) is None:
                 raise CliError(f"No matching entry found for `{_display(root, username)}`")
             backend.delete_password(target, username)
@@ -314,7 +329,7 @@ def logout(service: str, username: str | None, keyring_provider: str | None) -> 
             raise
         except Exception as e:  # noqa: BLE001
             raise CliError(f"Unable to remove credentials for {_display(root, username)} from the system keyring "
-                           f"({type(e).__name__})") from None
+                           f"({type(e).__name__}); {_keyring_fix(e)}") from None
         click.echo(f"Removed credentials for {_display(root, username)}", err=True)
         return
     try:
@@ -343,11 +358,12 @@ def token(service: str, username: str | None, keyring_provider: str | None) -> N
     given = username or url_username
     username = given or TOKEN_USERNAME
     if _native_on():
+        backend = _keyring()
         try:
-            secret = _keyring().get_password(native_target(clean), username)
+            secret = backend.get_password(native_target(clean), username)
         except Exception as e:  # noqa: BLE001
             raise CliError(f"Unable to fetch credentials for {_display(clean, username)} from the system keyring "
-                           f"({type(e).__name__})") from None
+                           f"({type(e).__name__}); {_keyring_fix(e)}") from None
         if not secret:
             raise CliError(f"Failed to fetch credentials for `{_display(clean, username)}`")
         click.echo(secret)

@@ -318,6 +318,29 @@ def check_config(settings) -> list[Check]:
     return checks
 
 
+def check_native(settings) -> list[Check] | None:
+    """uv's native store, when it is on: which keyring it is, and whether it answers (a lookup
+    of a name nobody stores; nothing is written). None when the native store is off."""
+    if not (getattr(settings, "native_auth", False) or getattr(settings, "keyring_provider", "") == "native"):
+        return None
+    from .credentials.sources.native import NoSecretService, backend_name, keyring_fix, native_keyring
+
+    try:
+        backend = native_keyring()
+    except NoSecretService as e:
+        problem, _, fix = str(e).partition("; ")
+        return [Check("problem", problem, fix=fix)]
+    except Exception as e:  # noqa: BLE001 - a broken keyring install
+        return [Check("problem", f"no keyring backend ({type(e).__name__})",
+                      fix=keyring_fix(e))]
+    name = backend_name(backend)
+    try:
+        backend.get_password("uv:credproxy-doctor.invalid", "credproxy-doctor")
+    except Exception as e:  # noqa: BLE001 - locked, no prompter, D-Bus errors
+        return [Check("problem", f"uv's native store ({name}) does not answer: {type(e).__name__}", fix=keyring_fix(e))]
+    return [Check("ok", f"uv's native store: {name}")]
+
+
 def check_config_error(error: str) -> Check:
     """A configuration that does not load is one failed check: the loader's message (it names
     the file or variable, the key and what was expected) and what to do with it."""
@@ -770,6 +793,8 @@ def run_doctor(settings, resolver, url: str | None = None, env: Mapping[str, str
         return report
     report.add("Configuration", check_config(settings))
     report.add("Upstream trust", check_roots(settings))
+    if (native := check_native(settings)) is not None:
+        report.add("Native store", native)
     report.add("Company proxy", check_company_proxy(settings, resolver, url, report))
     if settings.indexes:
         report.add("Indexes", [check_index(resolver, settings, i, report) for i in settings.indexes])

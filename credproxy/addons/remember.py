@@ -64,8 +64,10 @@ class RememberAddon:
         try:
             where = await asyncio.to_thread(self._write, place, creds)
         except Exception as e:  # noqa: BLE001 - the type only: a message could quote the secret
+            # NoSecretService's text names the fix and no secret; others: the type only
+            reason = str(e) if type(e).__name__ == "NoSecretService" else type(e).__name__
             logger.warning("remembering %s for %s failed (%s); nothing was stored", place,
-                           creds.username or "(no username)", type(e).__name__)
+                           creds.username or "(no username)", reason)
             return
         logger.info("remembered %s for %s in %s (source: client)", place, creds.username or "(no username)", where)
 
@@ -109,9 +111,9 @@ class RememberAddon:
         if self.native:
             backend = self._keyring
             if backend is None:
-                import keyring
+                from ..credentials.sources.native import native_keyring
 
-                backend = keyring.get_keyring()
+                backend = native_keyring()  # the Secret Service on Linux, as uv; written as uv does
             backend.set_password(f"uv:{place}", creds.username or "", creds.password or "")
             return "the native store"
         from ..credentials.store import Store, StoreEntry, default_store_path

@@ -16,6 +16,9 @@ One module per concern, as uv's uv-auth crate is laid out:
 
 - model.py      Settings, ClientCertRule, ConfigError, Layer, the fixed value sets
 - values.py     value parsers and checks, message quoting (never a secret), TOML reading
+- keys.py       the config file's keys as tables: one declaration per key (kind, field,
+                variable, secret or not) that file.py, env.py, overrides.py and the docs
+                check are driven from
 - file.py       the credproxy config file (strict)
 - env.py        the environment (UV_*, CREDPROXY_*, SSL_*)
 - uv.py         uv.toml / pyproject.toml `[tool.uv]` import (lenient)

@@ -1,14 +1,15 @@
 """The environment layer: UV_INDEX*, UV_KEYRING_PROVIDER, UV_INSECURE_HOST, UV_SYSTEM_CERTS,
-CREDPROXY_KEYRING_TIMEOUT and the SSL_* variables, as uv reads them."""
+CREDPROXY_KEYRING_TIMEOUT and the SSL_* variables, as uv reads them. A variable that sets a
+config key is declared with the key (keys.py `env=`) and parsed by the key's kind."""
 
 from __future__ import annotations
 
 from typing import Mapping
 
 from ..credentials.index import Index, valid_index_name
-from .model import KEYRING_PROVIDERS, UV_KEYRING_PROVIDERS, ConfigError, Layer, Settings
-from .values import (BOOL_FALSE, BOOL_TRUE, env_value, one_of, parse_boolish, positive_seconds, quote, safe_url,
-                     url_problem, url_scheme)
+from .keys import INVALID, TOP_KEYS
+from .model import UV_KEYRING_PROVIDERS, ConfigError, Layer, Settings
+from .values import Problems, env_value, one_of, quote, safe_url, url_problem, url_scheme
 
 
 def parse_index_arg(value: str) -> tuple[str | None, str]:
@@ -22,74 +23,26 @@ def parse_index_arg(value: str) -> tuple[str | None, str]:
 
 def env_layer(env: Mapping[str, str], settings: Settings) -> Layer:
     layer = Layer()
-    problems: list[str] = []
+    problems = Problems("environment")
 
-    # uv accepts only disabled|subprocess (`native` makes uv exit 2): the OS keyring has its
-    # own switch, CREDPROXY_KEYRING_PROVIDER, which wins
-    if (v := env_value(env, "CREDPROXY_KEYRING_PROVIDER")) is not None:
-        if v in KEYRING_PROVIDERS:
-            layer.keyring_provider = v
-        else:
-            problems.append(f"CREDPROXY_KEYRING_PROVIDER: expected {one_of(KEYRING_PROVIDERS)}, got {quote(v)}")
-    elif (v := env_value(env, "UV_KEYRING_PROVIDER")) is not None:
-        if v in UV_KEYRING_PROVIDERS:
-            layer.keyring_provider = v
-        elif v == "native":
-            layer.keyring_provider = v
-            settings.warnings.append(
-                "UV_KEYRING_PROVIDER=native makes uv fail (uv accepts \"disabled\" or \"subprocess\"): "
-                "unset it and set CREDPROXY_KEYRING_PROVIDER=native (uv itself reads the OS keyring with "
-                "UV_PREVIEW_FEATURES=native-auth)")
-        else:
-            problems.append(f"UV_KEYRING_PROVIDER: expected {one_of(UV_KEYRING_PROVIDERS)}, got {quote(v)} "
-                            "(for the OS keyring: CREDPROXY_KEYRING_PROVIDER=native)")
-
-    if (v := env_value(env, "CREDPROXY_KEYRING_TIMEOUT")) is not None:
-        try:
-            seconds = float(v)
-        except ValueError:
-            seconds = -1.0
-        if positive_seconds(seconds):
-            layer.keyring_timeout = seconds
-        else:
-            problems.append(f"CREDPROXY_KEYRING_TIMEOUT: expected a positive number of seconds, got {quote(v)}")
-
-    if (v := env_value(env, "CREDPROXY_REQUEST_HEAD_TIMEOUT")) is not None:
-        try:
-            seconds = float(v)
-        except ValueError:
-            seconds = -1.0
-        if positive_seconds(seconds):
-            layer.request_head_timeout = seconds
-        else:
-            problems.append(f"CREDPROXY_REQUEST_HEAD_TIMEOUT: expected a positive number of seconds, got {quote(v)}")
-
-    if (v := env_value(env, "CREDPROXY_UPSTREAM_PROXY_CONNECT_TIMEOUT")) is not None:
-        try:
-            seconds = float(v)
-        except ValueError:
-            seconds = -1.0
-        if positive_seconds(seconds):
-            layer.upstream_proxy_connect_timeout = seconds
-        else:
-            problems.append("CREDPROXY_UPSTREAM_PROXY_CONNECT_TIMEOUT: expected a positive number of seconds, "
-                            f"got {quote(v)}")
-
-    if (v := env_value(env, "UV_INSECURE_HOST")) is not None:
-        layer.allow_insecure_host = v.split()
-
-    for var in ("UV_SYSTEM_CERTS", "UV_NATIVE_TLS"):
-        if (v := env_value(env, var)) is None:
+    for key in TOP_KEYS:  # the keys a variable sets, as keys.py declares them
+        if key.env is None:
             continue
-        b = parse_boolish(v)
-        if b is None:
-            problems.append(f"{var}: expected a boolean ({', '.join(BOOL_TRUE)} or "
-                            f"{', '.join(BOOL_FALSE)}), got {quote(v)}")
+        if key.name == "keyring-provider" and env_value(env, key.env) is None:
+            _uv_keyring_provider(env, layer, problems, settings)
             continue
-        if var == "UV_NATIVE_TLS":
-            settings.warnings.append("UV_NATIVE_TLS is deprecated; use UV_SYSTEM_CERTS instead")
-        if layer.system_certs is None:  # UV_SYSTEM_CERTS wins over its deprecated alias
-            layer.system_certs = b
+        for var in (key.env, key.env_alias):
+            if var is None or (v := env_value(env, var)) is None:
+                continue
+            value = key.kind.parse_env(v)
+            if value is INVALID:
+                problems.add(var, key.kind.env_expected, v, show_value=not key.secret)
+                continue
+            if var == key.env_alias:
+                settings.warnings.append(f"{var} is deprecated; use {key.env} instead")
+                if getattr(layer, key.attr) is not None:  # the variable wins over its deprecated alias
+                    continue
+            setattr(layer, key.attr, value)
 
     items: list[tuple[str, str]] = []  # (variable, item)
     for var, split in (("UV_INDEX", True), ("UV_DEFAULT_INDEX", False),
@@ -100,22 +53,21 @@ def env_layer(env: Mapping[str, str], settings: Settings) -> Layer:
         named = var in ("UV_INDEX", "UV_DEFAULT_INDEX")  # the *_INDEX_URL forms take a URL only
         name, url = parse_index_arg(item) if named else (None, item)
         if name is not None and not (name.isascii() and valid_index_name(name)):
-            problems.append(f"{var}: expected index names of ASCII letters, digits, `.`, `_` or `-`, "
-                            f"got {quote(name)}")
+            problems.add(var, "index names of ASCII letters, digits, `.`, `_` or `-`", name)
             continue
         if url_scheme(url) not in ("http", "https"):
             # a local directory or file:// index: nothing for a proxy to authenticate
             settings.notes.append(f"{var}: ignored {safe_url(url)} (not an http(s) index)")
             continue
         if (why := url_problem(url)) is not None:
-            problems.append(f"{var}: expected {why}, got {quote(safe_url(url))}")
+            problems.add(var, why, safe_url(url))
             continue
         layer.indexes.append(Index.from_url(url, name=name, origin=f"env:{var}"))
 
-    if problems:
-        if len(problems) == 1:
-            raise ConfigError(f"environment variable {problems[0]}")
-        raise ConfigError("environment variables:\n" + "\n".join("  " + x for x in problems))
+    if len(problems.items) == 1:
+        raise ConfigError(f"environment variable {problems.items[0]}")
+    if problems.items:
+        raise ConfigError("environment variables:\n" + "\n".join("  " + x for x in problems.items))
 
     for attr, var in (("ssl_cert_file", "SSL_CERT_FILE"), ("ssl_cert_dir", "SSL_CERT_DIR"),
                       ("ssl_client_cert", "SSL_CLIENT_CERT")):
@@ -123,3 +75,21 @@ def env_layer(env: Mapping[str, str], settings: Settings) -> Layer:
             setattr(settings, attr, env_value(env, var))
     return layer
 
+
+
+def _uv_keyring_provider(env: Mapping[str, str], layer: Layer, problems: Problems, settings: Settings) -> None:
+    """UV_KEYRING_PROVIDER, below CREDPROXY_KEYRING_PROVIDER. uv accepts only disabled|subprocess
+    (`native` makes uv exit 2): the OS keyring has its own switch, CREDPROXY_KEYRING_PROVIDER."""
+    if (v := env_value(env, "UV_KEYRING_PROVIDER")) is None:
+        return
+    if v in UV_KEYRING_PROVIDERS:
+        layer.keyring_provider = v
+    elif v == "native":
+        layer.keyring_provider = v
+        settings.warnings.append(
+            "UV_KEYRING_PROVIDER=native makes uv fail (uv accepts \"disabled\" or \"subprocess\"): "
+            "unset it and set CREDPROXY_KEYRING_PROVIDER=native (uv itself reads the OS keyring with "
+            "UV_PREVIEW_FEATURES=native-auth)")
+    else:
+        problems.items.append(f"UV_KEYRING_PROVIDER: expected {one_of(UV_KEYRING_PROVIDERS)}, got {quote(v)} "
+                              "(for the OS keyring: CREDPROXY_KEYRING_PROVIDER=native)")

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping
 
 from .env import env_layer
 from .file import parse_config
+from .keys import TOP_KEYS, StringList, Tables
 from .merge import dedupe, merge_indexes, name_imported_indexes
 from .model import ConfigError, Layer, Settings
 from .overrides import override_layer
@@ -80,23 +81,20 @@ def load_settings(
                 return value
         return default
 
-    settings.keyring_provider = first("keyring_provider", None)
+    # each key the table declares: a single value from the highest layer that sets it (None
+    # until the defaults below: a project may still set some), a list combined, highest first
+    for key in TOP_KEYS:
+        if isinstance(key.kind, StringList):
+            setattr(settings, key.attr, dedupe(h for layer in layers for h in getattr(layer, key.attr)))
+        elif isinstance(key.kind, Tables):
+            if key.attr != "indexes":  # merged as indexes, below
+                setattr(settings, key.attr, [c for layer in layers for c in getattr(layer, key.attr)])
+        elif key.attr == "upstream_proxy":
+            if (upstream := first("upstream_proxy", None)) is not None:
+                settings.upstream_proxy, settings.upstream_proxy_origin = upstream
+        elif key.attr != "project":  # below: the flag's is relative to cwd, the file's to the file
+            setattr(settings, key.attr, first(key.attr, None))
     settings.native_auth = native_auth_enabled(env)
-    settings.keyring_timeout = first("keyring_timeout", settings.keyring_timeout)
-    settings.request_head_timeout = first("request_head_timeout", settings.request_head_timeout)
-    settings.upstream_proxy_connect_timeout = first("upstream_proxy_connect_timeout",
-                                                    settings.upstream_proxy_connect_timeout)
-    settings.system_certs = first("system_certs", None)
-    settings.ca_bundle = first("ca_bundle", settings.ca_bundle)
-    settings.intercept = first("intercept", settings.intercept)
-    settings.netrc_default = first("netrc_default", settings.netrc_default)
-    settings.netrc_loopback = first("netrc_loopback", settings.netrc_loopback)
-    if (upstream := first("upstream_proxy", None)) is not None:
-        settings.upstream_proxy, settings.upstream_proxy_origin = upstream
-    settings.allow_insecure_host = dedupe(h for layer in layers for h in layer.allow_insecure_host)
-    settings.intercept_hosts = dedupe(h for layer in layers for h in layer.intercept_hosts)
-    settings.git_credential_hosts = dedupe(h for layer in layers for h in layer.git_credential_hosts)
-    settings.client_certs = [c for layer in layers for c in layer.client_certs]
     settings.indexes = name_imported_indexes(
         merge_indexes((i for layer in layers for i in layer.indexes), settings.notes))
 
@@ -107,8 +105,9 @@ def load_settings(
         settings.project, named_by, base = first("project", None), f"project in {path}", path.parent
     if settings.project is not None:
         _import_project(settings, settings.project, named_by, base)
-    settings.keyring_provider = settings.keyring_provider or Settings.keyring_provider
-    settings.system_certs = bool(settings.system_certs)
+    for key in TOP_KEYS:  # what no layer (and no project) set: the default
+        if getattr(settings, key.attr) is None:
+            setattr(settings, key.attr, key.default)
 
     # The bundle `credproxy env` exports holds the proxy's own CA: trusting it upstream would
     # let the proxy vouch for itself, so an SSL_CERT_FILE pointing there is not upstream trust.

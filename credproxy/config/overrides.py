@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Mapping
 
 from ..credentials.index import Index, valid_index_name
 from .env import parse_index_arg
-from .model import INTERCEPT_POLICIES, KEYRING_PROVIDERS, LOG_FORMATS, Layer, Settings
+from .keys import INVALID, Spot, key_for
+from .model import LOG_FORMATS, Layer, Settings
 from .values import Problems, one_of, safe_url, shown_value, url_problem
 
 
 
 def override_layer(overrides: Mapping[str, Any], settings: Settings) -> Layer:
-    """Flags: keys are Settings field names; None means "not given". List fields are put
-    in front of the lower layers' lists; scalars replace."""
+    """Flags: keys are Settings field names; None means "not given". A field that is a config
+    key (keys.py) is the highest layer of it, its value checked as the key's kind does; list
+    fields are put in front of the lower layers' lists; scalars replace."""
     names = {f.name for f in fields(Settings)}
     layer = Layer()
     problems = Problems("command line")
@@ -36,33 +39,12 @@ def override_layer(overrides: Mapping[str, Any], settings: Settings) -> Layer:
                     problems.add("--index", why, safe_url(url))
                 else:
                     layer.indexes.append(Index.from_url(url, name=name, origin="flag"))
-        elif key == "keyring_provider":
-            if value in KEYRING_PROVIDERS:
-                layer.keyring_provider = value
-            else:
-                problems.add("--keyring-provider", one_of(KEYRING_PROVIDERS), value)
-        elif key == "intercept":
-            if value in INTERCEPT_POLICIES:
-                layer.intercept = value
-            else:
-                problems.add("--intercept", one_of(INTERCEPT_POLICIES), value)
+        elif (declared := key_for(key)) is not None:  # a config key: the flag is its highest layer
+            value = declared.kind.from_flag(Spot(problems, f"--{declared.name}", Path(), declared.secret), value)
+            if value is not INVALID:
+                setattr(layer, key, value)
         elif key == "log_format" and value not in LOG_FORMATS:
             problems.add("--log-format", one_of(LOG_FORMATS), value)
-        elif key == "system_certs":
-            layer.system_certs = bool(value)
-        elif key == "ca_bundle":
-            layer.ca_bundle = str(value)
-        elif key == "allow_insecure_host":
-            layer.allow_insecure_host = list(value)
-        elif key == "intercept_hosts":
-            layer.intercept_hosts = list(value)
-        elif key == "project":
-            layer.project = str(value)
-        elif key == "client_certs":
-            layer.client_certs = list(value)
-        elif key == "upstream_proxy":
-            flag = "--no-upstream-proxy" if str(value).strip().lower() in ("none", "direct") else "--upstream-proxy"
-            layer.upstream_proxy = (str(value), flag)
         elif key in ("config_files", "warnings", "notes"):
             getattr(settings, key).extend(value)
         else:

@@ -36,7 +36,8 @@ def project_config_file(directory: str, base: Path, named_by: str) -> tuple[Path
     if not path.is_absolute():
         path = base / path
     if not path.is_dir():
-        raise ConfigError(f"{path}: project directory not found (named by {named_by}); "
+        # the path as written may hold what looks like userinfo or a signed URL: masked (safe_url)
+        raise ConfigError(f"{safe_url(str(path))}: project directory not found (named by {named_by}); "
                           "give the directory that holds the project's pyproject.toml or uv.toml")
     return path, uv_project_config_file(path)
 

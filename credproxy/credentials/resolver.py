@@ -245,8 +245,8 @@ class _Flight:
 
 class SingleFlight:
     """One lookup per key at a time; later askers wait for it. Found answers are kept (for
-    their `ttl` when they have one); "nothing found" expires after `negative_ttl` seconds on
-    the injectable clock."""
+    their `ttl` when they have one); "nothing found" expires after `negative_ttl` seconds (or
+    its own shorter `ttl`) on the injectable clock."""
 
     def __init__(self, clock: Callable[[], float], negative_ttl: float):
         self._clock = clock
@@ -265,7 +265,7 @@ class SingleFlight:
                 age = self._clock() - flight.finished_at
                 if answer.found and (answer.ttl is None or age < answer.ttl):
                     return flight.future, False
-                if not answer.found and age < self._ttl:
+                if not answer.found and age < self._negative_ttl(answer):
                     return flight.future, False
             future: Future = Future()
             # RUNNING: an asyncio waiter that is cancelled cannot cancel it for the others
@@ -273,13 +273,18 @@ class SingleFlight:
             self._flights[key] = _Flight(future)
             return future, True
 
+    def _negative_ttl(self, answer: Answer) -> float:
+        """A "nothing found" that names a shorter `ttl` (the native store: a login must reach
+        the proxy soon) is kept that long; others `negative_ttl`."""
+        return min(self._ttl, answer.ttl) if answer.ttl is not None else self._ttl
+
     def remembered_for(self, key: Hashable) -> float | None:
         """Seconds a remembered "nothing found" for `key` is still served, else None."""
         with self._lock:
             flight = self._flights.get(key)
             if flight is None or flight.finished_at is None or flight.future.result().found:
                 return None
-            left = self._ttl - (self._clock() - flight.finished_at)
+            left = self._negative_ttl(flight.future.result()) - (self._clock() - flight.finished_at)
             return left if left > 0 else None
 
     def finish(self, key: Hashable, future: Future, answer: Answer) -> None:

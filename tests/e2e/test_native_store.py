@@ -3,9 +3,10 @@ uv; `credproxy auth login/logout` then write to and remove from the OS keyring u
 service names, and the proxy reads them.
 
 The OS keyring here is keyrings.alt's PlaintextKeyring (a file under the test's own
-XDG_DATA_HOME), chosen with PYTHON_KEYRING_BACKEND: this machine has no Secret Service, so
-real uv (which talks to the Secret Service over D-Bus, not through Python's keyring) cannot
-be pointed at it; what uv would look up is checked by service name instead."""
+XDG_DATA_HOME), chosen with PYTHON_KEYRING_BACKEND: this covers a backend the user chose
+explicitly (credproxy honours it; uv cannot read it) and the proxy's username-only retry.
+Real uv against a real Secret Service (gnome-keyring), both ways, is
+test_native_keyring_uv.py."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from credproxy.config import ConfigError, load_settings
+from credproxy.config.keys import TABLES, Argv, StringList, Tables
 from credproxy.credentials.model import secret_forms
 from credproxy.tlsrules import build_plan
 from tests.helpers.proxy import proxy_env
@@ -39,24 +40,33 @@ def toml(value) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML string
 
 
-# (what, config-file text) with {v} the planted value
-CONFIG_CASES = [
-    ("allow-insecure-host", "allow-insecure-host = [{v}]"),
-    ("intercept-hosts", "intercept-hosts = [{v}]"),
-    ("keyring-provider", "keyring-provider = {v}"),
-    ("intercept", "intercept = {v}"),
-    ("unknown key", "{v} = 1"),
-    ("index.url", '[[index]]\nurl = {v}'),
-    ("index.url with scheme ftp", '[[index]]\nurl = {v}'.replace("{v}", "{ftp}")),
-    ("index.name", '[[index]]\nname = {v}\nurl = "https://pkgs.test/simple/"'),
-    ("index.authenticate", '[[index]]\nurl = "https://pkgs.test/simple/"\nauthenticate = {v}'),
-    ("index.publish-url", '[[index]]\nurl = "https://pkgs.test/simple/"\npublish-url = {v}'),
-    ("index unknown key", '[[index]]\nurl = "https://pkgs.test/simple/"\n{v} = 1'),
-    ("client-cert.host", '[[client-cert]]\nhost = {v}\ncert = "/nonexistent.pem"'),
-]
+# Every key the config file knows, from its one declaration (credproxy/config/keys.py), in
+# the smallest document that reaches it: (what, config-file text) with {v} the planted value
+# (inside an array for the keys that take one). A key added to the table is covered here.
+CONTEXT = {"": "", "index": '[[index]]\nurl = "https://pkgs.test/simple/"',
+           "client-cert": '[[client-cert]]\nhost = "pkgs.test"\ncert = "/nonexistent.pem"'}
 
-ENV_CASES = ["UV_KEYRING_PROVIDER", "UV_SYSTEM_CERTS", "UV_NATIVE_TLS", "CREDPROXY_KEYRING_TIMEOUT",
-             "UV_INDEX", "UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL"]
+
+def key_case(table: str, key) -> tuple[str, str]:
+    lines = [line for line in CONTEXT[table].splitlines() if not line.startswith(f"{key.name} =")]
+    value = "[{v}]" if isinstance(key.kind, (StringList, Argv)) else "{v}"
+    return (f"{table}.{key.name}" if table else key.name), "\n".join(lines + [f"{key.name} = {value}"])
+
+
+DECLARED = [(t, k) for t, keys in TABLES.items() for k in keys if not isinstance(k.kind, Tables)]
+CONFIG_CASES = [key_case(t, k) for t, k in DECLARED] + [
+    ("unknown key", "{v} = 1"),
+    ("index.url with scheme ftp", '[[index]]\nurl = {ftp}'),
+    ("index unknown key", '[[index]]\nurl = "https://pkgs.test/simple/"\n{v} = 1'),
+]
+# a key the table marks secret is never shown at all, so its cases add values with no `@` or
+# `://` for the general masking to catch: the bare secret, and it among arguments
+SECRET_CASES = [key_case(t, k) for t, k in DECLARED if k.secret]
+BARE_SHAPES = [SECRET, f"aws --token {SECRET}"]
+
+# the variables the table declares for its keys, and those that are not a key's
+ENV_CASES = [var for _, k in DECLARED for var in (k.env, k.env_alias) if var] + [
+    "UV_KEYRING_PROVIDER", "UV_INDEX", "UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL"]
 OVERRIDE_CASES = ["keyring_provider", "intercept", "log_format", "indexes", "no_such_option"]
 # accepted by the loader, refused by the upstream TLS plan (a ConfigError at start-up)
 PLAN_CASES = ["allow_insecure_host", "UV_INSECURE_HOST", "client_cert_host"]
@@ -125,6 +135,24 @@ def test_config_file_errors_mask_the_value(tmp_path, what, text, shape):
     check_messages(lambda: load(tmp_path, config))
 
 
+@pytest.mark.parametrize("shape", BARE_SHAPES)
+@pytest.mark.parametrize("what, text", SECRET_CASES, ids=[c[0] for c in SECRET_CASES])
+def test_a_secret_keys_value_is_not_shown_in_any_shape(tmp_path, what, text, shape):
+    """As a string where an array is meant (token-command) or inside an array (both): an
+    error, naming the key, without the value."""
+    key = what.rpartition(".")[2]
+    errors = []
+    for value in (toml(shape), f"[{toml(shape)}, 1]"):
+        try:
+            load(tmp_path, text.replace("[{v}]", "{v}").replace("{v}", value))
+        except ConfigError as e:
+            errors.append(str(e))
+    assert errors, f"no planted value for {what} was refused"
+    for error in errors:
+        assert f".{key}: expected" in error, error
+        assert_masked(error)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("var", ENV_CASES)
 def test_environment_errors_mask_the_value(tmp_path, var, shape):
@@ -186,3 +214,17 @@ def test_serve_with_a_secret_in_allow_insecure_host_fails_without_printing_it(tm
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2, proc.stderr
     assert_masked(proc.stdout + proc.stderr)
+
+
+def test_serve_with_a_secret_in_a_missing_project_path_fails_without_printing_it(tmp_path):
+    """`project` names a directory; when it does not exist the error names it, masked like
+    every other value (it showed `u:pa ss/SECRET@...` and a signature query in clear)."""
+    env = proxy_env(tmp_path)
+    env["CREDPROXY_DATA_DIR"] = str(tmp_path / "data")
+    for value in (f"u:pa ss/{SECRET}@pkgs.test", f"http://pkgs.test/simple/?X-Amz-Signature={SECRET}"):
+        Path(env["CREDPROXY_CONFIG"]).write_text(f"project = {toml(value)}\n")
+        proc = subprocess.run([sys.executable, "-m", "credproxy.cli", "serve", "--port", "0"], env=env,
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 2, proc.stderr
+        assert "project directory not found (named by project in" in proc.stderr, proc.stderr
+        assert_masked(proc.stdout + proc.stderr)

@@ -401,6 +401,40 @@ def test_negative_ttl_is_configurable():
     assert len(kr.calls) == 2
 
 
+class TtlSource(FakeSource):
+    """Its answers, found or not, carry a ttl (the native store's NATIVE_TTL)."""
+
+    def __init__(self, *args, ttl, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ttl = ttl
+
+    def lookup(self, url, username, index):
+        from dataclasses import replace
+
+        return replace(super().lookup(url, username, index), ttl=self.ttl)
+
+
+def test_a_miss_with_a_short_ttl_is_asked_again_after_it_not_after_negative_ttl():
+    """The native store: a login made after a miss reaches the proxy after the answer's ttl
+    (2 s), not the resolver's negative_ttl (60 s); a found answer lives as long as its ttl."""
+    clock = Clock()
+    ix = Index.from_url("https://alice@h.test/simple/")
+    kr = TtlSource("native", {}, fast=False, ttl=2)
+    r = make([kr], [ix], clock=clock, negative_ttl=60)
+    assert r.resolve("https://h.test/simple/a/").action != "inject"
+    clock.now += 1
+    r.resolve("https://h.test/simple/a/")
+    assert len(kr.calls) == 1  # still remembered
+    kr.entries["h.test"] = ALICE  # the login
+    clock.now += 1.5
+    d = r.resolve("https://h.test/simple/a/")
+    assert d.action == "inject" and len(kr.calls) == 2
+    r.record("https://h.test/simple/a/", d, 200)
+    del kr.entries["h.test"]  # the logout
+    clock.now += 2.5
+    assert r.resolve("https://h.test/simple/a/").action != "inject"
+
+
 # --- policies and plain http -------------------------------------------------------------------
 
 
