@@ -26,7 +26,7 @@ from mitmproxy import http
 
 from .. import tlsrules
 from ..credentials.index import match_index
-from ..credentials.model import Credentials, Realm, parse_authorization
+from ..credentials.model import Credentials, Realm, parse_authorization, redact_url
 from ..credentials.resolver import is_loopback
 from .auth import METADATA_KEY, RETRY_MARK, request_url
 
@@ -66,10 +66,12 @@ class RememberAddon:
         except Exception as e:  # noqa: BLE001 - the type only: a message could quote the secret
             # NoSecretService's text names the fix and no secret; others: the type only
             reason = str(e) if type(e).__name__ == "NoSecretService" else type(e).__name__
-            logger.warning("remembering %s for %s failed (%s); nothing was stored", place,
+            logger.warning("remembering %s for %s failed (%s); nothing was stored", redact_url(place),
                            creds.username or "(no username)", reason)
             return
-        logger.info("remembered %s for %s in %s (source: client)", place, creds.username or "(no username)", where)
+        # the place is an index root, which may carry a token query parameter: masked
+        logger.info("remembered %s for %s in %s (source: client)", redact_url(place), creds.username or "(no username)",
+                    where)
 
     async def _known(self, flow: http.HTTPFlow, creds: Credentials) -> bool:
         aresolve = getattr(self.resolver, "aresolve", None)

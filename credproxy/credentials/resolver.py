@@ -717,7 +717,11 @@ class Resolver:
         return ""
 
     def _memo_key(self, source: Source, url: str, index: Index | None, username: str | None) -> Hashable:
-        return (source.name, index.url if index is not None else str(Realm.of(url)), username)
+        # a source whose answer depends on more than the index or host says so (git's helpers
+        # with useHttpPath: the repository)
+        scope = getattr(source, "memo_scope", None)
+        return (source.name, index.url if index is not None else str(Realm.of(url)), username,
+                scope(url) if scope is not None else None)
 
     def _may_have_source(self, url: str, index: Index | None, username: str | None) -> bool:
         """Whether a 403/404 to a request without credentials is worth a retry."""

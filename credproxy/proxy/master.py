@@ -14,6 +14,7 @@ import importlib.util
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -435,10 +436,25 @@ class LogFormatter(SafeFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
+        if record.name.partition(".")[0] == "mitmproxy":
+            # mitmproxy quotes what it could not parse (`Bad HTTP request line: b'GET
+            # http://user:SECRET@host/?private_token=...'`): the secrets in it are masked
+            text = _mask_quoted_urls(text)
         if text.startswith("credproxy: "):
             text = text[len("credproxy: "):]
         where = f"{record.name}: " if self.show_logger else ""
         return f"credproxy: {record.levelname.lower()}: {where}{text}"
+
+
+def _mask_quoted_urls(text: str) -> str:
+    """Userinfo (`user:****@`) and the values of token query parameters masked in free text."""
+    from ..config.model import mask_userinfo
+    from ..credentials.model import redact_query
+
+    def query(m) -> str:
+        return m.group(1) + redact_query(m.group(2))
+
+    return re.sub(r"(\?)([^\s'\"#]+)", query, mask_userinfo(text))
 
 
 def _mitmproxy_level(verbose: int) -> int:

@@ -170,3 +170,14 @@ def test_an_upload_to_a_publish_url_is_remembered_for_that_host_not_the_index(tm
     a = addon(tmp_path, indexes=[ix])
     run(a, flow("https://upload.test/legacy/", auth=basic(USER, SECRET)))
     assert entries(tmp_path) == [("https://upload.test/", USER)]
+
+
+def test_a_token_in_the_index_urls_query_is_masked_in_the_log_line(tmp_path, caplog):
+    ix = Index.from_url("https://pkgs.test/private/repo/?private_token=QS3cret-t0ken")
+    a = addon(tmp_path, indexes=[ix])
+    with caplog.at_level(logging.INFO, logger="credproxy.remember"):
+        run(a, flow("https://pkgs.test/private/repo/foo/", auth=basic(USER, SECRET)))
+    assert [service for service, _ in entries(tmp_path)] == [ix.root_url]
+    lines = [r.getMessage() for r in caplog.records if r.name == "credproxy.remember"]
+    assert lines == ["remembered https://pkgs.test/private/repo/?private_token=**** for alice in the store (source: client)"]
+    assert "QS3cret-t0ken" not in caplog.text

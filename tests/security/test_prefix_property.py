@@ -2,7 +2,8 @@
 a URL that its source's prefix covers.
 
 Random credential sources (store entries with paths and usernames, netrc machines and a
-`default` entry, indexes with UV_INDEX_* credentials, both netrc scope settings), then random
+`default` entry, indexes with UV_INDEX_* credentials or a `token-command`, both netrc scope
+settings), then random
 requests (paths with encoded separators, dot segments, backslashes, `;` parameters; loopback
 and other hosts; http and https; a `Basic user:` header; a Host header naming another host)
 answered 200 or 401 at random, so the session cache fills and is evicted on the way. They go
@@ -20,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import os
 import posixpath
+import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from unittest import mock
 from urllib.parse import unquote, urlsplit
 
@@ -78,6 +80,7 @@ class World:
     indexes: list[str]  # index URLs, each with UV_INDEX_<NAME>_* credentials
     default_scope: str
     loopback_scope: str
+    token_commands: list[bool] = field(default_factory=list)  # per index: a token-command instead
     owners: dict[str, tuple[str, str]] = field(default_factory=dict)  # password -> (kind, what)
 
     def index_objects(self) -> list[Index]:
@@ -98,7 +101,7 @@ class World:
                 return False
         if kind == "store":
             return oracle_covers(what, url)
-        if kind == "index":
+        if kind in ("index", "token-command"):
             return oracle_covers(what, url)
         if kind == "machine":
             if host != what:
@@ -128,12 +131,13 @@ hosts = st.sampled_from(HOSTS)
 @st.composite
 def worlds(draw) -> World:
     store = draw(st.lists(st.tuples(origins, hosts, plain_paths, st.sampled_from(USERS)), max_size=4))
-    indexes = draw(st.lists(st.tuples(origins, hosts, plain_paths, st.booleans()), max_size=2))
+    indexes = draw(st.lists(st.tuples(origins, hosts, plain_paths, st.booleans(), st.booleans()), max_size=2))
     world = World(
         store=[(origin_url(s, p, h, path), user) for (s, p), h, path, user in store],
         machines=draw(st.lists(hosts, max_size=3, unique=True)),
         default=draw(st.booleans()),
-        indexes=[origin_url(s, p, h, path + ("simple/" if simple else "")) for (s, p), h, path, simple in indexes],
+        indexes=[origin_url(s, p, h, path + ("simple/" if simple else "")) for (s, p), h, path, simple, _ in indexes],
+        token_commands=[token for *_, token in indexes],
         default_scope=draw(st.sampled_from(("indexes", "any-host"))),
         loopback_scope=draw(st.sampled_from(("index-ports", "any-port"))),
     )
@@ -144,8 +148,14 @@ def worlds(draw) -> World:
 def requests(draw, world: World):
     """A request, most often to a realm and under a path one of the world's entries names."""
     named = [(realm(u)[0], realm(u)[2], realm(u)[1], urlsplit(u).path) for u, _ in world.store]
-    named += [(realm(u)[0], realm(u)[2], realm(u)[1], urlsplit(u).path) for u in world.indexes]
+    # an index's root, and its realm outside the root (where a prefix widened to the host
+    # would show); as likely as all the netrc machines' realms together
+    at_indexes = [(realm(u)[0], realm(u)[2], realm(u)[1], base) for u in world.indexes
+                  for base in (urlsplit(u).path, "/")]
+    named += at_indexes
     named += [(s, p, m, "/") for m in world.machines for s, p in ORIGINS]
+    if at_indexes and draw(st.integers(0, 2)) == 0:
+        named = at_indexes
     if named and draw(st.integers(0, 3)):
         scheme, port, host, base = draw(st.sampled_from(named))
         path = base.rstrip("/") + draw(request_paths)
@@ -188,6 +198,12 @@ def real_resolver(world: World):
             f.write("\n".join(lines) + "\n")
         indexes = world.index_objects()
         for i, index in enumerate(indexes):
+            if world.token_commands and world.token_commands[i]:
+                # a program whose stdout is the token
+                token = secret("token-command", index.root_url)
+                indexes[i] = replace(index, username=f"t{i}",
+                                     token_command=(sys.executable, "-I", "-S", "-c", f"print({token!r})"))
+                continue
             env[f"UV_INDEX_IX{i}_USERNAME"] = f"x{i}"
             env[f"UV_INDEX_IX{i}_PASSWORD"] = secret("index", index.root_url)
         settings = Settings(indexes=indexes, env=env)

@@ -118,3 +118,69 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+@pytest.mark.parametrize("username, url", [
+    ("alice\nhost=elsewhere.test", URL),
+    ("alice\rhost=elsewhere.test", URL),
+    ("alice\x00host=elsewhere.test", URL),
+    (None, "https://git.example.test:8443/team/repo.git%0a/x"),  # encoded: stays one line, asked
+])
+def test_a_line_break_in_a_value_never_reaches_gits_line_based_protocol(tmp_path, username, url):
+    asked = tmp_path / "asked"
+    helper = tmp_path / "recording-helper"
+    helper.write_text(f"#!/bin/sh\ncat >> '{asked}'\necho username=alice\necho password=pw\n")
+    helper.chmod(0o755)
+    answer = source(home_with_helper(tmp_path, f'"!{helper}"')).lookup(url, username, None)
+    if username is None:
+        assert answer.found and "host=git.example.test:8443\n" in asked.read_text()
+        return
+    assert not answer.found and "line break" in answer.detail
+    assert not asked.exists(), "git (and its helper) ran with the injected line"
+    assert "elsewhere" not in answer.detail
+
+
+@pytest.mark.parametrize("path, repository", [
+    ("/team/repo.git/info/refs", "team/repo.git"),
+    ("/team/repo.git/git-upload-pack", "team/repo.git"),
+    ("/team/repo.git", "team/repo.git"),
+    ("/org/project/_git/repo/info/refs", "org/project/_git/repo"),
+    ("/team/repo/git-receive-pack", "team/repo"),
+    ("/team/repo/info/lfs/objects/batch", "team/repo"),
+    ("/a.github/x/info/refs", "a.github/x"),
+])
+def test_the_repository_path_is_what_git_itself_sends(path, repository):
+    from credproxy.credentials.sources.git_credential import repository_path
+
+    assert repository_path(path) == repository
+
+
+def test_with_use_http_path_each_repository_has_its_own_credential_and_scope(tmp_path):
+    creds = tmp_path / "git-credentials"
+    creds.write_text(f"https://alice:{quote(PASSWORD, safe='')}@git.example.test%3a8443/team/repo.git\n")
+    env = home_with_helper(tmp_path, f'"store --file={creds}"')
+    with open(Path(env["HOME"]) / ".gitconfig", "a") as f:
+        f.write("\tuseHttpPath = true\n")
+    src = source(env)
+    answer = src.lookup(URL, None, None)
+    assert answer.found and answer.credentials.password == PASSWORD
+    assert answer.prefix == "https://git.example.test:8443/team/repo.git/"
+    assert not src.lookup("https://git.example.test:8443/other/repo.git/info/refs", None, None).found
+    assert src.memo_scope(URL) != src.memo_scope("https://git.example.test:8443/other/repo.git/info/refs")
+
+
+def test_git_runs_outside_any_repository_so_a_repositorys_helper_is_never_used(tmp_path, monkeypatch):
+    import subprocess
+
+    ran = tmp_path / "ran"
+    evil = tmp_path / "evil-helper"
+    evil.write_text(f"#!/bin/sh\ntouch '{ran}'\necho username=alice\necho password=evil\n")
+    evil.chmod(0o755)
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, timeout=30)
+    with open(repo / ".git" / "config", "a") as f:
+        f.write(f'[credential]\n\thelper = "!{evil}"\n')
+    env = {**home_with_helper(tmp_path, '""'), "GIT_DIR": str(repo / ".git")}
+    monkeypatch.chdir(repo)
+    answer = source(env).lookup(URL, None, None)
+    assert not answer.found and not ran.exists()

@@ -187,3 +187,13 @@ def test_a_keyring_that_cannot_start_is_named(tmp_path):
     src = KeyringSubprocessSource(env={"PATH": str(bin_dir)})
     ans = src.lookup("https://h.example/", "alice", None)
     assert not ans.found and "cannot run: No such file or directory" in ans.detail, ans.detail
+
+
+def test_the_service_never_carries_the_query_or_userinfo():
+    # the service is the command's argv (readable by every local user) and is named in logs
+    from credproxy.credentials.sources.keyring_subprocess import keyring_services
+    from credproxy.credentials.sources.native import native_services
+
+    url = "https://u:pw@H.example/files/x.whl?private_token=QS3CRET&X-Amz-Signature=S1G#frag"
+    assert keyring_services(url, None) == ["https://h.example/files/x.whl", "h.example"]
+    assert native_services(url, None) == ["uv:https://h.example/files/x.whl", "uv:h.example"]

@@ -14,17 +14,40 @@ git's stderr is echoed with the password redacted."""
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
-import sys
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from ..index import Index
 from ..model import DEFAULT_PORTS, Credentials, Realm, redact_text
 from .base import Answer
-from .process import OUTPUT_LIMIT, run_bounded
+from .process import NEUTRAL_DIR, OUTPUT_LIMIT, echo_stderr, run_bounded
 
 log = logging.getLogger(__name__)
+
+#: what ends a line in git's credential protocol (git splits on LF and drops a CR before it;
+#: a NUL ends a C string)
+_LINE_BREAK = re.compile("[\n\r\x00]")
+
+
+#: variables that point git at a repository (and so at its config)
+_REPOSITORY_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
+
+#: what git's smart and dumb HTTP protocols add to a repository's URL
+_PROTOCOL_TAIL = re.compile(r"/(?:info/refs|git-upload-pack|git-receive-pack|info/lfs(?:/.*)?|HEAD|objects/.*)$")
+
+
+def repository_path(path: str) -> str:
+    """The repository's path, as git sends it to its helpers (`team/repo.git` for a request
+    to `/team/repo.git/info/refs`): up to a segment ending in `.git`, else without the tail
+    git's HTTP protocols add."""
+    path = path.lstrip("/")
+    head = re.match(r"(.*?\.git)(?:/|$)", path)
+    if head:
+        return head.group(1)
+    return _PROTOCOL_TAIL.sub("", "/" + path).lstrip("/")
 
 
 class GitCredentialSource:
@@ -42,10 +65,10 @@ class GitCredentialSource:
         self.git = git
 
     def _git_env(self) -> dict[str, str]:
-        import os
-
         env = dict(self._env if self._env is not None else os.environ)
         env.pop("SSH_ASKPASS", None)
+        for name in _REPOSITORY_VARS:  # a repository's config is not the user's (see NEUTRAL_DIR)
+            env.pop(name, None)
         env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "GCM_INTERACTIVE": "never"})
         return env
 
@@ -61,11 +84,18 @@ class GitCredentialSource:
         host = realm.host if ":" not in realm.host else f"[{realm.host}]"
         if realm.port != DEFAULT_PORTS["https"]:
             host += f":{realm.port}"
-        request = f"protocol=https\nhost={host}\npath={parts.path.lstrip('/')}\n"
+        values = {"host": host, "path": repository_path(parts.path), "username": username}
+        broken = [key for key, value in values.items() if value is not None and _LINE_BREAK.search(value)]
+        if broken:
+            # git's credential protocol is one `key=value` per line: a line break in a value
+            # would add keys of the caller's choosing (`host=another.example`)
+            return Answer(self.name, detail=f"the request's {' and '.join(broken)} holds a line break or NUL, "
+                                            "which git's credential protocol cannot carry (git not asked)")
+        request = f"protocol=https\nhost={host}\npath={values['path']}\n"
         if username is not None:
             request += f"username={username}\n"
         outcome = run_bounded([exe, "credential", "fill"], env=env, timeout=self.timeout,
-                              limit=OUTPUT_LIMIT, stdin_data=(request + "\n").encode())
+                              limit=OUTPUT_LIMIT, stdin_data=(request + "\n").encode(), cwd=NEUTRAL_DIR)
         fields: dict[str, str] = {}
         for line in outcome.stdout.splitlines():
             key, sep, value = line.partition("=")
@@ -73,8 +103,7 @@ class GitCredentialSource:
                 fields[key] = value
         user, password = fields.get("username"), fields.get("password")
         if outcome.stderr:
-            sys.stderr.write(redact_text(outcome.stderr, [password], usernames=[user]))
-            sys.stderr.flush()
+            echo_stderr(redact_text(outcome.stderr, [password], usernames=[user]))
         shown = f"git credential fill for https://{host}/"
         if outcome.problem is not None:
             what = outcome.problem.partition(": ")[2] or outcome.problem
@@ -84,8 +113,16 @@ class GitCredentialSource:
         if username is not None and user is not None and user != username:
             return Answer(self.name, detail=f"{shown}: a credential for another username")
         who = f"user {user}" if user else "no username"
-        return Answer(self.name, Credentials.basic(user, password), prefix=f"{realm}/",
-                      detail=f"{shown}: found ({who})")
+        # git echoes `path` only when credential.useHttpPath applies to this URL: then the
+        # helper answered for this repository, and the credential goes to it alone
+        scope = f"{realm}/{values['path']}/" if fields.get("path") and values["path"] else f"{realm}/"
+        return Answer(self.name, Credentials.basic(user, password), prefix=scope,
+                      detail=f"{shown}: found ({who}{', for this repository' if scope != f'{realm}/' else ''})")
+
+    def memo_scope(self, url: str) -> str:
+        """What, besides the host and username, a remembered answer depends on: the
+        repository (with useHttpPath, another repository may have another credential)."""
+        return repository_path(urlsplit(url).path)
 
     @staticmethod
     def _warn(message: str) -> str:

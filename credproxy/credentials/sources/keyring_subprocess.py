@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Mapping
 
 from ..index import Index
-from ..model import Credentials, Realm, redact_text, without_userinfo
+from ..model import Credentials, Realm, redact_text
 from .base import Answer, realm_prefix, url_prefix
+from .process import NEUTRAL_DIR, echo_stderr, helper_environment
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,11 @@ MODE_UNSUPPORTED = (
 
 
 def keyring_services(url: str, index: Index | None) -> list[str]:
-    first = index.url if index is not None else without_userinfo(url)
+    """The index URL (else the request URL without userinfo, query and fragment: a query
+    may hold a token, and the service is the command's argument, which every local user can
+    read in /proc/PID/cmdline, and is named in log lines), `host[:port]`, then
+    `scheme://host[:port]` for plain http."""
+    first = index.url if index is not None else url_prefix(url)
     realm = Realm.of(url)
     services = [first, realm.netloc]
     if realm.scheme != "https":
@@ -141,8 +146,7 @@ class KeyringSubprocessSource:
             # Whatever keyring printed on stdout may be a secret even when we rejected it.
             learnt += [line.strip() for line in stdout.splitlines() if line.strip()]
             names = [username, creds.username if creds is not None else None]
-            sys.stderr.write(redact_text(stderr, learnt, usernames=names))
-            sys.stderr.flush()
+            echo_stderr(redact_text(stderr, learnt, usernames=names))
         return creds, detail
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
@@ -164,7 +168,8 @@ def run_bounded(argv: list[str], *, env: Mapping[str, str] | None, timeout: floa
     `grace` for the pipes after it has exited. Raises OSError only if the reaper cannot start."""
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", _REAPER, repr(float(timeout)), "--", *argv],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=helper_environment(env),
+        cwd=NEUTRAL_DIR,  # not the folder serve started in (process.NEUTRAL_DIR)
         start_new_session=True,  # the reaper leads a group: killpg reaches what it leaves
     )
     started = time.monotonic()

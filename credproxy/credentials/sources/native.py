@@ -16,7 +16,7 @@ import sys
 from contextlib import closing
 
 from ..index import Index
-from ..model import Credentials, Realm, without_userinfo
+from ..model import Credentials, Realm
 from .base import Answer, realm_prefix, url_prefix
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,8 @@ def backend_name(backend) -> str:
 def native_services(url: str, index: Index | None) -> list[str]:
     """`uv:<index root or request URL>`, `uv:<host[:port]>`, then `uv:<scheme>://<host[:port]>`
     for non-https."""
-    target = index.root_url if index is not None else without_userinfo(url)
+    # never the query: it may hold a token, and the service is named in answers and logs
+    target = index.root_url if index is not None else url_prefix(url)
     realm = Realm.of(url)
     services = [f"uv:{target}", f"uv:{realm.netloc}"]
     if realm.scheme != "https":

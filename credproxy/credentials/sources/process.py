@@ -11,12 +11,83 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
+from urllib.parse import unquote, urlsplit
+
+from ...logsafe import escape_controls
 
 #: stdout/stderr bytes a helper may write (a token is a few KiB at most)
 OUTPUT_LIMIT = 64 * 1024
+
+#: where credential helpers run: not the directory `serve` started in, which may be someone
+#: else's project (docs/security.md). There, git would read the repository's `.git/config`
+#: (`credential.helper = !program`), and `python -m module` would import the folder's
+#: `module.py` first: a program of the folder's author, run with the user's rights.
+NEUTRAL_DIR = os.path.abspath(os.sep)
+
+#: the proxy's own admission secret (proxy/token.py ENV_VAR): no helper needs it
+_PROXY_SECRET_VARS = ("CREDPROXY_PROXYAUTH",)
+#: what `credproxy env` sets (proxy/envvars.py PROXY_VARS, ACTIVE, PREVIOUS_PREFIX), repeated
+#: here because credentials/ does not import the proxy package
+_ENV_SET_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
+_PROXY_VARS = _ENV_SET_VARS + ("ALL_PROXY", "all_proxy")
+_ENV_ACTIVE = "CREDPROXY_ENV_ACTIVE"
+_PREVIOUS_PREFIX = "CREDPROXY_PREVIOUS_"
+_TOKEN_USER = "credproxy"  # the user name of the per-user token pair (proxy/token.py)
+
+
+def helper_environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment a credential helper runs with: the proxy's (`env`, else os.environ)
+    without the proxy's own token. `serve` started in a shell where `eval "$(credproxy env)"`
+    ran (or with CREDPROXY_PROXYAUTH) holds the token that admits clients; a helper (a keyring
+    plugin, the aws CLI, git's helpers) has no use for it, and a helper sent through credproxy
+    itself could wait on the lookup that is waiting for it. So CREDPROXY_PROXYAUTH is removed
+    and a proxy variable that carries the token (or that `credproxy env` set) goes back to the
+    value `credproxy env` replaced (CREDPROXY_PREVIOUS_<VAR>), or is removed."""
+    result = dict(os.environ if env is None else env)
+    pair = result.get("CREDPROXY_PROXYAUTH", "")
+    for name in _PROXY_SECRET_VARS:
+        result.pop(name, None)
+    set_by_env = result.get(_ENV_ACTIVE) == "1"
+    for name in _PROXY_VARS:
+        value = result.get(name)
+        if value is None or not ((set_by_env and name in _ENV_SET_VARS) or _carries_proxy_token(value, pair)):
+            continue
+        previous = result.get(_PREVIOUS_PREFIX + name)
+        if previous and not _carries_proxy_token(previous, pair):
+            result[name] = previous
+        else:
+            del result[name]
+    return result
+
+
+def _carries_proxy_token(value: str, pair: str) -> bool:
+    """A proxy URL whose userinfo is credproxy's token pair (`credproxy:TOKEN`, or the
+    --proxyauth/CREDPROXY_PROXYAUTH pair)."""
+    try:
+        parts = urlsplit(value if "://" in value else f"http://{value}")
+        user, password = parts.username, parts.password
+    except ValueError:
+        return False
+    if user is None or password is None:
+        return False
+    user, password = unquote(user), unquote(password)
+    return user == _TOKEN_USER or (bool(pair) and f"{user}:{password}" == pair)
+
+
+def echo_stderr(text: str) -> None:
+    """Pass a helper's stderr (already redacted) on to ours with control characters escaped:
+    it can quote what a server said, and a terminal escape sequence (`\x1b]...`, a carriage
+    return that overwrites the line) must not reach the user's terminal raw (logsafe.py)."""
+    if not text:
+        return
+    sys.stderr.write(escape_controls(text, keep="\n"))
+    if not text.endswith("\n"):
+        sys.stderr.write("\n")
+    sys.stderr.flush()
 
 
 @dataclass
@@ -31,7 +102,7 @@ class Outcome:
 
 
 def run_bounded(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: float,
-                limit: int = OUTPUT_LIMIT, stdin_data: bytes | None = None) -> Outcome:
+                limit: int = OUTPUT_LIMIT, stdin_data: bytes | None = None, cwd: str = NEUTRAL_DIR) -> Outcome:
     shown = os.path.basename(argv[0]) if argv else "?"
     try:
         proc = subprocess.Popen(
@@ -39,7 +110,8 @@ def run_bounded(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: 
             stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=dict(env) if env is not None else None,
+            env=helper_environment(env),
+            cwd=cwd,
             start_new_session=True,  # no controlling terminal; a timeout kills the whole group
         )
     except OSError as e:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from typing import Mapping
 
 from ..index import Index, match_index
 from ..model import Credentials, Realm, redact_text
 from .base import Answer
-from .process import OUTPUT_LIMIT, run_bounded
+from .process import OUTPUT_LIMIT, echo_stderr, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,7 @@ class TokenCommandSource:
         token = lines[0] if len(lines) == 1 else None
         if outcome.stderr:
             learnt = lines  # whatever it printed may be a secret, even when we reject it
-            sys.stderr.write(redact_text(outcome.stderr, learnt, usernames=[user, ""]))
-            sys.stderr.flush()
+            echo_stderr(redact_text(outcome.stderr, learnt, usernames=[user, ""]))
         if outcome.problem is not None:
             return Answer(self.name, detail=self._warn(f"{shown}: {_after_program(outcome.problem)} (no credentials)"))
         if token is None:
