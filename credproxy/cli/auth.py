@@ -9,6 +9,7 @@ carries a secret is never echoed back in an error.
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from typing import Any
@@ -116,6 +117,17 @@ def _stdin_is_tty() -> bool:
         return sys.stdin.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _prompt_hidden(prompt: str) -> str:
+    """Ask for a secret on the terminal without echo. getpass, not click.prompt(hide_input=True):
+    click 8.1 prints the prompt before it turns echo off, so a password typed or pasted
+    right after the prompt appears shows on the screen and is then discarded."""
+    try:
+        return getpass.getpass(prompt)
+    except (KeyboardInterrupt, EOFError):
+        click.echo(err=True)
+        raise click.Abort() from None
 
 
 def _display(service: str, username: str | None) -> str:
@@ -266,7 +278,7 @@ def login(service: str, username: str | None, password: str | None, token: str |
     if secret is None:
         if not _stdin_is_tty():
             raise CliError("No password provided; did you mean to provide `--password` or `--token`?")
-        secret = click.prompt("Enter password", err=True, hide_input=True, default="", show_default=False)
+        secret = _prompt_hidden("Enter password: ")
     if not secret:
         raise CliError("Password cannot be empty")
 

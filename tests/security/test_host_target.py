@@ -77,7 +77,12 @@ def test_resend_after_401_keeps_the_connections_server_name(tmp_path):
 
 def test_http2_authority_naming_another_host_gets_421(tmp_path):
     """curl --http2 sends its Host header as `:authority`; the proxy speaks h2 to the client
-    and to an h2 upstream (mitmproxy >= 12)."""
+    and to an h2 upstream on mitmproxy >= 12. mitmproxy 11.0.2 (Python 3.11, `make test-oldest`)
+    cannot take the h2 smuggling fix, so there HTTP/2 is off: curl falls back to HTTP/1.1 and
+    the Host header naming another host must still get the 421."""
+    from mitmproxy import version as mitmproxy_version
+
+    proto = "2" if int(mitmproxy_version.VERSION.split(".")[0]) >= 12 else "1.1"
     from tests.helpers.clients import client_env, combined_bundle, curl
     from tests.helpers.h2server import H2Server
     from tests.helpers.proxy import proxy_env, start_credproxy
@@ -100,6 +105,6 @@ def test_http2_authority_naming_another_host_gets_421(tmp_path):
             plain = curl("--http2", "-w", "%{http_version} %{http_code}", "-o", "/dev/null", url, env=cenv)
     finally:
         server.stop()
-    assert tricked.stdout == "2 421", tricked.stderr
-    assert plain.stdout == "2 200", plain.stderr
+    assert tricked.stdout == f"{proto} 421", tricked.stderr
+    assert plain.stdout == f"{proto} 200", plain.stderr
     assert [r.path for r in server.requests] == ["/x"]
