@@ -7,6 +7,7 @@ clean_env, credproxy_factory, proxied_env. Everything started here is stopped he
 
 from __future__ import annotations
 
+import subprocess
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -115,6 +116,18 @@ def echo_server(echo_factory) -> EchoServer:
 def mtls_echo_server(echo_factory, tls_certs) -> EchoServer:
     """mtls.test: the TLS handshake requires a client cert issued by tls_certs.client_ca_pem."""
     return echo_factory(host="mtls.test", client_ca=tls_certs.client_ca_pem)
+
+
+@pytest.fixture
+def clone(tmp_path) -> Path:
+    """A fresh clone of this checkout's committed HEAD: what a user clones and CI runs (the
+    install and oldest-lane tests work in it, never in this checkout)."""
+    repo = Path(__file__).resolve().parents[2]
+    dest = tmp_path / "credproxy"
+    r = subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(repo), str(dest)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return dest
 
 
 @pytest.fixture

@@ -51,16 +51,6 @@ def wheels(tmp_path_factory) -> Path:
     return wheelhouse(tmp_path_factory.mktemp("wheelhouse"), ["credproxy[test,negotiate,pac]", "setuptools>=77"])
 
 
-@pytest.fixture
-def clone(tmp_path) -> Path:
-    """A fresh clone of this checkout's committed HEAD (what a user would clone)."""
-    dest = tmp_path / "credproxy"
-    r = subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(dest)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    return dest
-
-
 def hostile_home(tmp_path: Path) -> dict[str, str]:
     """A HOME whose pip.conf (legacy-pip.md's set-up) names an index that needs the proxy,
     plus PIP_* variables doing the same. Any install that reads them fails: the index is a

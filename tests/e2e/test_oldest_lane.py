@@ -52,16 +52,6 @@ def test_oldest_pins_are_pyprojects_lower_bounds():
     assert {name: Version(v) for name, v in oldest_pins().items()} == lower
 
 
-@pytest.fixture
-def clone(tmp_path) -> Path:
-    """A fresh clone of this checkout's committed HEAD (what CI runs)."""
-    dest = tmp_path / "credproxy"
-    r = subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(dest)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    return dest
-
-
 def no_python_311(tmp_path: Path) -> dict[str, str]:
     """A PATH whose only `python3.11`/`python3` are pyenv shims of an inactive version (they
     print an error instead of running), and an empty pyenv: no usable Python 3.11."""
