@@ -31,3 +31,19 @@ def test_quick_benchmark_run_reports_every_row(tmp_path):
     for what in ROWS[:5]:  # the table shows the intercepted ratio of each row
         assert what in lines and re.search(r"\d+\.\d\dx", lines[what]), result.stdout
     assert 0 < data["proxy_peak_rss_mb"] < 500
+
+
+def test_cli_startup_benchmark_compares_two_trees_and_cleans_up():
+    """benchmarks/cli_startup.py against HEAD itself (one round): both trees run, a ratio is
+    printed, and its temporary worktree is gone afterwards."""
+    before = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True,
+                            timeout=30).stdout
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cli_startup.py"), "--base", "HEAD",
+                             "--rounds", "1"], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"credproxy env  HEAD +\d+\.\d{3} s", result.stdout), result.stdout
+    assert re.search(r"credproxy env  this checkout +\d+\.\d{3} s", result.stdout), result.stdout
+    assert re.search(r"ratio HEAD/this checkout: \d+\.\d\dx", result.stdout), result.stdout
+    after = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True,
+                           timeout=30).stdout
+    assert after == before
