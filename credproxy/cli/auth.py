@@ -12,7 +12,8 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import click
@@ -136,6 +137,31 @@ def _display(service: str, username: str | None) -> str:
     if username and username != TOKEN_USERNAME:
         return f"{MASK if looks_like_token(username) else username}@{service}"
     return service
+
+
+def _service_command(f):
+    """A command on SERVICE with uv's `-u/--username` and its ignored `--keyring-provider`
+    (logout and token take the same arguments as uv's)."""
+    for decorate in reversed((
+        click.command(cls=OneLineErrors),
+        click.argument("service"),
+        click.option("-u", "--username", help="The username (default __token__)."),
+        click.option("--keyring-provider", hidden=True, help="Accepted for uv compatibility; ignored."),
+    )):
+        f = decorate(f)
+    return f
+
+
+@contextmanager
+def _keyring_errors(doing: str, also: str = "") -> Iterator[None]:
+    """A keyring failure as one line, `Unable to DOING (ErrorType); FIX`: the type only, since a
+    backend's message may quote the secret. A CliError raised inside passes unchanged."""
+    try:
+        yield
+    except CliError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any backend error
+        raise CliError(f"Unable to {doing} ({type(e).__name__}); {_keyring_fix(e)}{also}") from None
 
 
 def _store() -> Store:
@@ -285,12 +311,9 @@ def login(service: str, username: str | None, password: str | None, token: str |
     if _native_on() and scheme != "bearer":  # uv's native store holds username/password pairs
         target = native_target(root)
         backend = _keyring()
-        try:
+        with _keyring_errors(f"store credentials for {_display(target, username)} in the system keyring",
+                             ", or unset UV_PREVIEW_FEATURES to use the file store"):
             backend.set_password(target, username, secret)
-        except Exception as e:  # noqa: BLE001 - the type only: a backend message may quote the secret
-            raise CliError(f"Unable to store credentials for {_display(target, username)} in the system keyring "
-                           f"({type(e).__name__}); {_keyring_fix(e)}, "
-                           "or unset UV_PREVIEW_FEATURES to use the file store") from None
         click.echo(f"Stored credentials for {_display(root, username)}", err=True)
         return
     entry = StoreEntry.bearer(root, secret) if scheme == "bearer" else StoreEntry.basic(root, username, secret)
@@ -304,10 +327,7 @@ def login(service: str, username: str | None, password: str | None, token: str |
         click.echo(f"Stored credentials for {_display(root, username)}", err=True)
 
 
-@click.command(cls=OneLineErrors)
-@click.argument("service")
-@click.option("-u", "--username", help="The username (default __token__).")
-@click.option("--keyring-provider", hidden=True, help="Accepted for uv compatibility; ignored.")
+@_service_command
 def logout(service: str, username: str | None, keyring_provider: str | None) -> None:
     """Remove the credentials stored for SERVICE and USERNAME."""
     clean, url_username, _ = _split(service)
@@ -317,15 +337,10 @@ def logout(service: str, username: str | None, keyring_provider: str | None) -> 
     if _native_on():
         target = native_target(root)
         backend = _keyring()
-        try:
+        with _keyring_errors(f"remove credentials for {_display(root, username)} from the system keyring"):
             if backend.get_password(target, username) is None:
                 raise CliError(f"No matching entry found for `{_display(root, username)}`")
             backend.delete_password(target, username)
-        except CliError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            raise CliError(f"Unable to remove credentials for {_display(root, username)} from the system keyring "
-                           f"({type(e).__name__}); {_keyring_fix(e)}") from None
         click.echo(f"Removed credentials for {_display(root, username)}", err=True)
         return
     try:
@@ -344,10 +359,7 @@ def logout(service: str, username: str | None, keyring_provider: str | None) -> 
     click.echo(f"Removed credentials for {_display(root, username)}", err=True)
 
 
-@click.command(cls=OneLineErrors)
-@click.argument("service")
-@click.option("-u", "--username", help="The username (default __token__).")
-@click.option("--keyring-provider", hidden=True, help="Accepted for uv compatibility; ignored.")
+@_service_command
 def token(service: str, username: str | None, keyring_provider: str | None) -> None:
     """Print the password or token stored for SERVICE (longest matching prefix), alone."""
     clean, url_username, _ = _split(service)
@@ -355,11 +367,8 @@ def token(service: str, username: str | None, keyring_provider: str | None) -> N
     username = given or TOKEN_USERNAME
     if _native_on():
         backend = _keyring()
-        try:
+        with _keyring_errors(f"fetch credentials for {_display(clean, username)} from the system keyring"):
             secret = backend.get_password(native_target(clean), username)
-        except Exception as e:  # noqa: BLE001
-            raise CliError(f"Unable to fetch credentials for {_display(clean, username)} from the system keyring "
-                           f"({type(e).__name__}); {_keyring_fix(e)}") from None
         if not secret:
             raise CliError(f"Failed to fetch credentials for `{_display(clean, username)}`")
         click.echo(secret)

@@ -12,7 +12,6 @@ in on stdin, never in argv. uv 0.13.9 is the wheel in .venv."""
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 
@@ -20,6 +19,7 @@ from tests.helpers.clients import UV, client_env, installed, pip_install, run, u
 from tests.helpers.proxy import credproxy_cmd, proxy_env
 from tests.helpers.secret_service import secret_service
 from tests.helpers.servers import REPO_ROOT
+from tests.helpers.timing import until
 
 from .conftest import INDEX_PASSWORD, INDEX_USERNAME
 from .observe_setup import leaks
@@ -77,18 +77,6 @@ def assert_no_leak(label: str, text: str, *secrets: str) -> None:
     for secret in secrets or (INDEX_PASSWORD,):
         found = leaks(text, secret, INDEX_USERNAME)
         assert found == [], f"{label} contains {found}"
-
-
-def until(check, within: float, patience: float = 20.0) -> float:
-    start = time.monotonic()
-    while True:
-        began = time.monotonic() - start
-        if check():
-            assert began <= within, f"first seen {began:.2f} s after the change (limit {within} s)"
-            return began
-        if began > patience:
-            pytest.fail(f"not within {patience} s")
-        time.sleep(0.1)
 
 
 # --- a. credproxy writes, real uv reads ----------------------------------------------------------
@@ -185,12 +173,12 @@ def test_proxy_injects_what_uv_login_stored_and_stops_after_uv_logout(
                 env=env, timeout=30)
         return r.stdout != "200" and [q.auth for q in private_index.requests()] == [False]
 
-    took = until(refused, within=5.0)
+    took = until(refused, "uv logout seen by the running proxy", within=5.0)
     print(f"uv logout seen by the running proxy after {took:.2f} s")
     # and a new uv login reaches it too, without a restart
     assert uv(uv_env, *login_args(root, INDEX_USERNAME), stdin=INDEX_PASSWORD + "\n").returncode == 0
     until(lambda: run(["curl", "-q", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", page],
-                      env=env, timeout=30).stdout == "200", within=5.0)
+                      env=env, timeout=30).stdout == "200", "a new uv login seen by the running proxy", within=5.0)
     proxy.stop()
     log = proxy.stderr()
     assert "source=native" in log
