@@ -8,6 +8,7 @@ stays independent); `CREDPROXY_CONFIG` names the config file.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Mapping
@@ -67,3 +68,14 @@ def write_atomic(path: os.PathLike | str, data: bytes, mode: int = 0o600) -> Pat
             pass
         raise
     return path
+
+
+def platform_name(platform: str | None = None) -> str:
+    """"macos", "windows" or "linux" (Linux and the BSDs) for sys.platform or `platform`: the
+    three kinds of OS credproxy treats differently (trust store, service manager)."""
+    platform = platform or sys.platform
+    if platform == "darwin":
+        return "macos"
+    if platform in ("win32", "cygwin"):
+        return "windows"
+    return "linux"

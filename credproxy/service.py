@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from . import paths
+from .paths import platform_name
 
 UNIT_NAME = "credproxy.service"
 LAUNCHD_LABEL = "io.github.credproxy"
@@ -195,12 +196,8 @@ def rotate_log(log: Path, keep_bytes: int = 0) -> None:
 
 
 def platform_kind(platform: str | None = None) -> str:
-    platform = platform or sys.platform
-    if platform == "darwin":
-        return "launchd"
-    if platform in ("win32", "cygwin"):
-        return "windows"
-    return "systemd"
+    """The service manager: launchd (macOS), windows, systemd (Linux and the rest)."""
+    return {"macos": "launchd", "windows": "windows"}.get(platform_name(platform), "systemd")
 
 
 def plan(serve_args: Sequence[str], env: Mapping[str, str], platform: str | None = None) -> Plan:

@@ -28,11 +28,12 @@ import plistlib
 import re
 import ssl
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
+
+from ..paths import platform_name
 
 _PEM_CERT = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----\s*(.+?)\s*-----END (?:TRUSTED )?CERTIFICATE-----",
                        re.S)
@@ -329,15 +330,6 @@ def windows_store(enum: Callable[[str], list] | None = None) -> SystemStore:
 
 
 # --- dispatch -------------------------------------------------------------------------------------
-
-
-def platform_name(platform: str | None = None) -> str:
-    platform = platform or sys.platform
-    if platform == "darwin":
-        return "macos"
-    if platform in ("win32", "cygwin"):
-        return "windows"
-    return "linux"
 
 
 def load_store(platform: str | None = None) -> SystemStore:
