@@ -435,6 +435,11 @@ def _from_env(env: Mapping[str, str], names: tuple[str, ...], listen, notes: lis
               seen: set[str]) -> tuple[ProxyURL | None, str]:
     """The first usable proxy variable in `names`; a value that points at us is replaced by
     CREDPROXY_PREVIOUS_<NAME>."""
+    def note_once(name: str, text: str) -> None:  # a variable is explained once, however often asked
+        if name not in seen:
+            notes.append(text)
+            seen.add(name)
+
     for name in names:
         value = env.get(name)
         origin = name
@@ -443,9 +448,7 @@ def _from_env(env: Mapping[str, str], names: tuple[str, ...], listen, notes: lis
         try:
             proxy = ProxyURL.parse(value)
         except ProxyURLError as e:
-            if name not in seen:
-                notes.append(f"ignored {name}={_safe(value)}: {e}")
-                seen.add(name)
+            note_once(name, f"ignored {name}={_safe(value)}: {e}")
             continue
         # `credproxy env` marks the shell whose proxy variables it set (CREDPROXY_ENV_ACTIVE)
         set_by_env = (env.get(ENV_ACTIVE) == "1" and name in ENV_SET_VARS and is_loopback(proxy.host))
@@ -454,25 +457,17 @@ def _from_env(env: Mapping[str, str], names: tuple[str, ...], listen, notes: lis
             previous = env.get(previous_name)
             note = f"ignored {name}={proxy.display}: it points at credproxy itself"
             if not previous:
-                if name not in seen:
-                    notes.append(note + (f" (no {previous_name} remembers an earlier value)"))
-                    seen.add(name)
+                note_once(name, note + (f" (no {previous_name} remembers an earlier value)"))
                 continue
             try:
                 proxy = ProxyURL.parse(previous)
             except ProxyURLError as e:
-                if name not in seen:
-                    notes.append(f"{note}; ignored {previous_name}={_safe(previous)}: {e}")
-                    seen.add(name)
+                note_once(name, f"{note}; ignored {previous_name}={_safe(previous)}: {e}")
                 continue
             if _points_at_us(proxy, listen):
-                if name not in seen:
-                    notes.append(f"{note}; {previous_name} points at credproxy too")
-                    seen.add(name)
+                note_once(name, f"{note}; {previous_name} points at credproxy too")
                 continue
-            if name not in seen:
-                notes.append(f"{note}; using {previous_name}={proxy.display}, the value `credproxy env` replaced")
-                seen.add(name)
+            note_once(name, f"{note}; using {previous_name}={proxy.display}, the value `credproxy env` replaced")
             origin = f"{previous_name} ({name} points at credproxy itself)"
         return proxy, origin
     return None, ""

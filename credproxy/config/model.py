@@ -91,7 +91,6 @@ class Settings:
     # the environment the sources read (UV_INDEX_*, NETRC, HF_TOKEN, SSL_*); a copy, so tests
     # and `credproxy run` can pass their own. Not in repr: it holds passwords and tokens.
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
-    # --- additive fields (config branch) ---
     # `user:password` clients must send as Proxy-Authorization; required to bind off loopback
     proxyauth: str | None = field(default=None, repr=False)
     # SSL_CERT_FILE / SSL_CERT_DIR / SSL_CLIENT_CERT as uv reads them (empty = unset); the
@@ -126,7 +125,6 @@ class Settings:
     # the URL may hold the proxy password. `upstream_proxy_origin` names the flag or file.
     upstream_proxy: str | None = field(default=None, repr=False)
     upstream_proxy_origin: str | None = None
-
 
 
 @dataclass
