@@ -74,6 +74,18 @@ class Report:
 # --- the listener ------------------------------------------------------------------------
 
 
+def _read_head(sock, limit: int) -> bytes:
+    """A response head (through its blank line), reading no more than `limit` bytes and a
+    chunk; the socket's own timeout bounds the wait."""
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < limit:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
 def probe_listener(host: str, port: int, timeout: float = 2.0) -> tuple[bool, str]:
     """(something answers, what it is). An origin-form request makes a forward proxy answer
     with an error page naming itself (`Server: mitmproxy ...`) without contacting anything."""
@@ -82,12 +94,7 @@ def probe_listener(host: str, port: int, timeout: float = 2.0) -> tuple[bool, st
             sock.settimeout(timeout)
             # no Host header: the proxy cannot pick a destination, so it contacts nothing
             sock.sendall(b"GET /credproxy-doctor HTTP/1.0\r\n\r\n")
-            head = b""
-            while b"\r\n\r\n" not in head and len(head) < 8192:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                head += chunk
+            head = _read_head(sock, 8192)
     except ConnectionRefusedError:
         return False, "connection refused"
     except OSError as e:
@@ -634,12 +641,7 @@ def probe_connect(proxy, host: str, port: int, authorization: str | None, settin
             sock = ssl.create_default_context(cafile=cafile).wrap_socket(raw, server_hostname=proxy.host)
         sock.settimeout(timeout)
         sock.sendall((request + "\r\n").encode("latin-1"))
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 65536:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
+        head = _read_head(sock, 65536)
     return parse_connect_answer(head)
 
 
