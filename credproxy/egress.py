@@ -102,11 +102,9 @@ class ProxyURL:
 
     @property
     def display(self) -> str:
-        """`http://alice:****@proxy:3128` — never the password."""
-        user = ""
-        if self.credentials is not None:
-            name = self.credentials.username or ""
-            user = f"{name}:{MASK}@" if self.credentials.password is not None else f"{name or MASK}@"
+        """`http://alice:****@proxy:3128` — never the password, nor a username that is the
+        secret (`http://TOKEN@proxy`, a token-shaped name: `****@`)."""
+        user = f"{self.credentials.redacted()}@" if self.credentials is not None else ""
         return f"{self.scheme}://{user}{self.netloc}"
 
     def __str__(self) -> str:

@@ -30,6 +30,9 @@ from urllib.parse import urlsplit
 
 from . import paths
 from .paths import platform_name
+from .proxy.envvars import ACTIVE as ENV_ACTIVE
+from .proxy.envvars import PREVIOUS_PREFIX
+from .proxy.envvars import PROXY_VARS as ENV_SET_VARS
 
 UNIT_NAME = "credproxy.service"
 LAUNCHD_LABEL = "io.github.credproxy"
@@ -40,7 +43,6 @@ PASSED_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "A
                     "CREDPROXY_CREDENTIALS_DIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "UV_SYSTEM_CERTS")
 # `credproxy env` replaces the proxy variables and remembers the old values here: the
 # service wants the company proxy, not itself
-PREVIOUS_PREFIX = "CREDPROXY_PREVIOUS_"
 _PROXY_VARS = {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
                "NO_PROXY", "no_proxy"}
 
@@ -84,17 +86,15 @@ def service_environment(env: Mapping[str, str]) -> dict[str, str]:
         value = env.get(name)
         if name in _PROXY_VARS and value is not None and (PREVIOUS_PREFIX + name) in env:
             value = env.get(PREVIOUS_PREFIX + name) or None
+        elif name in ENV_SET_VARS and env.get(ENV_ACTIVE) == "1":
+            value = None  # `credproxy env` set it (pointing at credproxy) and there was none before
         if value:
             out[name] = value
     for name, value in out.items():
         if name.lower().endswith("_proxy") and name.lower() != "no_proxy":
-            try:
-                password = urlsplit(value if "://" in value else "http://" + value).password
-            except ValueError:
-                password = None
-            if password:
+            if has_userinfo(value):
                 raise ServiceError(
-                    f"{name} holds a password; a service file is not the place for it. Put the proxy "
+                    f"{name} holds a login; a service file is not the place for it. Put the proxy "
                     f"credentials in ~/.netrc (machine <proxy host> login <user> password <password>) and "
                     f"set {name} without them, then run `credproxy service install` again")
     return out
@@ -193,6 +193,15 @@ def rotate_log(log: Path, keep_bytes: int = 0) -> None:
 
 
 # --- plan ------------------------------------------------------------------------------------------
+
+
+def has_userinfo(value: str) -> bool:
+    """A proxy URL with a user or password (a username alone may be a token): a secret."""
+    try:
+        parts = urlsplit(value if "://" in value else "http://" + value)
+        return parts.username is not None or parts.password is not None
+    except ValueError:
+        return "@" in value
 
 
 def platform_kind(platform: str | None = None) -> str:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from ..credentials.model import MASK, looks_like_token, redact_url, split_userinfo, strip_simple
+from ..credentials.model import MASK, display_username, looks_like_token, redact_url, split_userinfo, strip_simple
 from ..credentials.store import (
     Store,
     StoreEntry,
@@ -276,11 +276,12 @@ def login(service: str, username: str | None, password: str | None, token: str |
     root = strip_simple(clean)
 
     if username is not None and url_username is not None:
-        raise CliError(
-            f"Cannot specify a username both via the URL and CLI; found `--username {username}` and `{url_username}`"
-        )
+        raise CliError(  # as uv says it, with a username that may be a token masked
+            f"Cannot specify a username both via the URL and CLI; found `--username "
+            f"{display_username(username, '')}` and `{display_username(url_username, url_password)}`")
     if token is not None and url_username is not None:
-        raise CliError(f"When using `--token`, a username cannot not be provided; found: {url_username}")
+        raise CliError("When using `--token`, a username cannot be provided; found: "
+                       f"{display_username(url_username, url_password)}")
     if username is None:
         username = url_username
     if username is None and token is not None:

@@ -41,6 +41,12 @@ def _check_serve_args(args: tuple[str, ...]) -> None:
     if any(a == "--proxyauth" or a.startswith("--proxyauth=") for a in args):
         _fail("--proxyauth is a secret and would be written into the service file; use "
               "--proxyauth-file FILE (chmod 600) instead, or nothing: the per-user proxy token applies")
+    for i, a in enumerate(args):
+        value = a.partition("=")[2] if a.startswith("--upstream-proxy=") else (
+            args[i + 1] if a == "--upstream-proxy" and i + 1 < len(args) else None)
+        if value is not None and svc.has_userinfo(value):
+            _fail("--upstream-proxy holds a login, which would be written into the service file; put it in "
+                  "~/.netrc (machine <proxy host> login <user> password <password>) and give the URL without it")
     try:
         serve.make_context("serve", list(args), resilient_parsing=False)
     except click.exceptions.Exit:

@@ -172,6 +172,14 @@ def test_install_refuses_a_secret_for_the_unit(tmp_path):
                            env={**env, "HTTPS_PROXY": ""}, capture_output=True, text=True, timeout=60)
     assert token.returncode == 2 and "tok3n-secret" not in token.stdout + token.stderr
     assert not (tmp_path / "xdg-config" / "systemd").exists()
+    for flag in (["--upstream-proxy", "http://corp-user:upstr3am-secret@proxy.corp.test:3128"],
+                 ["--upstream-proxy=http://ghp_T0kenAsProxyUser0123456789abcdXYZ@proxy.corp.test:3128"]):
+        chained = subprocess.run([str(CREDPROXY), "service", "install", "--no-start", *flag],
+                                 env={**env, "HTTPS_PROXY": ""}, capture_output=True, text=True, timeout=60)
+        out = chained.stdout + chained.stderr
+        assert chained.returncode == 2 and "~/.netrc" in out, out
+        assert "upstr3am-secret" not in out and "ghp_" not in out, out
+        assert not (tmp_path / "xdg-config" / "systemd").exists()
 
 
 def test_status_shows_the_company_proxy_serve_took_from_its_environment(tmp_path, credproxy_factory):

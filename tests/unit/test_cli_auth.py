@@ -134,7 +134,7 @@ def test_login_replaces_and_keeps_other_usernames(env, store):
         (["example.com", "--token", ""], "Password cannot be empty"),
         (["https://x:y@example.com", "-u", "a", "--password", "p"], "Cannot specify a username both via the URL and CLI; found `--username a` and `x`"),
         (["https://x:y@example.com", "--password", "p"], "Cannot specify a password both via the URL and CLI"),
-        (["https://x@example.com", "--token", "t"], "When using `--token`, a username cannot not be provided; found: x"),
+        (["https://x@example.com", "--token", "t"], "When using `--token`, a username cannot be provided; found: ****"),
         (["https://:y@example.com", "--token", "t"], "Cannot include a password in the URL when using `--token`"),
         (["example.com", "--token", "t", "-u", "a"], "the argument '--token <TOKEN>' cannot be used with '--username <USERNAME>'"),
         (["example.com", "--token", "t", "--password", "p"], "the argument '--token <TOKEN>' cannot be used with '--password <PASSWORD>'"),
@@ -358,3 +358,19 @@ def test_login_scheme_bearer_needs_a_token_alone(env, store, args):
     assert result.returncode != 0
     assert "`--scheme bearer` stores a token: use it with `--token`" in result.stderr
     assert entries(store) == []
+
+
+def test_a_token_given_as_the_urls_username_is_not_echoed_by_the_refusals(tmp_path, monkeypatch):
+    """`auth login https://TOKEN@host --token -` and `https://TOKEN:x-oauth-basic@host -u me` are
+    refused; the refusal names the conflict without the token."""
+    from click.testing import CliRunner
+
+    from credproxy.cli import main
+    token = "ghp_T0kenInTheUrl0123456789abcdefXYZ"
+    monkeypatch.setenv("UV_CREDENTIALS_DIR", str(tmp_path))
+    for args in (["auth", "login", f"https://{token}@example.com", "--token", "t"],
+                 ["auth", "login", f"https://{token}:x-oauth-basic@example.com", "-u", "me", "--password", "p"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code != 0
+        assert "Cannot specify a username" in result.output or "cannot be provided" in result.output, result.output
+        assert token not in result.output and token[:10] not in result.output, result.output

@@ -209,3 +209,13 @@ def test_matches_what_credproxy_env_exports(tmp_path):
     e = build_egress(settings({**user, **exported}))
     assert e.https.host == "proxy.corp" and "CREDPROXY_PREVIOUS_HTTPS_PROXY" in e.https_origin
     assert e.route("https", "pkgs.corp.example", 443).direct
+
+
+@pytest.mark.parametrize("userinfo", ["ghp_T0kenAsProxyUser0123456789abcdXYZ", "ghp_T0kenAsProxyUser0123456789abcdXYZ:x-oauth-basic",
+                                      "plainuser"])
+def test_a_proxy_username_that_may_be_the_secret_is_never_shown(userinfo):
+    """A username alone (`http://TOKEN@proxy`) or a token-shaped one is the secret: `****@`."""
+    p = ProxyURL.parse(f"http://{userinfo}@proxy.corp:3128")
+    for text in (p.display, str(p), repr(p)):
+        assert "ghp_" not in text and "plainuser" not in text, text
+    assert p.display.startswith("http://****") and p.display.endswith("@proxy.corp:3128")

@@ -153,3 +153,26 @@ def test_status_shows_the_upstream_proxy_redacted():
     shown = st.upstream_proxy_shown(S())
     assert "hunter2" not in shown and "proxy.corp.test:3128" in shown
     assert st.upstream_proxy_shown(object()) is None
+
+
+def test_after_credproxy_env_in_a_shell_with_no_proxy_the_service_keeps_none():
+    """The common path: no company proxy, `eval "$(credproxy env)"`, then `service install`.
+    The proxy variables `env` set point at credproxy itself (with its token) and nothing was
+    replaced: the service keeps none of them, and does not refuse."""
+    from credproxy.proxy.envvars import shell_environment
+    user = {"PATH": "/usr/bin", "CREDPROXY_CONFIG": "/c.toml"}
+    exported, _ = shell_environment("http://credproxy:t0ken@127.0.0.1:8899", "/ca.pem", user, [])
+    env = {**user, **exported}
+    assert env.get("CREDPROXY_ENV_ACTIVE") == "1" and "127.0.0.1" in env["HTTPS_PROXY"]
+    kept = svc.service_environment(env)
+    assert not {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} & set(kept), kept
+    assert kept["CREDPROXY_CONFIG"] == "/c.toml"
+
+
+@pytest.mark.parametrize("value", ["http://ghp_T0kenAsProxyUser0123456789abcdXYZ@proxy.test:3128",
+                                   "ghp_T0kenAsProxyUser0123456789abcdXYZ@proxy.test:3128"])
+def test_service_environment_refuses_a_proxy_username_alone(value):
+    """A username without a password may be the token (uv masks `TOKEN@host`): not written either."""
+    with pytest.raises(svc.ServiceError) as e:
+        svc.service_environment({"HTTPS_PROXY": value})
+    assert "ghp_" not in str(e.value) and "~/.netrc" in str(e.value)
