@@ -110,6 +110,8 @@ def tunnel_class():
             next_connection = False
             if status == 407 and end >= 0 and self._legs < MAX_LEGS:
                 length = _content_length(head)
+                if length is not None and length > MAX_407_BODY:
+                    length = None  # not waited for (bounded): the connection is not reused
                 if length is not None and len(self._raw) < end + 4 + length:
                     return False, None  # the 407's body is still coming
                 authorization = self.addon._negotiate(self.tunnel_connection, head)
@@ -131,6 +133,10 @@ def tunnel_class():
     return ChainTunnel
 
 
+# a 407's body is read (to reuse the connection for the next Negotiate/NTLM leg) up to this
+MAX_407_BODY = 65536
+
+
 def _header_values(head: bytes, name: str) -> list[str]:
     out = []
     for line in head.decode("latin-1", "replace").split("\r\n")[1:]:
@@ -144,14 +150,15 @@ def _content_length(head: bytes) -> int | None:
     values = _header_values(head, "content-length")
     if not values:
         return None if _header_values(head, "transfer-encoding") else 0
-    try:
-        return int(values[-1])
-    except ValueError:
-        return None
+    if len(set(values)) != 1 or not values[0].isdigit():
+        return None  # conflicting or not a length: the body is not waited for
+    return int(values[0])
 
 
 def _closes(head: bytes) -> bool:
-    return any("close" in v.lower() for v in _header_values(head, "connection") + _header_values(head, "proxy-connection"))
+    return any(token.strip().lower() == "close"
+               for v in _header_values(head, "connection") + _header_values(head, "proxy-connection")
+               for token in v.split(","))
 
 
 def _challenges(head: bytes) -> dict[str, str | None]:
@@ -174,7 +181,7 @@ class UpstreamProxyAddon:
         self._refusals: OrderedDict[str, Refusal] = OrderedDict()  # inner server id -> refusal
         self._creds: dict[ProxyURL, tuple[Credentials | None, str | None]] = {}
         self._sent: OrderedDict[str, str | None] = OrderedDict()  # tunnel connection id -> source sent
-        self._logged: dict[tuple, float] = {}
+        self._logged: OrderedDict[tuple, float] = OrderedDict()  # warning key -> when last logged
         self._contexts: OrderedDict[str, tuple[str, object]] = OrderedDict()  # tunnel id -> (scheme, spnego ctx)
         self._wants: dict[ProxyURL, str] = {}  # proxies that answered Basic with Negotiate/NTLM only
         self._chosen: OrderedDict[str, Route] = OrderedDict()  # flow id -> the route pac_hook connected
@@ -335,7 +342,7 @@ class UpstreamProxyAddon:
             except Exception as e:  # noqa: BLE001 - the type only: a source's text may quote a secret
                 logger.warning("looking up the login for the company proxy %s failed (%s)", proxy.display,
                                type(e).__name__)
-                decision = None
+                return found  # not remembered: the next CONNECT asks again
             if decision is not None and decision.action == "inject" and decision.credentials is not None:
                 found = (decision.credentials, decision.source)
                 logger.info("company proxy %s: login %s from %s", proxy.display, decision.credentials.redacted(),
@@ -365,23 +372,25 @@ class UpstreamProxyAddon:
         target = f"{server.address[0]}:{server.address[1]}" if server.address else "?"
         refusal = Refusal(proxy, target, status, reason, schemes, self._sent.get(tunnel_conn.id))
         _remember(self._refusals, server.id, refusal)
-        if status == 407 and refusal.sent not in (None, "url"):
-            self._creds.pop(proxy, None)  # ask the chain again next time: the user may fix it
+        if status == 407 and refusal.sent != "url":
+            # ask the chain again next time (also when it found nothing): the user may fix it
+            self._creds.pop(proxy, None)
         key = (proxy, status, refusal.sent, target if status != 407 else "")
+        self._warn_every(key, self._message(refusal))
+
+    def _warn_every(self, key: tuple, text: str) -> None:
+        """One warning per `key` each LOG_EVERY seconds; at most MAX_RECORDS keys remembered."""
         now = time.monotonic()
         if now - self._logged.get(key, -LOG_EVERY) >= LOG_EVERY:
-            self._logged[key] = now
-            logger.warning("%s", self._message(refusal))
+            _remember(self._logged, key, now)
+            logger.warning("%s", text)
 
     def _unreachable(self, route: Route, flow: http.HTTPFlow) -> http.Response:
         """The 502 for a request none of whose PAC proxies could be connected to."""
         target = f"{flow.request.host}:{flow.request.port}"
         text = redact_text(route.unreachable_message(target), self._secrets())
         key = ("unreachable", tuple(p for p, _ in route.unreachable), target)
-        now = time.monotonic()
-        if now - self._logged.get(key, -LOG_EVERY) >= LOG_EVERY:
-            self._logged[key] = now
-            logger.warning("%s", text)
+        self._warn_every(key, text)
         response = http.Response.make(502, (text + "\n").encode(), {
             "Content-Type": "text/plain; charset=utf-8", ERROR_HEADER: "upstream-proxy"})
         # clients that show only the status line (pip: "Tunnel connection failed: 502 ...") name them too
@@ -422,10 +431,7 @@ class UpstreamProxyAddon:
         refusal = Refusal(proxy, target, int(status) if status.isdigit() else None, reason or status_text,
                           (), self._creds.get(proxy, (None, "url" if proxy.credentials else None))[1])
         key = (proxy, refusal.status, refusal.sent, "")
-        now = time.monotonic()
-        if now - self._logged.get(key, -LOG_EVERY) >= LOG_EVERY:
-            self._logged[key] = now
-            logger.warning("%s", self._message(refusal))
+        self._warn_every(key, self._message(refusal))
 
 
 class _LayerHook:

@@ -150,3 +150,63 @@ def test_a_proxy_offering_only_negotiate_is_named_as_such(monkeypatch):
     addon.requestheaders(flow)
     text = flow.response.get_text()
     assert "It asks for Negotiate, NTLM" in text and "pip install 'credproxy[negotiate]'" in text
+
+
+def test_a_proxy_that_had_no_login_is_asked_again_after_its_407():
+    """No login at the first CONNECT (the netrc entry added afterwards, a keyring that timed out):
+    the proxy's 407 makes the next CONNECT ask the chain again instead of going bare until restart."""
+    logins = ProxyLogins(None)
+    addon = UpstreamProxyAddon(egress(HTTPS_PROXY="http://proxy.corp:3128"), logins)
+    tunnel = connection.Server(address=("proxy.corp", 3128))
+
+    def connect():
+        upstream = connect_flow()
+        upstream.server_conn = connection.Server(address=("proxy.corp", 3128))
+        asyncio.run(addon.http_connect_upstream(upstream))
+        return upstream
+
+    assert "Proxy-Authorization" not in connect().request.headers
+    addon._sent[tunnel.id] = None
+    addon._refused(connection.Server(address=("pkgs.test", 443)), tunnel, 407, "Proxy Authentication Required", ("Basic",))
+    logins.creds = Credentials.basic("bob", SECRET)  # the user fixed it
+    assert connect().request.headers["Proxy-Authorization"].startswith("Basic ")
+    assert len(logins.calls) == 2
+
+
+def test_a_failed_login_lookup_is_not_remembered():
+    class Failing(ProxyLogins):
+        async def aproxy_credentials(self, url, username=None):
+            self.calls.append((url, username))
+            if len(self.calls) == 1:
+                raise TimeoutError("keyring")
+            return await super().aproxy_credentials(url, username)
+
+    logins = Failing(Credentials.basic("bob", SECRET))
+    addon = UpstreamProxyAddon(egress(HTTPS_PROXY="http://proxy.corp:3128"), logins)
+    headers = []
+    for _ in range(2):
+        upstream = connect_flow()
+        upstream.server_conn = connection.Server(address=("proxy.corp", 3128))
+        asyncio.run(addon.http_connect_upstream(upstream))
+        headers.append(upstream.request.headers.get("Proxy-Authorization"))
+    assert headers[0] is None and headers[1].startswith("Basic ")
+
+
+def test_warnings_remember_a_bounded_number_of_keys(monkeypatch):
+    import credproxy.addons.upstream_proxy as mod
+    monkeypatch.setattr(mod, "MAX_RECORDS", 5)
+    addon = UpstreamProxyAddon(egress(HTTPS_PROXY="http://proxy.corp:3128"))
+    for i in range(50):
+        addon._warn_every(("unreachable", f"host{i}.test:443"), "cannot connect")
+    assert len(addon._logged) == 5
+
+
+def test_the_407_body_length_is_read_only_when_it_is_one_small_decimal_number():
+    from credproxy.addons.upstream_proxy import MAX_407_BODY, _closes, _content_length
+    head = "HTTP/1.1 407 Proxy Authentication Required\r\n{}\r\n\r\n"
+    assert _content_length(head.format("Content-Length: 12").encode()) == 12
+    for bad in ("Content-Length: -5", "Content-Length: 5\r\nContent-Length: 7", "Content-Length: 0x10"):
+        assert _content_length(head.format(bad).encode()) is None, bad
+    assert _content_length(head.format(f"Content-Length: {10**12}").encode()) > MAX_407_BODY  # capped by the caller
+    assert _closes(head.format("Connection: keep-alive, close").encode())
+    assert not _closes(head.format("Connection: keep-alive-closely").encode())
