@@ -35,13 +35,7 @@ logger = logging.getLogger("credproxy.remember")
 
 class RememberAddon:
     def __init__(self, settings, resolver, *, store=None, keyring_backend=None):
-        self.settings = settings
-        self.resolver = resolver
-        self.indexes = list(getattr(resolver, "indexes", None) or getattr(settings, "indexes", []) or [])
-        self.excluded = tlsrules.parse_host_patterns(getattr(settings, "remember_exclude", []) or [],
-                                                     "--remember-exclude")
-        self.native = (getattr(settings, "keyring_provider", "disabled") == "native"
-                       or bool(getattr(settings, "native_auth", False)))
+        self.use(settings, resolver)
         self._store = store
         self._keyring = keyring_backend
         self._done: set[tuple[str, Credentials]] = set()
@@ -49,6 +43,17 @@ class RememberAddon:
         # shown at the default level: the user asked for it, and must see what was stored
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
+
+    def use(self, settings, resolver) -> None:
+        """The settings and resolver to work with: at start, and after a reload (the old
+        resolver is closed then; what was remembered this run stays remembered)."""
+        self.settings = settings
+        self.resolver = resolver
+        self.indexes = list(getattr(resolver, "indexes", None) or getattr(settings, "indexes", []) or [])
+        self.excluded = tlsrules.parse_host_patterns(getattr(settings, "remember_exclude", []) or [],
+                                                     "--remember-exclude")
+        self.native = (getattr(settings, "keyring_provider", "disabled") == "native"
+                       or bool(getattr(settings, "native_auth", False)))
 
     async def responseheaders(self, flow: http.HTTPFlow) -> None:
         place_and_creds = self._candidate(flow)

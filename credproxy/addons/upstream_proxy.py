@@ -328,6 +328,11 @@ class UpstreamProxyAddon:
             else self._creds.get(proxy, (None, None))[0]
         return self._start_negotiate(tunnel_conn, proxy, scheme, creds)
 
+    def use_resolver(self, resolver) -> None:
+        """After a reload: the new resolver answers proxy logins, looked up afresh."""
+        self.resolver = resolver
+        self._creds.clear()
+
     async def _credentials(self, proxy: ProxyURL) -> tuple[Credentials | None, str | None]:
         if proxy.credentials is not None and proxy.credentials.is_complete:
             return proxy.credentials, "url"

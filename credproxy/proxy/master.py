@@ -179,6 +179,8 @@ class Proxy:
         self.reload_settings = reload_settings
         self.config_file = config_file
         self._auth: AuthAddon | None = None
+        self._chain = None  # the UpstreamProxyAddon
+        self._remember = None  # the RememberAddon, with --remember
         self._tls_addons: list = []
         self._reloader = None
         self._client_credential: Callable[[], token.ProxyCredential] | None = None
@@ -259,6 +261,10 @@ class Proxy:
         self.settings, self.resolver = settings, resolver
         if self._auth is not None:
             self._auth.resolver = resolver
+        if self._chain is not None:  # company-proxy logins come from the new chain too
+            self._chain.use_resolver(resolver)
+        if self._remember is not None:
+            self._remember.use(settings, resolver)
         for addon in self._tls_addons:
             if isinstance(addon, upstream_tls.Passthrough):
                 addon.policy = InterceptionPolicy(settings, prepared.plan, self.wants_interception)
@@ -337,7 +343,8 @@ class Proxy:
         if getattr(self.settings, "remember", False):
             from ..addons.remember import RememberAddon
 
-            ours.insert(ours.index(self._auth) + 1, RememberAddon(self.settings, self.resolver))
+            self._remember = RememberAddon(self.settings, self.resolver)
+            ours.insert(ours.index(self._auth) + 1, self._remember)
         # mitmproxy's own ProxyAuth is replaced by ours, which goes first of all (after Core,
         # which has no flow hooks): a refused client must reach no other addon's side effects.
         addons = [a for a in default_addons() if not isinstance(a, ProxyAuth)]
@@ -347,7 +354,7 @@ class Proxy:
         addons[tls_index:tls_index] = ours
         # the chain answers a CONNECT after every addon that may refuse it (so last), and
         # decides the layer under it before mitmproxy's NextLayer does
-        chain = UpstreamProxyAddon(egress, self.resolver)
+        chain = self._chain = UpstreamProxyAddon(egress, self.resolver)
         next_layer_index = next(i for i, a in enumerate(addons) if isinstance(a, NextLayer))
         addons.insert(next_layer_index, chain.layer_hook)
         if egress.pac is not None:  # a PAC file's first answer per host, off the event loop

@@ -458,3 +458,31 @@ def test_a_wrong_password_for_a_negotiate_proxy_is_reported(tmp_path, private_in
     assert any(r.auth == "wrong" for r in ntlm_company.connects("pkgs.test"))
     assert private_index.requests() == []
     assert "not-it" not in body + proxy.stderr()
+
+
+def test_a_proxy_login_added_to_netrc_while_serve_runs_is_used(tmp_path, private_index, tls_certs):
+    """The first install is refused by the company proxy (no login anywhere); the user adds
+    `machine proxy.test` to ~/.netrc; the running proxy reloads it and the next install goes
+    through, without a restart (the chain asks the new resolver, and a login it never found is
+    asked for again)."""
+    company = CompanyProxy.start(("alice", PROXY_PASSWORD))
+    env = chained_env(tmp_path, tls_certs, private_index, company, creds=None)
+    env["HTTPS_PROXY"] = env["HTTP_PROXY"] = f"http://proxy.test:{company.port}"
+    index_line = f"machine pkgs.test login {private_index.username} password {private_index.password}\n"
+    write_netrc(env, index_line)
+    proxy = start(tmp_path, env, "-v")
+    try:
+        cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=client_bundle(tmp_path, proxy, tls_certs))
+        assert install("pip", tmp_path, private_index, cenv).returncode != 0
+        assert {r.auth for r in company.connects("pkgs.test")} == {"missing"}
+        write_netrc(env, index_line + f"machine proxy.test login alice password {PROXY_PASSWORD}\n")
+        deadline = time.monotonic() + 15
+        while "reloaded" not in proxy.stderr() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result = install("pip", tmp_path, private_index, cenv)
+        assert result.returncode == 0, result.stderr + proxy.stderr()
+    finally:
+        proxy.stop()
+        company.stop()
+    assert "ok" in {r.auth for r in company.connects("pkgs.test")}
+    assert_no_proxy_password(proxy.stdout(), proxy.stderr(), result.stdout, result.stderr)
