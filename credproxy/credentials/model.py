@@ -36,6 +36,14 @@ def looks_like_token(value: str) -> bool:
     return bool(_TOKEN_SHAPE.fullmatch(value)) and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
+def shown_name(username: str | None) -> str | None:
+    """A username named in a message about choosing an entry (`alice`, `aws`): `****` when it is
+    token-shaped (a client's `TOKEN:` or `TOKEN@host`)."""
+    if username is None:
+        return None
+    return MASK if looks_like_token(username) else username
+
+
 def display_username(username: str | None, password: str | None) -> str | None:
     """The username as a message may show it: `****` when it may be the secret (no password,
     as uv masks `TOKEN@host`; or token-shaped, as GitHub's `TOKEN:x-oauth-basic`), None when

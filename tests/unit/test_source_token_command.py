@@ -222,3 +222,23 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def test_a_token_shaped_request_username_is_masked_in_the_answers_detail(tmp_path):
+    """A client's username-only `Basic TOKEN:` is the secret: the detail (shown by explain and the
+    request log) names it as ****, with and without a configured username."""
+    from credproxy.credentials.sources.netrc import NetrcSource
+    from credproxy.credentials.sources.url_env import IndexCredentialsSource
+    client = "ghp_ClientSentTokenAsUser0123456789abcXYZ"
+    prog = script(tmp_path, f"print({TOKEN!r})")
+    for ix in (index([str(prog)]), index([str(prog)], username=None)):
+        detail = TokenCommandSource([ix]).lookup(URL, client, ix).detail
+        assert client not in detail and "****" in detail, detail
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine codeartifact.test login aws password pw\n")
+    netrc.chmod(0o600)
+    detail = NetrcSource({"NETRC": str(netrc)}).lookup(URL, client, None).detail
+    assert client not in detail, detail
+    env_ix = Index.from_url("https://aws:pw@codeartifact.test/pypi/repo/simple/", name="ca")
+    detail = IndexCredentialsSource([env_ix], {}).lookup(URL, client, env_ix).detail
+    assert client not in detail, detail

@@ -21,7 +21,7 @@ from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from ..index import Index
-from ..model import DEFAULT_PORTS, Credentials, Realm, redact_text
+from ..model import DEFAULT_PORTS, Credentials, Realm, redact_text, shown_name
 from .base import Answer
 from .process import NEUTRAL_DIR, OUTPUT_LIMIT, echo_stderr, run_bounded
 
@@ -112,7 +112,7 @@ class GitCredentialSource:
             return Answer(self.name, detail=f"{shown}: no password")
         if username is not None and user is not None and user != username:
             return Answer(self.name, detail=f"{shown}: a credential for another username")
-        who = f"user {user}" if user else "no username"
+        who = f"user {shown_name(user)}" if user else "no username"
         # git echoes `path` only when credential.useHttpPath applies to this URL: then the
         # helper answered for this repository, and the credential goes to it alone
         scope = f"{realm}/{values['path']}/" if fields.get("path") and values["path"] else f"{realm}/"

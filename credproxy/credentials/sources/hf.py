@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..index import Index
-from ..model import Credentials, Realm
+from ..model import Credentials, Realm, shown_name
 from .base import Answer
 
 HF_REALM = Realm("https", "huggingface.co", 443)
@@ -33,7 +33,7 @@ class HuggingFaceSource:
             return Answer(self.name, detail="HF_TOKEN unset or empty")
         if username is not None:
             # A Bearer token has no username; a request that names one wants Basic.
-            return Answer(self.name, detail=f"HF_TOKEN is a bearer token, username {username!r} requested")
+            return Answer(self.name, detail=f"HF_TOKEN is a bearer token, username {shown_name(username)!r} requested")
         return Answer(self.name, Credentials.bearer(token), detail="HF_TOKEN", prefix=f"{HF_REALM}/")
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..index import Index
-from ..model import Credentials, Realm, redact_text
+from ..model import Credentials, Realm, redact_text, shown_name
 from .base import Answer, realm_prefix, url_prefix
 from .process import NEUTRAL_DIR, echo_stderr, helper_environment
 
@@ -138,7 +138,7 @@ class KeyringSubprocessSource:
             else:
                 user, password = lines[0].rstrip("\r"), lines[1].rstrip()
                 creds = Credentials.basic(user or None, password)
-                detail = f"{shown}: found user {user}" if user else f"{shown}: found"
+                detail = f"{shown}: found user {shown_name(user)}" if user else f"{shown}: found"
                 if password == "":
                     self._warn(f"{shown}: keyring returned an empty password")
         if stderr:

@@ -16,7 +16,7 @@ import sys
 from contextlib import closing
 
 from ..index import Index
-from ..model import Credentials, Realm
+from ..model import Credentials, Realm, shown_name
 from .base import Answer, realm_prefix, url_prefix
 
 log = logging.getLogger(__name__)
@@ -178,10 +178,10 @@ class NativeKeyringSource:
                 continue
             if password is not None:
                 return Answer(self.name, Credentials.basic(username, password),
-                              detail=f"{service} user {username} ({backend_name(backend)})",
+                              detail=f"{service} user {shown_name(username)} ({backend_name(backend)})",
                               prefix=_prefix(service, url, index), ttl=NATIVE_TTL)
             tried.append(service)
-        detail = f"no entry for user {username} in {', '.join(tried)}" if tried else ""
+        detail = f"no entry for user {shown_name(username)} in {', '.join(tried)}" if tried else ""
         # asked again after NATIVE_TTL, not the resolver's negative_ttl: a login shows soon
         return Answer(self.name, detail="; ".join(x for x in [detail, *errors] if x), ttl=NATIVE_TTL)
 

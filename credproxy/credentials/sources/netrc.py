@@ -27,7 +27,7 @@ from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from ..index import Index
-from ..model import Credentials, Realm, is_loopback
+from ..model import Credentials, Realm, is_loopback, shown_name
 from .base import Answer, realm_prefix
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class NetrcSource:
         login, _account, password = entry
         login = login or None
         if username is not None and login != username:
-            return Answer(self.name, detail=f"{what} in {self._path} has login {login!r}, not {username!r}")
+            return Answer(self.name, detail=f"{what} in {self._path} has login {shown_name(login)!r}, not {shown_name(username)!r}")
         return Answer(
             self.name,
             Credentials.basic(login, password or ""),

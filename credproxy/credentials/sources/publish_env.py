@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..index import Index, match_index
-from ..model import Credentials
+from ..model import Credentials, shown_name
 from .base import Answer
 
 TOKEN_USERNAME = "__token__"
@@ -44,7 +44,7 @@ class PublishEnvSource:
         if creds is None:
             return Answer(self.name, detail="UV_PUBLISH_TOKEN/_USERNAME/_PASSWORD not set")
         if username is not None and creds.username is not None and creds.username != username:
-            return Answer(label, detail=f"publish-url of {index.display}: username {creds.username!r} is not {username!r}")
+            return Answer(label, detail=f"publish-url of {index.display}: username {shown_name(creds.username)!r} is not {shown_name(username)!r}")
         if username is not None and creds.username is None and not creds.is_complete:
             creds = Credentials.basic(username, None)
         return Answer(label, creds, detail=f"publish-url of {index.display}", prefix=index.publish_url)

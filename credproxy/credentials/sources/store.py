@@ -15,7 +15,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from ..index import Index
-from ..model import Realm
+from ..model import Realm, shown_name
 from ..store import Store, StoreEntry, StoreError, default_store_path, find, legacy_store_path
 from .base import Answer, url_prefix
 
@@ -78,7 +78,7 @@ class StoreSource:
         except StoreError as e:
             return Answer(self.name, detail=f"{e} (in {self.path})", skipped=True)
         if entry is None:
-            who = f" for username {username!r}" if username is not None else ""
+            who = f" for username {shown_name(username)!r}" if username is not None else ""
             return Answer(self.name, detail=f"no entry{who} matching {_origin_path(url)} in {self.path}")
         return Answer(self.name, entry.credentials, detail=f"entry {entry.display} in {self.path}",
                       prefix=url_prefix(entry.service))

@@ -18,7 +18,7 @@ import os
 from typing import Mapping
 
 from ..index import Index, match_index
-from ..model import Credentials, Realm, redact_text
+from ..model import Credentials, Realm, redact_text, shown_name
 from .base import Answer
 from .process import OUTPUT_LIMIT, echo_stderr, run_bounded
 
@@ -43,7 +43,7 @@ class TokenCommandSource:
             return Answer(self.name, detail="no token-command configured for this index", skipped=True)
         if username is not None and index.username is not None and username != index.username:
             return Answer(self.name, detail=f"index {index.display}: token-command is for username "
-                                            f"{index.username!r}, not {username!r}")
+                                            f"{shown_name(index.username)!r}, not {shown_name(username)!r}")
         user = index.username if index.username is not None else username
         shown = f"token-command of {index.display} ({_program(index)})"
         outcome = run_bounded(self._argv(index), env=self._env, timeout=self.timeout, limit=OUTPUT_LIMIT)
@@ -59,7 +59,7 @@ class TokenCommandSource:
             return Answer(self.name, detail=self._warn(
                 f"{shown}: expected the token alone on stdout, got {what} (no credentials)"))
         lifetime = index.token_lifetime or DEFAULT_LIFETIME
-        who = f"user {user}" if user else "an empty username"
+        who = f"user {shown_name(user)}" if user else "an empty username"
         return Answer(self.name, Credentials.basic(user, token), prefix=index.root_url, ttl=lifetime,
                       detail=f"{shown}: token for {who}, used for {lifetime:g}s")
 

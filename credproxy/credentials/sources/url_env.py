@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..index import Index, env_name, match_index
-from ..model import Credentials, Realm
+from ..model import Credentials, Realm, shown_name
 from .base import Answer
 
 
@@ -38,7 +38,7 @@ class IndexCredentialsSource:
             where = f"{label} set but empty" if label != "index-url" else "no userinfo in index URL"
             return Answer(label, detail=f"index {index.display}: {where}")
         if username is not None and creds.username is not None and creds.username != username:
-            return Answer(label, detail=f"index {index.display}: username {creds.username!r} is not {username!r}")
+            return Answer(label, detail=f"index {index.display}: username {shown_name(creds.username)!r} is not {shown_name(username)!r}")
         if username is not None and creds.username is None:
             creds = Credentials.basic(username, creds.password)
         return Answer(label, creds, detail=f"index {index.display}", prefix=index.root_url)
