@@ -315,7 +315,7 @@ class Egress:
         if entry is not None:
             return Route(None, f"{self.no_proxy_origin or 'NO_PROXY'} entry {entry!r} matches")
         listed, said = self.pac_entries(scheme, host, port)
-        failed = self.pac.failed.get(host.lower())
+        failed = self.pac.failure(host)
         if failed is not None:
             return Route(None, f"PAC file {self.pac.display} failed ({failed}); going DIRECT")
         # as browsers: proxies marked bad (could not be connected to lately) go to the end,

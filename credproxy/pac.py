@@ -39,6 +39,11 @@ MAX_PAC_BYTES = 1024 * 1024
 FETCH_TIMEOUT = 10.0
 EVAL_TIMEOUT = 5.0
 CACHE_SIZE = 512
+# a failed evaluation (a throw, a hang: perhaps only a loaded machine) sends its host DIRECT for
+# this long, then the script is asked again
+FAILURE_TTL = 60.0
+# the longest answer taken from the script (a PAC answer is a few entries)
+MAX_ANSWER = 4096
 BAD_FOR = 30 * 60.0  # seconds a proxy that could not be connected to is skipped (browsers: 30 min)
 MAX_BAD = 256
 INSTALL_HINT = "pip install 'credproxy[pac]'"
@@ -48,7 +53,7 @@ _CHILD = (
     "import json, sys\n"
     "from pypac.parser import PACFile\n"
     "d = json.load(sys.stdin)\n"
-    "sys.stdout.write(str(PACFile(d['js']).find_proxy_for_url(d['url'], d['host'])))\n"
+    "sys.stdout.write(str(PACFile(d['js']).find_proxy_for_url(d['url'], d['host']))[:%d])\n" % MAX_ANSWER
 )
 
 
@@ -186,7 +191,8 @@ class PacRouter:
         self.display = _display(location)
         self.script = script if script is not None else fetch(location)
         self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self.failed: dict[str, str] = {}  # host -> why its answer is the DIRECT fallback
+        # host -> (until, why its answer is the DIRECT fallback); never in _cache
+        self._failed: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self.bad = BadProxies()  # proxies that could not be connected to, skipped for a while
 
     @classmethod
@@ -202,10 +208,14 @@ class PacRouter:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
+        if self.failure(host) is not None:
+            return "DIRECT"
         default = DEFAULT_PORTS.get(scheme)
         netloc = host if port in (None, default) else f"{host}:{port}"
         url = f"{scheme}://{netloc}/"
         answer = self._evaluate(url, host)
+        if self.failure(host) is not None:
+            return answer  # the DIRECT fallback: asked again after FAILURE_TTL, not cached
         self._cache[key] = answer
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -229,9 +239,23 @@ class PacRouter:
             return self._fallback(host, "the script returned nothing")
         return answer
 
+    def failure(self, host: str) -> str | None:
+        """Why `host` goes DIRECT because the script failed for it lately, else None."""
+        found = self._failed.get(host.lower())
+        if found is None:
+            return None
+        until, why = found
+        if time.monotonic() >= until:
+            del self._failed[host.lower()]
+            return None
+        return why
+
     def _fallback(self, host: str, why: str) -> str:
-        text = f"PAC file {self.display} for {host}: {why}; going DIRECT"
-        self.failed[host.lower()] = why
+        text = f"PAC file {self.display} for {host}: {why}; going DIRECT for {FAILURE_TTL:g} s"
+        self._failed[host.lower()] = (time.monotonic() + FAILURE_TTL, why)
+        self._failed.move_to_end(host.lower())
+        while len(self._failed) > CACHE_SIZE:
+            self._failed.popitem(last=False)
         logger.warning("%s", text)
         return "DIRECT"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import time
+
 import pytest
 
 from credproxy import pac
@@ -66,7 +68,34 @@ def test_a_throwing_script_answers_direct_and_says_why():
     pytest.importorskip("pypac")
     router = pac.PacRouter("file:///x.pac", script="function FindProxyForURL(u, h) { throw new Error('bad rule'); }")
     assert router.result("https", "pkgs.test", 443) == "DIRECT"
-    assert "bad rule" in router.failed["pkgs.test"]
+    assert "bad rule" in router.failure("pkgs.test")
+
+
+def test_a_failed_evaluation_is_asked_again_after_failure_ttl(monkeypatch):
+    """One timeout (a loaded machine) must not send a host DIRECT for the proxy's whole life."""
+    pytest.importorskip("pypac")
+    router = pac.PacRouter("file:///x.pac", script='function FindProxyForURL(u, h) { return "PROXY p.test:3128"; }')
+    calls = []
+    real = router._evaluate
+
+    def flaky(url, host):
+        calls.append(url)
+        return router._fallback(host, "did not answer") if len(calls) == 1 else real(url, host)
+
+    monkeypatch.setattr(router, "_evaluate", flaky)
+    assert router.result("https", "pkgs.test", 443) == "DIRECT"
+    assert router.result("https", "pkgs.test", 443) == "DIRECT" and len(calls) == 1  # within the TTL
+    now = time.monotonic()
+    monkeypatch.setattr(pac.time, "monotonic", lambda: now + pac.FAILURE_TTL + 1)
+    assert router.failure("pkgs.test") is None
+    assert router.result("https", "pkgs.test", 443) == "PROXY p.test:3128" and len(calls) == 2
+
+
+def test_a_huge_answer_is_cut():
+    pytest.importorskip("pypac")
+    router = pac.PacRouter("file:///x.pac", script='function FindProxyForURL(u, h) { var s = "DIRECT"; '
+                                                   'for (var i = 0; i < 20; i++) { s = s + s; } return s; }')
+    assert len(router.result("https", "pkgs.test", 443)) == pac.MAX_ANSWER
 
 
 def test_loopback_and_no_proxy_are_decided_before_the_pac_file_is_asked(tmp_path):

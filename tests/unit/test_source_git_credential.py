@@ -184,3 +184,14 @@ def test_git_runs_outside_any_repository_so_a_repositorys_helper_is_never_used(t
     monkeypatch.chdir(repo)
     answer = source(env).lookup(URL, None, None)
     assert not answer.found and not ran.exists()
+
+
+def test_a_huge_request_path_is_not_written_to_git(tmp_path):
+    """The path comes from the client; git's stdin is written before the timeout starts, so a
+    request longer than MAX_REQUEST is refused without running git (a helper that never reads
+    stdin could otherwise hold the lookup past its timeout)."""
+    from credproxy.credentials.sources.git_credential import MAX_REQUEST, GitCredentialSource
+    source = GitCredentialSource(lambda host, port: True, env={"PATH": "/nonexistent-so-git-is-never-run"})
+    source.git = "/bin/false"  # found on any PATH lookup of an absolute path
+    answer = source.lookup("https://git.test/" + "a" * (MAX_REQUEST + 10) + ".git/info/refs", None, None)
+    assert not answer.found and "git not asked" in answer.detail

@@ -50,6 +50,10 @@ def repository_path(path: str) -> str:
     return _PROTOCOL_TAIL.sub("", "/" + path).lstrip("/")
 
 
+# what git is sent on stdin (protocol, host, path, username), at most; a pipe holds 64 KiB
+MAX_REQUEST = 8192
+
+
 class GitCredentialSource:
     name = "git-credential"
     fast = False
@@ -94,6 +98,10 @@ class GitCredentialSource:
         request = f"protocol=https\nhost={host}\npath={values['path']}\n"
         if username is not None:
             request += f"username={username}\n"
+        if len(request) > MAX_REQUEST:
+            # written to git's stdin before the timeout starts: kept far below a pipe's buffer
+            return Answer(self.name, detail=f"the request's path and username are longer than {MAX_REQUEST} "
+                                            "characters (git not asked)")
         outcome = run_bounded([exe, "credential", "fill"], env=env, timeout=self.timeout,
                               limit=OUTPUT_LIMIT, stdin_data=(request + "\n").encode(), cwd=NEUTRAL_DIR)
         fields: dict[str, str] = {}
