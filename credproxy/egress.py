@@ -455,7 +455,8 @@ def _from_env(env: Mapping[str, str], names: tuple[str, ...], listen, notes: lis
             previous = env.get(previous_name)
             note = f"ignored {name}={proxy.display}: it points at credproxy itself"
             if not previous:
-                note_once(name, note + (f" (no {previous_name} remembers an earlier value)"))
+                if not set_by_env:  # `credproxy env` set it where the user had none: nothing to say
+                    note_once(name, note + (f" (no {previous_name} remembers an earlier value)"))
                 continue
             try:
                 proxy = ProxyURL.parse(previous)

@@ -219,3 +219,15 @@ def test_a_proxy_username_that_may_be_the_secret_is_never_shown(userinfo):
     for text in (p.display, str(p), repr(p)):
         assert "ghp_" not in text and "plainuser" not in text, text
     assert p.display.startswith("http://****") and p.display.endswith("@proxy.corp:3128")
+
+
+def test_after_credproxy_env_one_note_names_the_replaced_value_and_masks_the_token():
+    """What `eval "$(credproxy env)"` leaves (both spellings, the proxy token in the URL, only
+    HTTPS_PROXY had a value before): serve says once that it uses the replaced value, with the
+    token masked, and nothing about the lower-case spelling `env` added."""
+    ours = "http://credproxy:t0ken-of-the-proxy@127.0.0.1:8899"
+    e = build_egress(settings({"HTTPS_PROXY": ours, "https_proxy": ours, "CREDPROXY_ENV_ACTIVE": "1",
+                                "CREDPROXY_PREVIOUS_HTTPS_PROXY": "http://proxy.corp:3128"}))
+    assert e.https is not None and e.https.host == "proxy.corp"
+    assert e.notes == ["ignored HTTPS_PROXY=http://credproxy:****@127.0.0.1:8899: it points at credproxy itself; "
+                       "using CREDPROXY_PREVIOUS_HTTPS_PROXY=http://proxy.corp:3128, the value `credproxy env` replaced"]
