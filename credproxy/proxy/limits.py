@@ -64,36 +64,44 @@ _state = {"head_timeout": HEAD_TIMEOUT, "installed": False, "inactive": {}}
 #: The mitmproxy major versions these wrappers were written and tested against.
 TESTED_MAJORS = (11, 12)
 
+#: The limits, by name (the keys of LIMITS; the warning and doctor show these names).
+HEAD_SIZE = "request head size (431 over 64 KiB)"
+HEAD_TIME = "request head time (408 after request-head-timeout)"
+PIPELINING = "pipelining (closed after 1 MiB sent ahead)"
+RESPONSE_HEAD_SIZE = "response head size (502 over 64 KiB)"
+UPLOAD_DRAIN = "refused upload drained (not forwarded, not buffered)"
+CLOSE = "closed connections closed (a flooding client's socket)"
+
 #: Each limit, and what of mitmproxy's it wraps or uses: (owner, attribute, shape) where
 #: shape is "gen:<params>" (a generator function with exactly those parameters), "func:<params>"
 #: (a plain function), or "class" (a class, used to build an event/command).
 LIMITS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "request head size (431 over 64 KiB)": (
+    HEAD_SIZE: (
         ("Http1Server", "read_headers", "gen:self,event"),
         ("commands", "SendData", "class"), ("commands", "CloseConnection", "class"),
         ("events", "DataReceived", "class"),
     ),
-    "request head time (408 after request-head-timeout)": (
+    HEAD_TIME: (
         ("Http1Server", "_handle_event", "gen:self,event"),
         ("Http1Server", "read_headers", "gen:self,event"), ("Http1Server", "done", "gen:self,event"),
         ("commands", "RequestWakeup", "class"), ("events", "Wakeup", "class"),
     ),
-    "pipelining (closed after 1 MiB sent ahead)": (
+    PIPELINING: (
         ("Http1Server", "_handle_event", "gen:self,event"),
         ("Http1Server", "wait", "gen:self,event"),
         ("http_events", "RequestProtocolError", "class"), ("http_base", "ReceiveHttp", "class"),
     ),
-    "response head size (502 over 64 KiB)": (
+    RESPONSE_HEAD_SIZE: (
         ("Http1Client", "read_headers", "gen:self,event"),
         ("http_events", "ResponseProtocolError", "class"), ("http_base", "ReceiveHttp", "class"),
     ),
-    "refused upload drained (not forwarded, not buffered)": (
+    UPLOAD_DRAIN: (
         ("HttpStream", "start_request_stream", "gen:self"),
         ("HttpStream", "send_response", "gen:self,already_streamed"),
         ("HttpStream", "state_done", "gen:self,_"),
         ("http", "HttpResponseHeadersHook", "class"), ("http_events", "RequestEndOfMessage", "class"),
     ),
-    "closed connections closed (a flooding client's socket)": (
+    CLOSE: (
         ("ConnectionHandler", "close_connection", "func:self,connection,half_close"),
         ("ConnectionHandler", "transports", "annotation"),
     ),
@@ -224,17 +232,16 @@ def install_into(found: dict[str, object]) -> dict[str, list[str]]:
     text = warning_text(inactive, version_problem())
     if text is not None:
         logger.warning("%s", text)
-    on = [name for name in LIMITS if name not in inactive]
-    limits = list(LIMITS)
-    if limits[0] in on:
+    on = {name for name in LIMITS if name not in inactive}
+    if HEAD_SIZE in on:
         _wrap_server_head_size(found["Http1Server"])
-    if limits[1] in on or limits[2] in on:
-        _wrap_server_events(found["Http1Server"], timer=limits[1] in on, pipeline=limits[2] in on)
-    if limits[3] in on:
+    if HEAD_TIME in on or PIPELINING in on:
+        _wrap_server_events(found["Http1Server"], timer=HEAD_TIME in on, pipeline=PIPELINING in on)
+    if RESPONSE_HEAD_SIZE in on:
         _wrap_client(found["Http1Client"])
-    if limits[4] in on:
+    if UPLOAD_DRAIN in on:
         _wrap_stream(found["HttpStream"])
-    if limits[5] in on:
+    if CLOSE in on:
         _wrap_close(found["ConnectionHandler"])
     return inactive
 
