@@ -174,25 +174,28 @@ class Reloader:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                self.check()
+                # stat and hash the files off the event loop (a slow home directory must not
+                # stall connections); the swap itself happens on the loop
+                self.check(await asyncio.to_thread(self._look))
             except Exception as e:  # noqa: BLE001 - the watcher must outlive one bad reload
                 logger.warning("reloading failed (%s); keeping the previous settings and credentials",
                                type(e).__name__)
 
-    def check(self) -> bool:
-        """Reload when a watched file changed since the last look. True if it did."""
-        now = self._look()
+    def check(self, now: dict | None = None) -> bool:
+        """Reload when a watched file changed since the last look (`now`: that look, when the
+        caller made it). True if it did."""
+        now = self._look() if now is None else now
         changed = [f for f in self.files if now.get(f) != self._stamps.get(f)]
         if not changed:
             return False
-        self._stamps = now
-        self.reload(", ".join(str(f) for f in changed) + " changed")
+        self.reload(", ".join(str(f) for f in changed) + " changed", stamps=now)
         return True
 
-    def reload(self, why: str) -> bool:
+    def reload(self, why: str, stamps: dict | None = None) -> bool:
         """Re-read the settings and every credential file and swap them in. False (and the
-        previous state kept) when the new settings do not load."""
-        self._stamps = self._look()  # a change during the reload is seen on the next look
+        previous state kept) when the new settings do not load. `stamps`: the look that saw
+        the change (else one is taken now); a change after it is seen on the next look."""
+        self._stamps = self._look() if stamps is None else stamps
         try:
             settings = self.load_settings()
         except Exception as e:  # noqa: BLE001
