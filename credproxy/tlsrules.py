@@ -18,6 +18,7 @@ Rules follow uv (uv-auth-reference.md §14-§15) with these deliberate differenc
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import ssl
@@ -293,18 +294,13 @@ def _same_file(a: str | Path, b: Path) -> bool:
         return Path(a).expanduser().absolute() == b.absolute()
 
 
+@functools.cache
 def system_store():
     """The OS trust store (credproxy.certs.system), read once per process: on macOS it runs
     `security`, and the roots are decided several times at start."""
-    global _system_store_cache
-    if _system_store_cache is None:
-        from .certs.system import load_store
+    from .certs.system import load_store
 
-        _system_store_cache = load_store()
-    return _system_store_cache
-
-
-_system_store_cache = None
+    return load_store()
 
 
 def _wants_system_certs(settings) -> tuple[bool, list[str]]:
