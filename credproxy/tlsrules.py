@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping

@@ -5,6 +5,7 @@ settings with the command line's flags on top, `--project`, the start-up report,
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 

@@ -26,7 +26,6 @@ from .. import paths
 from ..certs.bundle import write_bundle
 from .envvars import merge_no_proxy, proxy_environment, proxy_url, registry_urls
 from .master import Proxy, ServeConfig, ServeError
-from .token import ProxyCredential
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0

@@ -4,7 +4,6 @@ the advice it checks, where it can, and sees it work."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess

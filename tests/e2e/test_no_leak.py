@@ -17,8 +17,6 @@ import json
 import pytest
 from mitmproxy import io as mio
 
-from tests.helpers.proxy_client import get
-
 from .observe_setup import SECRET, USER, World, leaks
 
 pytestmark = pytest.mark.e2e

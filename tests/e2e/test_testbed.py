@@ -307,7 +307,7 @@ time.sleep(60)
 
 
 def _fake(tmp_path, mode):
-    from tests.helpers.proxy import ProxyStartError, proxy_env, start_credproxy
+    from tests.helpers.proxy import proxy_env
 
     log = tmp_path / f"fake-{mode}.json"
     env = proxy_env(tmp_path, extra={"FAKE_MODE": mode, "FAKE_LOG": str(log)})

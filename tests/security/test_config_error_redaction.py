@@ -10,7 +10,6 @@ real `credproxy serve`, as a user meets it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
