@@ -15,7 +15,8 @@ parse message itself, which may quote a token from the file) that is appended to
 `NetrcSource.warnings`, logged once with logging.warning, and put in every Answer.detail.
 
 The file is read again when it changes (path, mtime, size or inode), so a token replaced in
-the netrc while the proxy runs is used after the upstream rejects the old one (issue 12)."""
+the netrc while the proxy runs is used after the upstream rejects the old one (issue 12).
+`needs_read()` says, with a stat and no reading, whether the next lookup would parse it."""
 
 from __future__ import annotations
 
@@ -85,6 +86,12 @@ class NetrcSource:
                 self._load_now()
                 self._stamp = stamp
                 self._loaded = True
+
+    def needs_read(self) -> bool:
+        """Whether the next lookup would read and parse the file (never loaded, or its stamp
+        changed): a few `stat` calls, no reading. The resolver asks on the event loop only
+        a source that says False."""
+        return not self._loaded or self._current_stamp() != self._stamp
 
     def _current_stamp(self) -> tuple:
         path, _ = self._candidates()
