@@ -84,7 +84,11 @@ def prepare(settings) -> Prepared:
 
 def mitmproxy_options(settings) -> dict:
     """Global mitmproxy options for upstream TLS: the roots and the global client certificate."""
-    p = prepare(settings)
+    return options_for(prepare(settings))
+
+
+def options_for(p: Prepared) -> dict:
+    """`mitmproxy_options` from what `prepare` made (a reload prepares in a worker thread)."""
     return {
         "ssl_insecure": False,
         "ssl_verify_upstream_trusted_ca": p.ca_file,

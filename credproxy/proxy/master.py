@@ -290,7 +290,7 @@ class Proxy:
             elif isinstance(addon, upstream_tls.PerHostTls):
                 addon.__init__(prepared)  # its contexts and failure records belong to the old rules
         if self.master is not None:
-            self.master.options.update(**upstream_tls.mitmproxy_options(settings))
+            self.master.options.update(**upstream_tls.options_for(prepared))
         if old is not None:
             old.close(cancel_pending=False)
 

@@ -16,10 +16,13 @@ parse message itself, which may quote a token from the file) that is appended to
 
 The file is read again when it changes (path, mtime, size or inode), so a token replaced in
 the netrc while the proxy runs is used after the upstream rejects the old one (issue 12).
-`needs_read()` says, with a stat and no reading, whether the next lookup would parse it."""
+`needs_read()` says, with a stat and no reading, whether the next lookup would parse it. A
+file's content is parsed once for every source that reads it (a reload's new source and the
+replaced one still answering requests): see `_parse`."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import netrc as _netrc
 import os
@@ -110,7 +113,7 @@ class NetrcSource:
         if path is None:
             return
         try:
-            parsed = _netrc.netrc(path)
+            hosts, self._default = _parse(path)
         except _netrc.NetrcParseError as e:
             self._fail(f"cannot parse netrc file {path} (line {e.lineno}); netrc ignored")
             return
@@ -118,8 +121,6 @@ class NetrcSource:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
             self._fail(f"cannot read netrc file {path}: {reason}; netrc ignored")
             return
-        hosts = dict(parsed.hosts)
-        self._default = hosts.pop("default", None)
         self._hosts = hosts
 
     def _fail(self, message: str) -> None:
@@ -186,6 +187,35 @@ class NetrcSource:
         if self.loopback_scope == "any-port" or not is_loopback(realm.host):
             return True
         return realm in self._index_realms
+
+
+#: The last parse of each netrc file, by a digest of its content. After a rewrite, a reload
+#: builds a new source while requests may still ask the replaced one: the file is parsed once
+#: (the second waits for the first and takes its result), not once each. Entries are only read.
+_parsed: dict[str, tuple[bytes, dict[str, tuple[str, str, str]], tuple[str, str, str] | None]] = {}
+_parse_lock = threading.Lock()
+
+
+def _parse(path: str) -> tuple[dict[str, tuple[str, str, str]], tuple[str, str, str] | None]:
+    """(machine entries, default entry) of the netrc file at `path`; raises what
+    netrc.netrc raises. Kept for the next caller only if the file did not change meanwhile."""
+    with _parse_lock:
+        before = _digest(path)
+        known = _parsed.get(path)
+        if known is not None and known[0] == before:
+            return known[1], known[2]
+        hosts = dict(_netrc.netrc(path).hosts)
+        default = hosts.pop("default", None)
+        if _digest(path) == before:
+            _parsed[path] = (before, hosts, default)
+        else:
+            _parsed.pop(path, None)
+        return hosts, default
+
+
+def _digest(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.blake2b(f.read(), digest_size=16).digest()
 
 
 def _host_key(host: str) -> str:
