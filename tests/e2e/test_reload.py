@@ -73,12 +73,18 @@ def assert_no_secrets(proxy, *secrets):
             assert form not in text, "a secret leaked into the proxy's output"
 
 
-def test_logout_is_seen_within_2s(env, echo_factory, credproxy_factory, proxied_env):
+def logged_in(env, echo_factory, credproxy_factory, proxied_env):
+    """An upstream that wants alice:PW1, alice logged in with `credproxy auth login`, and a
+    running `credproxy serve -v`: (echo, service, proxy, the client environment)."""
     echo = echo_factory(host="other.test", credentials=("alice", PW1))
     service = f"https://other.test:{echo.port}/"
     auth(env, "login", service, "-u", "alice", "--password", "-", stdin=PW1 + "\n")
     proxy = credproxy_factory("-v", env=env)
-    proxied = proxied_env(proxy)
+    return echo, service, proxy, proxied_env(proxy)
+
+
+def test_logout_is_seen_within_2s(env, echo_factory, credproxy_factory, proxied_env):
+    echo, service, proxy, proxied = logged_in(env, echo_factory, credproxy_factory, proxied_env)
     url = echo.url_for(path="/simple/pkg/")
     assert get(proxied, url) == "200"
     assert get(proxied, url) == "200"  # the credential is now in the session cache
@@ -101,11 +107,7 @@ def test_a_request_answered_after_a_logout_does_not_bring_the_credential_back(
     """The race behind a CI failure: a request left with the stored credential, `auth logout`
     made the proxy reload while it was upstream, and its 200 was then recorded in the *new*
     session cache. Every later request carried the removed credential, until the next reload."""
-    echo = echo_factory(host="other.test", credentials=("alice", PW1))
-    service = f"https://other.test:{echo.port}/"
-    auth(env, "login", service, "-u", "alice", "--password", "-", stdin=PW1 + "\n")
-    proxy = credproxy_factory("-v", env=env)
-    proxied = proxied_env(proxy)
+    echo, service, proxy, proxied = logged_in(env, echo_factory, credproxy_factory, proxied_env)
     url = echo.url_for(path="/simple/pkg/")
     with ThreadPoolExecutor(1) as pool:
         held = pool.submit(get, proxied, echo.url_for(path="/held/logout/simple/pkg/"))
