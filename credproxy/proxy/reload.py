@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import signal
+import time
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
@@ -225,17 +226,17 @@ class Reloader:
         thread (the proxy uses `areload`). False (and the previous state kept) when the new
         settings do not load. `stamps`: the look that saw the change (else one is taken
         now); a change after it is seen on the next look."""
-        number = self._begin(stamps)
-        return self._finish(number, why, self._build(why, stamps))
+        started, number = time.monotonic(), self._begin(stamps)
+        return self._finish(number, why, self._build(why, stamps), started)
 
     async def areload(self, why: str, stamps: dict | None = None) -> bool:
         """`reload` for the event loop: everything that reads or parses a file (the look,
         the settings, the TLS rules, the new resolver's sources) runs in a worker thread;
         only the swap runs on the loop. False when the settings do not load, or when a
         later reload was applied first (this one's build is then discarded)."""
-        number = self._begin(stamps)
+        started, number = time.monotonic(), self._begin(stamps)
         built = await asyncio.to_thread(self._build, why, stamps)
-        return self._finish(number, why, built)
+        return self._finish(number, why, built, started)
 
     def _begin(self, stamps: dict | None) -> int:
         if stamps is not None:
@@ -264,7 +265,7 @@ class Reloader:
             look = self._look(files, settings)
         return settings, prepared, files, look
 
-    def _finish(self, number: int, why: str, built) -> bool:
+    def _finish(self, number: int, why: str, built, started: float) -> bool:
         """On the loop: apply a build unless a later reload was applied already."""
         if isinstance(built, _Failed):
             if built.look is not None and number > self._applied:
@@ -288,7 +289,7 @@ class Reloader:
             self.files = files
         if look is not None:
             self._stamps = look
-        logger.info("reloaded settings and credentials (%s)", why)
+        logger.info("reloaded settings and credentials (%s) in %.2f s", why, time.monotonic() - started)
         return True
 
     def _discard(self, prepared) -> None:

@@ -52,6 +52,15 @@ def start(tmp_path, env, *args, name="credproxy"):
     return start_credproxy(tmp_path, *args, env=env, name=name)
 
 
+def fetch_private(tmp_path, proxy, tls_certs, private_index):
+    """curl the private index's project page through the running proxy: (client env,
+    curl's result, body, status)."""
+    cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=client_bundle(tmp_path, proxy, tls_certs))
+    result = curl("-sS", "-o", "-", "-w", "\n%{http_code}", private_index.url + "private-pkg/", env=cenv)
+    body, _, status = result.stdout.rpartition("\n")
+    return cenv, result, body, status
+
+
 def proxy_secret_forms() -> list[str]:
     forms = set(secret_forms(PROXY_PASSWORD, PROXY_USER))
     forms.add(quote(PROXY_PASSWORD, safe=""))
@@ -170,9 +179,7 @@ def test_a_wrong_proxy_password_is_reported_as_the_company_proxy_refusing(
     env = chained_env(tmp_path, tls_certs, private_index, company, creds=wrong)
     proxy = start(tmp_path, env)
     try:
-        cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=client_bundle(tmp_path, proxy, tls_certs))
-        result = curl("-sS", "-o", "-", "-w", "\n%{http_code}", private_index.url + "private-pkg/", env=cenv)
-        body, _, status = result.stdout.rpartition("\n")
+        cenv, result, body, status = fetch_private(tmp_path, proxy, tls_certs, private_index)
         pip = install("pip", tmp_path, private_index, cenv)
     finally:
         proxy.stop()
@@ -199,11 +206,9 @@ def test_no_login_for_a_proxy_that_demands_one_says_how_to_give_it(
     env = chained_env(tmp_path, tls_certs, private_index, company, creds=None)
     proxy = start(tmp_path, env)
     try:
-        cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=client_bundle(tmp_path, proxy, tls_certs))
-        result = curl("-sS", "-o", "-", "-w", "\n%{http_code}", private_index.url + "private-pkg/", env=cenv)
+        _cenv, result, body, status = fetch_private(tmp_path, proxy, tls_certs, private_index)
     finally:
         proxy.stop()
-    body, _, status = result.stdout.rpartition("\n")
     assert status == "502"
     assert "demands a login" in body and "credproxy auth login https://127.0.0.1:" in body
     assert {r.auth for r in company.connects("pkgs.test")} == {"missing"}
@@ -447,11 +452,9 @@ def test_a_wrong_password_for_a_negotiate_proxy_is_reported(tmp_path, private_in
     env = chained_env(tmp_path, tls_certs, private_index, ntlm_company, creds=("CORP\\alice", "not-it"))
     proxy = start(tmp_path, env)
     try:
-        cenv = client_env(tmp_path, proxy_url=proxy.url, ca_bundle=client_bundle(tmp_path, proxy, tls_certs))
-        result = curl("-sS", "-o", "-", "-w", "\n%{http_code}", private_index.url + "private-pkg/", env=cenv)
+        _cenv, result, body, status = fetch_private(tmp_path, proxy, tls_certs, private_index)
     finally:
         proxy.stop()
-    body, _, status = result.stdout.rpartition("\n")
     assert status == "502", result.stdout + result.stderr
     assert "It rejected the Negotiate login credproxy sent (from the proxy URL)" in body, body
     assert "correct the password in the proxy URL" in body
