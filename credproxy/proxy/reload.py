@@ -21,6 +21,16 @@ credentials in UV_*/PIP_* variables): the process's environment is fixed when it
 
 Requests already under way finish with what they started with; the old resolver's worker
 threads finish their pending lookups and exit.
+
+Nothing here reads or parses a file on mitmproxy's event loop, where every connection is
+served: the watcher's look (stat, and a digest of the credential files) and the whole build
+(the settings, the upstream TLS rules, the new resolver with its netrc and store read) run in
+a worker thread (`areload`); only the swap (`apply`, Proxy.apply_prepared) runs on the loop,
+where the addons read `proxy.resolver`. SIGHUP starts the same reload as a task. Reloads are
+numbered as they start: a build that finishes after a later one was swapped in is dropped
+(its resolver closed), so an older file's content never replaces a newer one's. Until the
+swap, the old resolver answers; a file source of it whose file changed is asked in a worker
+thread too (credentials/resolver.py, `needs_read`).
 """
 
 from __future__ import annotations
