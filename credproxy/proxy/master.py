@@ -262,11 +262,7 @@ class Proxy:
         empty). Raises when the new TLS settings are invalid."""
         prepared = upstream_tls.prepare(settings)
         resolver = build_resolver(settings)
-        try:
-            _load_fast_sources(resolver)
-        except BaseException:
-            resolver.close()
-            raise
+        _load_fast_sources(resolver)  # reports, never raises
         return _Prepared(settings, prepared, resolver)
 
     def apply_prepared(self, staged: "_Prepared") -> None:
@@ -293,10 +289,6 @@ class Proxy:
             self.master.options.update(**upstream_tls.options_for(prepared))
         if old is not None:
             old.close(cancel_pending=False)
-
-    def apply_settings(self, settings) -> None:
-        """`prepare_settings` and `apply_prepared` in one go, in this thread."""
-        self.apply_prepared(self.prepare_settings(settings))
 
     # public ---------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ import os
 import re
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
@@ -255,8 +256,9 @@ class Reloader:
         return self._started
 
     def _build(self, why: str, stamps: dict | None):
-        """(settings, prepared, files, stamps), or None after logging why not. No state of
-        the Reloader or the proxy changes here (it may run in a worker thread)."""
+        """(settings, prepared, files, look), or _Failed after logging why not. Nothing of the
+        Reloader or the running proxy changes here (it runs in a worker thread). `look`: the
+        files' stamps, when this build took them (SIGHUP, or the watched files changed)."""
         look = self._look() if stamps is None else None
         try:
             settings = self.load_settings()
@@ -310,11 +312,11 @@ class Reloader:
                 logger.debug("discarding an unused reload failed: %s", type(e).__name__)
 
 
+@dataclass(frozen=True)
 class _Failed:
     """A build that did not load; `look`: the files' stamps when it started (SIGHUP)."""
 
-    def __init__(self, look: dict | None):
-        self.look = look
+    look: dict | None
 
 
 def _config_message(e: BaseException) -> str:

@@ -101,7 +101,7 @@ def test_areload_reads_in_a_worker_and_swaps_on_the_loop(tmp_path):
     assert threads["apply"] is threads["loop"] and threads["prepare"] is not threads["loop"]
 
 
-def test_a_slow_reload_that_finishes_after_a_newer_one_is_discarded(tmp_path, caplog):
+def test_a_slow_reload_that_finishes_after_a_newer_one_is_discarded(tmp_path):
     """Two reloads at once (a file change and SIGHUP): the newer one's result stays, the older
     build that finishes last is dropped (its resolver closed), never swapped in over it."""
     import asyncio
