@@ -23,6 +23,8 @@ replaced one still answering requests): see `_parse`."""
 from __future__ import annotations
 
 import hashlib
+import io
+import locale
 import logging
 import netrc as _netrc
 import os
@@ -198,24 +200,42 @@ _parse_lock = threading.Lock()
 
 def _parse(path: str) -> tuple[dict[str, tuple[str, str, str]], tuple[str, str, str] | None]:
     """(machine entries, default entry) of the netrc file at `path`; raises what
-    netrc.netrc raises. Kept for the next caller only if the file did not change meanwhile."""
+    netrc.netrc raises (NetrcParseError, OSError, UnicodeDecodeError)."""
     with _parse_lock:
-        before = _digest(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        digest = hashlib.blake2b(data, digest_size=16).digest()
         known = _parsed.get(path)
-        if known is not None and known[0] == before:
+        if known is not None and known[0] == digest:
             return known[1], known[2]
-        hosts = dict(_netrc.netrc(path).hosts)
+        hosts = dict(_parse_bytes(path, data).hosts)
         default = hosts.pop("default", None)
-        if _digest(path) == before:
-            _parsed[path] = (before, hosts, default)
-        else:
-            _parsed.pop(path, None)
+        _parsed[path] = (digest, hosts, default)
         return hosts, default
 
 
-def _digest(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return hashlib.blake2b(f.read(), digest_size=16).digest()
+def _parse_bytes(path: str, data: bytes) -> _netrc.netrc:
+    """netrc.netrc(path), from the bytes already read: what it does (UTF-8, else the locale's
+    encoding; universal newlines; no permission check for a named file), but parsing an
+    in-memory text. netrc.netrc reads its file one character at a time, and each of those
+    reads lets that thread take the GIL straight back: in a worker thread, a 3 MB file then
+    kept the event loop from running for the whole parse (a second), where an in-memory
+    parse yields it every few milliseconds. Falls back to netrc.netrc if the standard
+    library's parser ever changes shape."""
+    parse = getattr(_netrc.netrc, "_parse", None)
+    if parse is None:
+        return _netrc.netrc(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode(locale.getencoding())
+    parsed = _netrc.netrc.__new__(_netrc.netrc)
+    parsed.hosts, parsed.macros = {}, {}
+    try:
+        parse(parsed, path, io.StringIO(text, newline=None), False)
+    except TypeError:  # another signature
+        return _netrc.netrc(path)
+    return parsed
 
 
 def _host_key(host: str) -> str:
