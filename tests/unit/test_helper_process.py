@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 
-from credproxy.credentials.sources.keyring_subprocess import run_bounded as run_keyring
 from credproxy.credentials.sources.process import echo_stderr, helper_environment, run_bounded
 
 TOKEN = "pr0xy-t0ken-s3cret"
@@ -39,11 +38,10 @@ def test_a_company_proxy_with_its_own_password_is_kept():
     assert helper_environment(env) == env
 
 
-def test_both_runners_use_it(monkeypatch):
+def test_the_runner_uses_it(monkeypatch):
     monkeypatch.setenv("CREDPROXY_PROXYAUTH", f"me:{TOKEN}")
     show = [sys.executable, "-c", "import os; print(os.environ.get('CREDPROXY_PROXYAUTH', 'absent'))"]
-    assert run_bounded(show, env=None, timeout=10).stdout.strip() == "absent"
-    assert run_keyring(show, env=None, timeout=10).stdout.strip() == b"absent"
+    assert run_bounded(show, env=None, timeout=10).stdout.strip() == b"absent"
 
 
 def test_stderr_is_echoed_with_controls_escaped(capfd):
