@@ -1,5 +1,5 @@
 """credentials/sources/process.py: the environment and the stderr echo of credential helpers
-(token-command, git's helpers, the keyring command)."""
+(token-command, git's helpers, the keyring command), and run_bounded, the one runner for all of them."""
 
 from __future__ import annotations
 
