@@ -22,8 +22,9 @@ from credproxy.credentials.model import secret_forms
 from tests.e2e.conftest import credproxy_factory, echo_factory, proxied_env, tls_certs  # noqa: F401 (fixtures)
 from tests.helpers.clients import curl
 from tests.helpers.registries import TokenRegistry
+from tests.helpers.timing import pid_alive, wait_gone
 
-from .test_credential_helpers import _alive, _gitconfig
+from .test_credential_helpers import _gitconfig
 from .test_registry_sources_scope import calls, logging_program
 
 pytestmark = pytest.mark.e2e
@@ -89,12 +90,9 @@ def test_a_daemon_left_holding_the_pipe_neither_delays_the_answer_nor_survives(w
     try:
         assert reply.stdout == "200", (reply.stdout, reply.stderr, proxy.stderr())  # the printed answer was used
         assert elapsed < 5, f"{kind}: the request took {elapsed:.1f}s: it waited for the daemon holding the pipe"
-        deadline = time.monotonic() + 5
-        while _alive(daemon) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(daemon), f"{kind}: the setsid() daemon (pid {daemon}) outlived the program"
+        assert wait_gone([daemon]) == [], f"{kind}: the setsid() daemon (pid {daemon}) outlived the program"
     finally:
-        if _alive(daemon):
+        if pid_alive(daemon):
             os.kill(daemon, signal.SIGKILL)  # by its pid, so a failing run leaves nothing behind
     proxy.stop()
     log = proxy.stderr() + proxy.stdout()

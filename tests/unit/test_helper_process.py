@@ -11,6 +11,7 @@ import time
 import pytest
 
 from credproxy.credentials.sources.process import echo_stderr, helper_environment, run_bounded
+from tests.helpers.timing import pid_alive, wait_gone
 
 TOKEN = "pr0xy-t0ken-s3cret"
 
@@ -62,22 +63,6 @@ def _py(code: str) -> list[str]:
     return [sys.executable, "-c", "import os, subprocess, sys, time\n" + code]
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie counts as gone: it holds no memory and runs nothing)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _gone(pid: int, within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return not _alive(pid)
-
-
 def test_stdin_data_reaches_the_program_then_eof():
     request = b"protocol=https\nhost=h.example\n\n" * 5000  # 160 KB: more than a pipe holds
     outcome = run_bounded(_py("data = sys.stdin.buffer.read(); print(len(data), data.count(b'host='))"),
@@ -112,7 +97,7 @@ def test_timeout_kills_it_and_its_children():
     pids = run_bounded(_py("print(os.getpid(), subprocess.Popen(['sleep', '60']).pid, flush=True); time.sleep(60)"),
                        env=None, timeout=1)
     assert pids.problem == "no answer within 1s, killed" and pids.returncode == 124
-    assert all(_gone(int(pid)) for pid in pids.out.split())
+    assert wait_gone([int(pid) for pid in pids.out.split()]) == []
 
 
 def test_exit_status_and_a_program_that_cannot_start(tmp_path):
@@ -136,7 +121,7 @@ def test_a_setsid_child_holding_the_pipes_does_not_delay_the_answer_and_is_kille
     print(f"answer after {elapsed:.2f}s")  # pytest -s
     assert outcome.problem is None and outcome.out.split()[0] == "answer"
     assert elapsed < 2, f"waited {elapsed:.1f}s for the child holding the pipes"
-    assert _gone(int(outcome.out.split()[1]))
+    assert wait_gone([int(outcome.out.split()[1])]) == []
 
 
 def test_without_a_subreaper_the_pipes_are_waited_for_at_most_the_eof_grace(tmp_path, monkeypatch):
@@ -158,6 +143,6 @@ def test_without_a_subreaper_the_pipes_are_waited_for_at_most_the_eof_grace(tmp_
     try:
         assert outcome.problem is None and outcome.out.split()[0] == "answer"
         assert process.EOF_GRACE <= elapsed < process.EOF_GRACE + 1.5, elapsed
-        assert _alive(survivor)  # the documented limit: the setsid child outlived the program
+        assert pid_alive(survivor)  # the documented limit: the setsid child outlived the program
     finally:
         os.kill(survivor, signal.SIGKILL)
