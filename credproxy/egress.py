@@ -606,15 +606,22 @@ def proxy_login(proxy: ProxyURL, resolver) -> tuple[Credentials | None, str | No
     """The Basic login credproxy gives `proxy` (what the addon sends): the URL's userinfo,
     else the chain's entry for the proxy's host (Resolver.proxy_credentials). The source is
     "url", a source label, or None. For explain and doctor (the addon asks asynchronously)."""
+    creds, source, _why = proxy_login_explained(proxy, resolver)
+    return creds, source
+
+
+def proxy_login_explained(proxy: ProxyURL, resolver) -> tuple[Credentials | None, str | None, str | None]:
+    """proxy_login, and when there is no login, the resolver's reason (explain prints it).
+    ValueError when the proxy URL cannot be looked up."""
     if proxy.credentials is not None and proxy.credentials.is_complete:
-        return proxy.credentials, "url"
+        return proxy.credentials, "url", None
     if resolver is None:
-        return None, None
+        return None, None, None
     username = proxy.credentials.username if proxy.credentials is not None else None
     decision = resolver.proxy_credentials(proxy.url, username)
     if decision.action == "inject" and decision.credentials is not None:
-        return decision.credentials, decision.source
-    return None, None
+        return decision.credentials, decision.source, None
+    return None, None, decision.reason
 
 
 def login_label(source: str | None) -> str:

@@ -87,6 +87,11 @@ class _FlowState:
 
     url: str
     decision: Decision
+    #: the resolver that made `decision`: its outcome is recorded there. A reload may have
+    #: swapped in a new resolver (a logout, a changed store) while the request was upstream;
+    #: recording the old decision into the new session cache would bring back a credential
+    #: the user just removed.
+    resolver: object = None
     body_copy: bytearray | None = None
     body_complete: bool = True
     challenged: bool = False
@@ -247,8 +252,9 @@ class AuthAddon:
                 "Send requests for another host through a tunnel (CONNECT) to that host.")
             return
         client_auth = flow.request.headers.get("authorization")
+        resolver = self.resolver
         try:
-            decision = await self.resolver.aresolve(url, client_auth)
+            decision = await resolver.aresolve(url, client_auth)
         except Exception as e:  # fail closed: never forward silently without the lookup
             logger.error("credential lookup failed for %s: %s", redact_url(url), type(e).__name__)
             flow.metadata[METADATA_KEY] = {
@@ -260,7 +266,7 @@ class AuthAddon:
                 "see the proxy's log or run `credproxy explain URL`")
             return
 
-        state = _FlowState(url=url, decision=decision)
+        state = _FlowState(url=url, decision=decision, resolver=resolver)
         self._flows[flow] = state
         flow.metadata[METADATA_KEY] = _metadata(decision, retried=False)
 
@@ -327,8 +333,9 @@ class AuthAddon:
             self._note(flow, f"upstream answered {status} with a body over "
                        f"{CHALLENGE_BODY_LIMIT >> 10} KiB; passed on, not re-sent")
             return
+        resolver = self.resolver  # the current one: a re-send uses what the sources say now
         try:
-            retry = await self.resolver.achallenge(state.url, state.decision, status)
+            retry = await resolver.achallenge(state.url, state.decision, status)
         except Exception as e:  # fail closed: say so rather than pass the challenge on
             logger.error("credential lookup after %d for %s failed: %s", status, redact_url(state.url), type(e).__name__)
             self._record(state, state.decision, status)
@@ -348,7 +355,7 @@ class AuthAddon:
             self._refuse_broken_credential(flow, state, retry, e)
             return
         try:
-            await self._resend(flow, state, retry, header)
+            await self._resend(flow, state, retry, header, resolver)
         except Exception as e:  # pragma: no cover - mitmproxy's replay failing in itself
             logger.error("re-sending %s failed: %s", redact_url(state.url), type(e).__name__)
             _fail(flow, f"re-sending with credentials failed ({type(e).__name__})",
@@ -398,12 +405,14 @@ class AuthAddon:
         length = _expected_length(response)
         return length is None or length <= CHALLENGE_BODY_LIMIT
 
-    def _record(self, state: _FlowState, decision: Decision, status: int) -> None:
+    def _record(self, state: _FlowState, decision: Decision, status: int, resolver=None) -> None:
+        """The outcome goes to the resolver that made `decision` (state.resolver, or the one
+        that made a re-send's), never to one a reload swapped in since."""
         if state.recorded or decision.action == "fail":  # a refused request never went upstream
             return
         state.recorded = True
         try:
-            self.resolver.record(state.url, decision, status)
+            (resolver or state.resolver or self.resolver).record(state.url, decision, status)
         except Exception as e:
             logger.error("recording the result for %s failed: %s", redact_url(state.url), type(e).__name__)
         if (status in (401, 403) and decision.action == "inject" and decision.source != "client"
@@ -433,7 +442,8 @@ class AuthAddon:
 
         flow.response.stream = keep
 
-    async def _resend(self, flow: http.HTTPFlow, state: _FlowState, retry: Decision, header: str) -> None:
+    async def _resend(self, flow: http.HTTPFlow, state: _FlowState, retry: Decision, header: str,
+                      resolver) -> None:
         dup = flow.copy()
         dup.response = None
         dup.error = None
@@ -454,7 +464,7 @@ class AuthAddon:
             return
         status = dup.response.status_code
         flow.metadata[METADATA_KEY] = _metadata(retry, retried=True)
-        self._record(state, retry, status)
+        self._record(state, retry, status, resolver)
         if retry_state.overflow:
             # Too large to hold: the credential is cached now, so a repeated request is
             # authenticated up front and streams. Ask the client to repeat it.

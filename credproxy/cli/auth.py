@@ -216,9 +216,14 @@ def _store_for_writing() -> Store:
         moved = move_legacy_entries(legacy, store)
     except StoreError as e:  # the old file is left as it is; this write goes on
         click.echo(f"warning: {e}; its entries were not moved to {store.path} (fix or remove that file)", err=True)
-        moved = 0
-    if moved:
-        click.echo(f"Moved {moved} stored credential(s) from {legacy.path} to {store.path} (the store uv reads)", err=True)
+        return store
+    if moved.added:
+        click.echo(f"Moved {moved.added} stored credential(s) from {legacy.path} to {store.path} (the store uv reads)", err=True)
+    if moved.kept:
+        shown = ", ".join(e.display for e in moved.kept)
+        click.echo(f"warning: {legacy.path} keeps {len(moved.kept)} credential(s) that {store.path} also has, "
+                   f"with another password or token: {shown}. The one in {store.path} is used; check which is "
+                   f"right (`credproxy auth login` to replace it), then delete {legacy.path}", err=True)
     return store
 
 

@@ -114,7 +114,7 @@ def _egress_lines(settings, resolver, url: str) -> tuple[str, list]:
     found (for the final redaction)."""
     from urllib.parse import urlsplit
 
-    from ..egress import ProxyURLError, build_egress
+    from ..egress import ProxyURLError, build_egress, login_label, proxy_login_explained
 
     found = []
     try:
@@ -134,21 +134,16 @@ def _egress_lines(settings, resolver, url: str) -> tuple[str, list]:
         lines.append(f"{'pac entries:' if i == 0 else '':<17}{entry}")
     proxy = route.proxy
     if proxy is not None:
-        if proxy.credentials is not None and proxy.credentials.is_complete:
-            found.append(proxy.credentials)
-            login = f"{proxy.credentials.redacted()} from the proxy URL"
+        try:
+            creds, source, why = proxy_login_explained(proxy, resolver)
+        except ValueError as e:
+            login = f"not looked up ({e})"
         else:
-            username = proxy.credentials.username if proxy.credentials is not None else None
-            try:
-                decision = resolver.proxy_credentials(proxy.url, username)
-            except ValueError as e:
-                decision = None
-                login = f"not looked up ({e})"
-            if decision is not None and decision.credentials is not None:
-                found.append(decision.credentials)
-                login = f"{decision.credentials.redacted()} from {decision.source}"
-            elif decision is not None:
-                login = f"none ({decision.reason}); a proxy that demands one answers 407"
+            if creds is not None:
+                found.append(creds)
+                login = f"{creds.redacted()} from {login_label(source)}"
+            else:
+                login = f"none ({why}); a proxy that demands one answers 407"
         lines.append(f"{'proxy login:':<17}{login} (Basic, sent on each CONNECT to the proxy only)")
     for note in egress.notes:
         lines.append(f"{'note:':<17}{note}")

@@ -77,25 +77,41 @@ def legacy_store_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(platformdirs.user_data_dir("credproxy", appauthor=False)) / FILE_NAME
 
 
-def move_legacy_entries(legacy: "Store", target: "Store") -> int:
+@dataclass
+class Moved:
+    """What move_legacy_entries did: `added` entries went into the target; `kept` are old
+    entries whose URL and username the target already has with another secret. Those stay in
+    the old file (the target's entry is the one used) for the user to look at: dropping them
+    would lose a password nobody may have written down."""
+
+    added: int = 0
+    kept: list["StoreEntry"] = field(default_factory=list)
+
+
+def move_legacy_entries(legacy: "Store", target: "Store") -> Moved:
     """Move the entries of the old store into `target` (entries already in `target` win),
-    then remove the old file. Returns how many entries were added. Nothing is removed unless
-    the target was written; a legacy file that does not parse raises StoreError (kept)."""
+    then remove the old file, or leave in it only the entries that differ from the target's
+    (Moved.kept). Nothing is removed unless the target was written; a legacy file that does
+    not parse raises StoreError (kept)."""
     if os.path.abspath(legacy.path) == os.path.abspath(target.path) or not legacy.path.exists():
-        return 0
+        return Moved()
     old = legacy.read()
-    added = 0
+    moved = Moved()
 
     def change(entries: list[StoreEntry]) -> list[StoreEntry]:
-        nonlocal added
-        have = {e.key for e in entries}
+        have = {e.key: e for e in entries}
         new = [e for e in old if e.key not in have]
-        added = len(new)
+        moved.added = len(new)
+        moved.kept = [e for e in old if e.key in have and (e.scheme, e.secret) != (have[e.key].scheme, have[e.key].secret)]
         return entries + new
 
     target.modify(change, write_if_unchanged=False)
-    _unlink_quietly(str(legacy.path))
-    return added
+    if moved.kept:
+        keys = {e.key for e in moved.kept}
+        legacy.modify(lambda entries: [e for e in entries if e.key in keys])
+    else:
+        _unlink_quietly(str(legacy.path))
+    return moved
 
 
 def uv_store_path(env: Mapping[str, str] | None = None, platform: str | None = None) -> Path:

@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import signal
+import time
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
@@ -195,6 +196,7 @@ class Reloader:
         """Re-read the settings and every credential file and swap them in. False (and the
         previous state kept) when the new settings do not load. `stamps`: the look that saw
         the change (else one is taken now); a change after it is seen on the next look."""
+        started = time.monotonic()
         self._stamps = self._look() if stamps is None else stamps
         try:
             settings = self.load_settings()
@@ -213,7 +215,7 @@ class Reloader:
         if files != self.files:
             self.files = files
             self._stamps = self._look()
-        logger.info("reloaded settings and credentials (%s)", why)
+        logger.info("reloaded settings and credentials (%s) in %.2f s", why, time.monotonic() - started)
         return True
 
 

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,15 @@ def get(proxied, url) -> str:
     return r.stdout
 
 
-def until(check, what: str, within: float = SEEN_WITHIN) -> float:
-    """tests/helpers/timing.py's until, with this file's limit."""
-    return _until(check, what, within)
+def until(check, what: str, within: float = SEEN_WITHIN, proxy=None) -> float:
+    """tests/helpers/timing.py's until, with this file's limit; on failure, the proxy's log
+    (with -v: each request, and when it reloaded) is printed for the report."""
+    try:
+        return _until(check, what, within)
+    except BaseException:
+        if proxy is not None:
+            print(f"--- proxy log, {time.strftime('%H:%M:%S')} ---\n{proxy.stderr()}")
+        raise
 
 
 def assert_no_secrets(proxy, *secrets):
@@ -66,12 +73,18 @@ def assert_no_secrets(proxy, *secrets):
             assert form not in text, "a secret leaked into the proxy's output"
 
 
-def test_logout_is_seen_within_2s(env, echo_factory, credproxy_factory, proxied_env):
+def logged_in(env, echo_factory, credproxy_factory, proxied_env):
+    """An upstream that wants alice:PW1, alice logged in with `credproxy auth login`, and a
+    running `credproxy serve -v`: (echo, service, proxy, the client environment)."""
     echo = echo_factory(host="other.test", credentials=("alice", PW1))
     service = f"https://other.test:{echo.port}/"
     auth(env, "login", service, "-u", "alice", "--password", "-", stdin=PW1 + "\n")
     proxy = credproxy_factory("-v", env=env)
-    proxied = proxied_env(proxy)
+    return echo, service, proxy, proxied_env(proxy)
+
+
+def test_logout_is_seen_within_2s(env, echo_factory, credproxy_factory, proxied_env):
+    echo, service, proxy, proxied = logged_in(env, echo_factory, credproxy_factory, proxied_env)
     url = echo.url_for(path="/simple/pkg/")
     assert get(proxied, url) == "200"
     assert get(proxied, url) == "200"  # the credential is now in the session cache
@@ -80,12 +93,34 @@ def test_logout_is_seen_within_2s(env, echo_factory, credproxy_factory, proxied_
     auth(env, "logout", service, "-u", "alice")
     echo.reset()
     took = until(lambda: get(proxied, url) == "401" and echo.requests[-1].authorization is None,
-                 "a request without the removed credential")
+                 "a request without the removed credential", proxy=proxy)
     # and from then on, never again
     for _ in range(3):
         assert get(proxied, url) == "401"
     assert all(r.authorization is None for r in echo.requests[-3:])
     print(f"logout seen after {took:.2f} s")
+    assert_no_secrets(proxy, PW1)
+
+
+def test_a_request_answered_after_a_logout_does_not_bring_the_credential_back(
+        env, echo_factory, credproxy_factory, proxied_env):
+    """The race behind a CI failure: a request left with the stored credential, `auth logout`
+    made the proxy reload while it was upstream, and its 200 was then recorded in the *new*
+    session cache. Every later request carried the removed credential, until the next reload."""
+    echo, service, proxy, proxied = logged_in(env, echo_factory, credproxy_factory, proxied_env)
+    url = echo.url_for(path="/simple/pkg/")
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(get, proxied, echo.url_for(path="/held/logout/simple/pkg/"))
+        until(lambda: any(r.path.startswith("/held/") for r in echo.requests), "the request upstream",
+              within=15.0, proxy=proxy)
+        auth(env, "logout", service, "-u", "alice")
+        until(lambda: "reloaded settings and credentials" in proxy.stderr(), "the reload", proxy=proxy)
+        echo.release("logout")
+        assert held.result(timeout=30) == "200"  # it went with the credential it started with
+    echo.reset()
+    for _ in range(3):
+        assert get(proxied, url) == "401"
+    assert [r.authorization for r in echo.requests] == [None, None, None], proxy.stderr()
     assert_no_secrets(proxy, PW1)
 
 
@@ -170,7 +205,7 @@ def test_sighup_after_config_edit_uses_the_new_index(tmp_path, tls_certs, echo_f
     stderr = proxy.stderr()
     assert "credentials from environment variables are fixed until a restart: " \
            "UV_INDEX_PRIVATE_PASSWORD, UV_INDEX_PRIVATE_USERNAME" in stderr
-    assert "reloaded settings and credentials (SIGHUP)" in stderr
+    assert "reloaded settings and credentials (SIGHUP) in " in stderr
     assert_no_secrets(proxy, PW1)
 
 

@@ -302,3 +302,26 @@ def test_old_location_is_read_then_moved_on_next_write(default_env):
     # a second write moves nothing more and says nothing about it
     r = run([CREDPROXY, "auth", "logout", "new.example", "-u", "nina"], env)
     assert r.returncode == 0 and "Moved" not in r.stderr
+
+
+def test_an_old_entry_that_differs_from_uvs_is_kept_and_named(default_env):
+    """uv's store already has olga@old.example with another password: uv's stays in use, the
+    old password is not thrown away, and the user is told which entry to check (no secret)."""
+    env = default_env
+    old = Store(Path(env["CREDPROXY_DATA_DIR"]) / "credentials.toml")
+    old.modify(lambda _: [StoreEntry.basic("https://old.example/", "olga", "old-pw"),
+                          StoreEntry.basic("https://other.example/", "otto", "otto-pw")])
+    assert run([UV, "auth", "login", "https://old.example/", "-u", "olga", "--password", "uv-pw"], env).returncode == 0
+
+    r = run([CREDPROXY, "auth", "login", "new.example", "-u", "nina", "--password", "new-pw"], env)
+    assert r.returncode == 0, r.stderr
+    assert f"Moved 1 stored credential(s) from {old.path}" in r.stderr
+    assert f"warning: {old.path} keeps 1 credential(s)" in r.stderr and "olga@https://old.example/" in r.stderr
+    assert f"then delete {old.path}" in r.stderr
+    for secret in ("old-pw", "uv-pw", "otto-pw", "new-pw"):
+        assert secret not in r.stderr
+    assert uv_token(env, "https://old.example/", "olga").stdout == "uv-pw\n"
+    assert uv_token(env, "https://other.example/", "otto").stdout == "otto-pw\n"
+    assert [(e.username, e.password) for e in old.read()] == [("olga", "old-pw")]
+    r = run([CREDPROXY, "auth", "token", "https://old.example/simple/", "-u", "olga"], env)
+    assert r.stdout == "uv-pw\n"  # uv's store comes first, for credproxy too

@@ -501,6 +501,9 @@ class EchoRequest:
 _BIG = re.compile(r"^/big/(\d+)$")
 _REDIRECT = re.compile(r"^/redirect/(30[1278])$")
 _STATUS = re.compile(r"^/status/(\d{3})$")
+_HELD = re.compile(r"^/held/([A-Za-z0-9_-]+)(/.*)?$")
+#: the longest a /held/NAME request waits for EchoServer.release(NAME)
+HOLD_LIMIT = 15.0
 
 
 class _EchoHandler(BaseHTTPRequestHandler):
@@ -545,6 +548,9 @@ class _EchoHandler(BaseHTTPRequestHandler):
                 self._send(rec, status, b'{"error": "unauthorized"}',
                            [("WWW-Authenticate", 'Basic realm="echo"')])
                 return
+        m = _HELD.match(rec.path.split("?", 1)[0])
+        if m:  # /held/NAME/...: answer (as for any path) once the test releases NAME
+            echo.gate(m.group(1)).wait(HOLD_LIMIT)
         m = _BIG.match(rec.path.split("?", 1)[0])
         if m:
             self._send_big(rec, int(m.group(1)))
@@ -584,6 +590,8 @@ class EchoServer(Served):
 
     url_for(host="other.test", path="/") / url (other.test form) / url_ip (127.0.0.1 form).
     plain=True serves plain HTTP (no TLS), e.g. a listener on a loopback port.
+    /held/NAME/...: the answer waits (after the credentials check, at most HOLD_LIMIT) until
+    release(NAME): a request that is upstream while the test changes something.
     """
 
     def __init__(self, certs: TestCerts, *, client_ca: Path | None = None,
@@ -600,6 +608,7 @@ class EchoServer(Served):
         self._lock = threading.Lock()
         self._requests: list[EchoRequest] = []
         self._errors: list[str] = []
+        self._gates: dict[str, threading.Event] = {}
         self.bind_host = bind_host
         # Failed handshakes (no/unknown client cert, client rejecting our CA) are expected: noted.
         self._server = LoopbackServer(_EchoHandler, context=self.context, host=bind_host, timeout=15,
@@ -626,6 +635,20 @@ class EchoServer(Served):
     def _add(self, rec: EchoRequest) -> None:
         with self._lock:
             self._requests.append(rec)
+
+    def gate(self, name: str) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(name, threading.Event())
+
+    def release(self, name: str) -> None:
+        self.gate(name).set()
+
+    def stop(self) -> None:
+        with self._lock:
+            gates = list(self._gates.values())
+        for gate in gates:  # a held request must not keep the server from stopping
+            gate.set()
+        super().stop()
 
     def _note_error(self, exc) -> None:
         with self._lock:

@@ -416,12 +416,35 @@ def test_store_sources_shared_then_old_location_while_it_exists(tmp_path):
 
 def test_move_legacy_entries_keeps_the_shared_stores_own(tmp_path):
     legacy, shared = Store(tmp_path / "old" / "credentials.toml"), Store(tmp_path / "new" / "credentials.toml")
-    legacy.modify(lambda _: [StoreEntry.basic("https://a.example/", "a", "old-a"), StoreEntry.basic("https://b.example/", "b", "old-b")])
+    legacy.modify(lambda _: [StoreEntry.basic("https://a.example/", "a", "new-a"), StoreEntry.basic("https://b.example/", "b", "old-b")])
     shared.add(StoreEntry.basic("https://a.example/", "a", "new-a"))
-    assert move_legacy_entries(legacy, shared) == 1
+    moved = move_legacy_entries(legacy, shared)
+    assert (moved.added, moved.kept) == (1, [])
     assert {(e.service, e.password) for e in shared.read()} == {("https://a.example/", "new-a"), ("https://b.example/", "old-b")}
-    assert not legacy.path.exists()
-    assert move_legacy_entries(legacy, shared) == 0
+    assert not legacy.path.exists()  # the same entry twice: nothing to keep
+    assert move_legacy_entries(legacy, shared).added == 0
+
+
+def test_move_legacy_entries_never_drops_an_old_secret_that_differs(tmp_path):
+    """uv's store wins for the same URL and username, but an old entry with another password
+    (or another scheme) stays in the old file, and only those entries stay."""
+    legacy, shared = Store(tmp_path / "old" / "credentials.toml"), Store(tmp_path / "new" / "credentials.toml")
+    legacy.modify(lambda _: [StoreEntry.basic("https://a.example/", "a", "old-a"),
+                             StoreEntry.basic("https://b.example/", "b", "old-b"),
+                             StoreEntry.bearer("https://t.example/", "old-token"),
+                             StoreEntry.basic("https://s.example/", "s", "same")])
+    shared.modify(lambda _: [StoreEntry.basic("https://a.example/", "a", "new-a"),
+                             StoreEntry.bearer("https://t.example/", "new-token"),
+                             StoreEntry.basic("https://s.example/", "s", "same")])
+    moved = move_legacy_entries(legacy, shared)
+    assert moved.added == 1
+    assert [(e.service, e.secret) for e in moved.kept] == [("https://a.example/", "old-a"), ("https://t.example/", "old-token")]
+    assert {(e.service, e.secret) for e in shared.read()} == {
+        ("https://a.example/", "new-a"), ("https://t.example/", "new-token"), ("https://s.example/", "same"),
+        ("https://b.example/", "old-b")}
+    assert [(e.service, e.secret) for e in legacy.read()] == [("https://a.example/", "old-a"), ("https://t.example/", "old-token")]
+    again = move_legacy_entries(legacy, shared)  # the next write says so again, and moves nothing
+    assert (again.added, len(again.kept)) == (0, 2) and legacy.path.exists()
 
 
 def test_move_legacy_entries_leaves_a_corrupt_old_file(tmp_path):
