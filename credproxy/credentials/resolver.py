@@ -582,7 +582,15 @@ class Resolver:
     def _plan_challenge(self, url: str, sent: Decision, status: int) -> Plan:
         if not sent.preemptive or sent.action in ("leave", "fail") or status not in CHALLENGE_STATUSES:
             return None  # one retry per request; client/never/http requests are not ours
-        index = sent.index if sent.index is not None else match_index(self.indexes, url)
+        # This resolver's own settings decide, never the index `sent` carries: a reload may
+        # have swapped this resolver in while the request was upstream, and the old index
+        # (since removed, or set to `authenticate = never`) would let a source answer for a
+        # host the new settings no longer name (the netrc default entry, the keyring).
+        index = match_index(self.indexes, url)
+        if index is not None and index.authenticate == "never":
+            return None
+        if self._plain_http_refusal(url, index):
+            return None
         if sent.action == "inject":
             if status != 401 or not sent.cached or sent.credentials is None:
                 return None  # fresh credentials that fail are final (uv: no loop over sources)

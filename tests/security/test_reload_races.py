@@ -1,0 +1,81 @@
+"""State that crosses a reload: a request that is under way while `credproxy serve` reloads
+its settings must not mix what the old settings allowed with the new resolver.
+
+Each test makes the interleaving deterministic against a real `credproxy serve -v` and real
+curl: the upstream holds its answer (EchoServer's `/held-any/NAME/`, which holds a 401 too),
+the test changes a file, waits for the proxy's "reloaded settings and credentials" line, and
+releases the answer.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from credproxy.credentials.model import secret_forms
+from tests.e2e.conftest import credproxy_factory, echo_factory, proxied_env, tls_certs  # noqa: F401 (fixtures)
+from tests.helpers.clients import curl
+from tests.helpers.proxy import proxy_env
+from tests.helpers.timing import until
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "dflt-pw-Kq7Rw2"
+RELOADED = "reloaded settings and credentials"
+
+
+def _status(proxied, url: str) -> str:
+    r = curl("-o", "/dev/null", "-w", "%{http_code}", url, env=proxied)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def _seen(check, what: str, proxy) -> None:
+    try:
+        until(check, what, within=15.0)
+    except BaseException:
+        print(f"--- proxy log ---\n{proxy.stderr()}")
+        raise
+
+
+def _no_secret(proxy, secret: str) -> None:
+    text = proxy.stderr() + proxy.stdout()
+    for form in secret_forms(secret):
+        assert form not in text, "a secret leaked into the proxy's output"
+
+
+def test_a_challenge_answered_after_the_index_was_removed_gets_no_netrc_default_entry(
+        tmp_path, tls_certs, echo_factory, credproxy_factory, proxied_env):
+    """The netrc `default` entry answers configured indexes only (netrc-default = "indexes").
+    A request to an index went out bare; while it was upstream the user removed the index
+    from the config. Its 401 came back after the reload: the re-send must be decided by the
+    new settings (no index: the default entry does not answer), not by the index the old
+    decision carried — before, the new resolver took that stale index and re-sent the
+    request with the default entry's credential to a host no configuration names any more."""
+    echo = echo_factory(host="other.test", credentials=("dora", SECRET))
+    env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem)
+    netrc = Path(env["HOME"]) / ".netrc"
+    netrc.write_text(f"default login dora password {SECRET}\n")
+    netrc.chmod(0o600)
+    config = Path(env["CREDPROXY_CONFIG"])
+    config.write_text(f'[[index]]\nname = "private"\nurl = "https://other.test:{echo.port}/"\n')
+    proxy = credproxy_factory("-v", env=env)
+    proxied = proxied_env(proxy)
+
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(_status, proxied, echo.url_for(path="/held-any/rm/simple/pkg/"))
+        _seen(lambda: any(r.path.startswith("/held-any/rm/") for r in echo.requests), "the request upstream", proxy)
+        config.write_text("# the private index was removed\n")
+        _seen(lambda: RELOADED in proxy.stderr(), "the reload", proxy)
+        echo.release("rm")
+        status = held.result(timeout=30)
+    assert [r.authorization for r in echo.requests] == [None], (
+        "the netrc default entry was sent to a host that is no longer an index\n" + proxy.stderr())
+    assert status == "401"
+    # what the new settings say, for a fresh request: no credential either
+    assert _status(proxied, echo.url_for(path="/simple/pkg/")) == "401"
+    assert all(r.authorization is None for r in echo.requests)
+    _no_secret(proxy, SECRET)
