@@ -79,3 +79,56 @@ def test_a_challenge_answered_after_the_index_was_removed_gets_no_netrc_default_
     assert _status(proxied, echo.url_for(path="/simple/pkg/")) == "401"
     assert all(r.authorization is None for r in echo.requests)
     _no_secret(proxy, SECRET)
+
+
+def test_a_company_proxy_login_looked_up_across_a_reload_is_not_kept_after_it(
+        tmp_path, tls_certs, echo_factory, credproxy_factory, proxied_env):
+    """The company proxy's login comes from the keyring (proxy URL `http://alice@proxy.test:P`).
+    While the first CONNECT's keyring lookup was running, the user turned the keyring off
+    (`keyring-provider = "disabled"`); the proxy reloaded and forgot the logins it had. The
+    lookup then finished — and before, its answer was stored into the chain's fresh login
+    cache, so every later connection carried a login from a source the user had turned off,
+    for as long as the proxy ran. A new connection must follow the new settings."""
+    from credproxy.credentials.sources.keyring_subprocess import keyring_services
+    from tests.helpers.company_proxy import CompanyProxy
+    from tests.helpers.keyring_script import read_calls, write_keyring_script
+    from tests.helpers.servers import TEST_HOSTS
+
+    company = CompanyProxy.start(("alice", SECRET))
+    try:
+        proxy_url = f"http://proxy.test:{company.port}/"
+        gate, log = tmp_path / "keyring-gate", tmp_path / "keyring-calls.jsonl"
+        bin_dir = tmp_path / "keyring-bin"
+        write_keyring_script(bin_dir, {(s, "alice"): SECRET for s in keyring_services(proxy_url, None)},
+                             log=log, gate=gate)
+        env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem, extra={
+            "CREDPROXY_TEST_RESOLVE": ",".join(f"{n}=127.0.0.1" for n in (*TEST_HOSTS, "proxy.test")),
+            "HTTPS_PROXY": f"http://alice@proxy.test:{company.port}",
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+        })
+        config = Path(env["CREDPROXY_CONFIG"])
+        config.write_text('keyring-provider = "subprocess"\nkeyring-timeout = 60\n')
+        echo = echo_factory(host="other.test")
+        proxy = credproxy_factory("-v", env=env)
+        proxied = proxied_env(proxy)
+
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(_status, proxied, echo.url_for(path="/first"))
+            _seen(lambda: read_calls(log), "the keyring asked for the proxy login", proxy)
+            config.write_text('keyring-provider = "disabled"\nkeyring-timeout = 60\n')
+            _seen(lambda: RELOADED in proxy.stderr(), "the reload", proxy)
+            gate.touch()
+            assert first.result(timeout=60) == "200"  # it went with the login it started with
+        assert [r.auth for r in company.connects("other.test")] == ["ok"]
+
+        # a new connection after the reload: the keyring is off, so no login is sent
+        # (a passthrough tunnel: the company proxy's 407 ends the client's TLS handshake)
+        second = curl("-o", "/dev/null", "-w", "%{http_code}", echo.url_for(path="/second"), env=proxied)
+        auths = [r.auth for r in company.connects("other.test")]
+        assert auths[1:] and set(auths[1:]) == {"missing"}, (
+            "a login from the keyring the user turned off was sent\n" + proxy.stderr())
+        assert second.stdout != "200"
+        assert [r.path for r in echo.requests] == ["/first"]
+        _no_secret(proxy, SECRET)
+    finally:
+        company.stop()
