@@ -132,3 +132,45 @@ def test_a_company_proxy_login_looked_up_across_a_reload_is_not_kept_after_it(
         _no_secret(proxy, SECRET)
     finally:
         company.stop()
+
+
+def test_a_lookup_under_way_during_a_reload_finishes_with_the_sources_it_started_with(
+        tmp_path, tls_certs, echo_factory, credproxy_factory, proxied_env):
+    """A reload closes the old resolver while a request is in the middle of its lookups
+    (reload.py: "requests already under way finish with what they started with"). The
+    index's token-command was running (it fails; the netrc entry after it answers). The
+    lookups after it must still be answered — before, the closed resolver's worker pool
+    refused them and the client got a 502 "credential lookup failed (RuntimeError)"."""
+    import sys
+
+    echo = echo_factory(host="other.test", credentials=("nora", SECRET))
+    env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem)
+    netrc = Path(env["HOME"]) / ".netrc"
+    netrc.write_text(f"machine other.test login nora password {SECRET}\n")
+    netrc.chmod(0o600)
+    gate, started = tmp_path / "token-gate", tmp_path / "token-started"
+    command = tmp_path / "token-command.py"
+    command.write_text(
+        "import os, sys, time\n"
+        f"open({str(started)!r}, 'w').close()\n"
+        "for _ in range(750):\n"
+        f"    if os.path.exists({str(gate)!r}):\n"
+        "        break\n"
+        "    time.sleep(0.02)\n"
+        "sys.exit('the token service is down')\n")
+    config = Path(env["CREDPROXY_CONFIG"])
+    config.write_text(f'keyring-timeout = 60\n[[index]]\nname = "private"\nurl = "https://other.test:{echo.port}/"\n'
+                      f'username = "nora"\ntoken-command = [{sys.executable!r}, {str(command)!r}]\n')
+    proxy = credproxy_factory("-v", env=env)
+    proxied = proxied_env(proxy)
+
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(_status, proxied, echo.url_for(path="/simple/pkg/"))
+        _seen(started.exists, "the token command running", proxy)
+        netrc.write_text(f"machine other.test login nora password {SECRET}\n# edited\n")
+        _seen(lambda: RELOADED in proxy.stderr(), "the reload", proxy)
+        gate.touch()
+        status = held.result(timeout=60)
+    assert status == "200", proxy.stderr()
+    assert [r.status for r in echo.requests] == [200]
+    _no_secret(proxy, SECRET)

@@ -788,3 +788,28 @@ def test_hanging_slow_sources_do_not_stall_fast_lookups():
 
     d, took = asyncio.run(main())
     assert d.source == "netrc" and took < 1.0
+
+
+def test_a_resolver_closed_by_a_reload_finishes_the_lookups_under_way_then_stops_its_threads():
+    """close(cancel_pending=False) while a request waits on a slow source (a token-command
+    that finds nothing): the fast source after it is still asked, and the worker threads stop
+    once that request is done. Before, the closed pool refused the next lookup
+    (RuntimeError), and the proxy answered 502."""
+    ix = Index.from_url("https://h.test/simple", username="alice")
+    slow = FakeSource("token-command", {}, fast=False, delay=0.3)
+    netrc = FakeSource("netrc", {"h.test": ALICE})
+    r = make([slow, netrc], [ix])
+
+    async def main():
+        task = asyncio.ensure_future(r.aresolve("https://h.test/simple/x"))
+        for _ in range(1000):  # at most 10 s
+            if slow.calls:
+                break
+            await asyncio.sleep(0.01)
+        r.close(cancel_pending=False)
+        assert not r._slow_executor._shutdown  # still working for the request under way
+        return await task
+
+    d = asyncio.run(main())
+    assert (d.action, d.source) == ("inject", "netrc")
+    assert r._executor._shutdown and r._slow_executor._shutdown
