@@ -272,6 +272,7 @@ class Proxy:
                 addon.__init__(prepared)  # its contexts and failure records belong to the old rules
         if self.master is not None:
             self.master.options.update(**upstream_tls.mitmproxy_options(settings))
+            upstream_tls.forget_cached_contexts()  # the same paths may hold new roots or certificates
         if old is not None:
             old.close(cancel_pending=False)
 

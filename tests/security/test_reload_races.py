@@ -174,3 +174,35 @@ def test_a_lookup_under_way_during_a_reload_finishes_with_the_sources_it_started
     assert status == "200", proxy.stderr()
     assert [r.status for r in echo.requests] == [200]
     _no_secret(proxy, SECRET)
+
+
+def test_a_ca_removed_from_the_ca_bundle_is_not_trusted_after_a_reload(
+        tmp_path, tls_certs, echo_factory, credproxy_factory, proxied_env):
+    """The user stops trusting a CA (a company inspection CA after leaving that network, one
+    added by mistake): removed from the `ca-bundle` file, SIGHUP. A new upstream connection
+    must be verified against the file as it is now — before, mitmproxy's cached TLS context
+    for that unchanged path kept the removed CA, and a server with a certificate from it
+    still received the registry credential until a restart."""
+    import certifi
+    import os
+    import signal
+
+    echo = echo_factory(host="other.test", credentials=("nora", SECRET))
+    bundle = tmp_path / "roots.pem"
+    bundle.write_bytes(Path(tls_certs.ca_plus_certifi_pem).read_bytes())
+    env = proxy_env(tmp_path, upstream_ca=None)
+    netrc = Path(env["HOME"]) / ".netrc"
+    netrc.write_text(f"machine other.test login nora password {SECRET}\n")
+    netrc.chmod(0o600)
+    Path(env["CREDPROXY_CONFIG"]).write_text(f'ca-bundle = "{bundle}"\n')
+    proxy = credproxy_factory("-v", env=env)
+    proxied = proxied_env(proxy)
+    assert _status(proxied, echo.url_for(path="/simple/a/")) == "200"
+
+    bundle.write_bytes(Path(certifi.where()).read_bytes())  # the test CA is no longer trusted
+    os.kill(proxy.pid, signal.SIGHUP)
+    _seen(lambda: RELOADED in proxy.stderr(), "the reload", proxy)
+    echo.reset()
+    assert _status(proxied, echo.url_for(path="/simple/b/")) == "502", proxy.stderr()
+    assert echo.requests == [], "the credential went to a server whose CA is no longer trusted"
+    _no_secret(proxy, SECRET)
