@@ -328,6 +328,14 @@ class UpstreamProxyAddon:
             else self._creds.get(proxy, (None, None))[0]
         return self._start_negotiate(tunnel_conn, proxy, scheme, creds)
 
+    def use_egress(self, egress: Egress) -> None:
+        """After a reload: new connections take their route from the new plan (an
+        `upstream-proxy` changed or removed in the config); open ones keep theirs. Logins
+        are looked up afresh."""
+        self.egress = egress
+        self._creds.clear()
+        self._wants.clear()
+
     def use_resolver(self, resolver) -> None:
         """After a reload: the new resolver answers proxy logins, looked up afresh (a lookup
         the old one is still making serves its own CONNECT only, see `_credentials`)."""
@@ -463,7 +471,10 @@ class _PacHook:
 
     def __init__(self, addon: UpstreamProxyAddon):
         self.addon = addon
-        self.egress = addon.egress
+
+    @property
+    def egress(self) -> Egress:
+        return self.addon.egress  # the current plan: a reload may swap it (use_egress)
 
     async def _choose(self, flow: http.HTTPFlow, scheme: str) -> None:
         egress = self.egress

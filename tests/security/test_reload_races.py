@@ -206,3 +206,32 @@ def test_a_ca_removed_from_the_ca_bundle_is_not_trusted_after_a_reload(
     assert _status(proxied, echo.url_for(path="/simple/b/")) == "502", proxy.stderr()
     assert echo.requests == [], "the credential went to a server whose CA is no longer trusted"
     _no_secret(proxy, SECRET)
+
+
+def test_a_company_proxy_removed_from_the_config_is_not_used_after_the_reload(
+        tmp_path, tls_certs, echo_factory, credproxy_factory, proxied_env):
+    """`upstream-proxy` is a config key like the others: after the user removes it (the
+    company proxy is gone, or must no longer see this traffic) and the proxy reloads, new
+    connections go direct. Before, the egress plan was built once at start-up and a reload
+    kept sending every new connection, and the proxy's login, to the old company proxy."""
+    from tests.helpers.company_proxy import CompanyProxy
+
+    company = CompanyProxy.start(("corp", SECRET))
+    try:
+        echo = echo_factory(host="other.test")
+        env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem)
+        config = Path(env["CREDPROXY_CONFIG"])
+        config.write_text(f'upstream-proxy = "{company.url_with(("corp", SECRET))}"\n')
+        proxy = credproxy_factory("-v", env=env)
+        proxied = proxied_env(proxy)
+        assert _status(proxied, echo.url_for(path="/via-company")) == "200"
+        assert [r.auth for r in company.connects("other.test")] == ["ok"]
+
+        config.write_text("# the company proxy is gone\n")
+        _seen(lambda: RELOADED in proxy.stderr(), "the reload", proxy)
+        assert _status(proxied, echo.url_for(path="/direct")) == "200"
+        assert len(company.connects("other.test")) == 1, "a new connection went to the removed company proxy"
+        assert [r.path for r in echo.requests] == ["/via-company", "/direct"]
+        _no_secret(proxy, SECRET)
+    finally:
+        company.stop()
