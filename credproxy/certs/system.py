@@ -27,12 +27,12 @@ import os
 import plistlib
 import re
 import ssl
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from ..credentials.sources.process import run_bounded
 from ..paths import platform_name
 
 _PEM_CERT = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----\s*(.+?)\s*-----END (?:TRUSTED )?CERTIFICATE-----",
@@ -62,6 +62,7 @@ SERVER_AUTH_OID = "1.3.6.1.5.5.7.3.1"
 # bounds for what the `security` tool prints (a keychain of roots is ~300 KB)
 MAX_COMMAND_OUTPUT = 32 * 1024 * 1024
 COMMAND_TIMEOUT = 20.0
+TOOL_FAILED = -1  # _run's status for a tool killed (time, output) or not started
 
 
 @dataclass
@@ -255,12 +256,19 @@ def macos_roots(keychains: Sequence[tuple[str, str | bytes]],
 
 
 def _run(argv: list[str]) -> tuple[int, bytes]:
-    """Run a store tool, bounded in time and output; (returncode, stdout)."""
-    try:
-        proc = subprocess.run(argv, capture_output=True, timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return -1, str(e).encode()
-    return proc.returncode, proc.stdout[:MAX_COMMAND_OUTPUT]
+    """Run a store tool with the runner every credential helper uses
+    (credentials/sources/process.py): read as it comes, at most MAX_COMMAND_OUTPUT bytes
+    and COMMAND_TIMEOUT seconds. (returncode, stdout); (TOOL_FAILED, why) when it was killed
+    (over the limit: never a cut PEM parsed as if whole) or could not start."""
+    outcome = run_bounded(argv, env=None, timeout=COMMAND_TIMEOUT, limit=MAX_COMMAND_OUTPUT)
+    if not outcome.exited:
+        return TOOL_FAILED, f"{os.path.basename(argv[0])}: {outcome.problem}".encode()
+    return outcome.returncode or 0, outcome.stdout
+
+
+def _failure(argv: list[str], code: int, out: bytes) -> str:
+    why = out.decode("utf-8", "replace") if code == TOOL_FAILED else f"exit {code}"
+    return f"system-certs: `{' '.join(argv[:3])} {argv[-1]}` failed ({why}); its certificates are left out"
 
 
 def macos_store(run: Callable[[list[str]], tuple[int, bytes]] = _run, home: str | None = None) -> SystemStore:
@@ -269,19 +277,29 @@ def macos_store(run: Callable[[list[str]], tuple[int, bytes]] = _run, home: str 
     paths = [MACOS_SYSTEM_ROOTS, MACOS_SYSTEM_KEYCHAIN, os.path.join(home, "Library/Keychains/login.keychain-db")]
     keychains = []
     for path in paths:
-        code, out = run(["security", "find-certificate", "-a", "-p", path])
+        argv = ["security", "find-certificate", "-a", "-p", path]
+        code, out = run(argv)
         if code == 0:
             keychains.append((path, out))
-        elif path == MACOS_SYSTEM_ROOTS:
-            store.warnings.append(f"system-certs: `security find-certificate -a -p {path}` failed (exit {code})")
+        elif path == MACOS_SYSTEM_ROOTS or code == TOOL_FAILED:
+            store.warnings.append(_failure(argv, code, out))
     domains = []
     for name, flag in (("admin", ["-d"]), ("user", [])):
         # the tool writes the plist to a file; a domain without settings exits non-zero
         with tempfile.TemporaryDirectory(prefix="credproxy-trust-") as tmp:
             target = os.path.join(tmp, "trust.plist")
-            code, _ = run(["security", "trust-settings-export", *flag, target])
-            if code == 0 and os.path.isfile(target):
-                domains.append((name, Path(target).read_bytes()[:MAX_COMMAND_OUTPUT]))
+            argv = ["security", "trust-settings-export", *flag, target]
+            code, out = run(argv)
+            if code == TOOL_FAILED:
+                store.warnings.append(_failure(argv, code, out))
+            elif code == 0 and os.path.isfile(target):
+                with open(target, "rb") as f:
+                    plist = f.read(MAX_COMMAND_OUTPUT + 1)
+                if len(plist) > MAX_COMMAND_OUTPUT:
+                    store.warnings.append(f"system-certs: the {name} trust settings are larger than "
+                                          f"{MAX_COMMAND_OUTPUT >> 20} MiB; left out")
+                else:
+                    domains.append((name, plist))
     roots, origins, denied = macos_roots(keychains, domains)
     store.origins, store.distrusted, store.count = origins, denied, len(roots)
     store.pem = ders_to_pem(roots)

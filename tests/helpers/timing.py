@@ -1,4 +1,5 @@
-"""How long a running proxy takes to see a change (a logout, a netrc edit, a new login)."""
+"""How long a running proxy takes to see a change (a logout, a netrc edit, a new login), and
+whether a process it started is gone."""
 
 from __future__ import annotations
 
@@ -20,3 +21,20 @@ def until(check, what: str, within: float, patience: float = 15.0, step: float =
         if began > within or time.monotonic() - start > patience:
             pytest.fail(f"not within {within} s: {what}")
         time.sleep(step)
+
+
+def pid_alive(pid: int) -> bool:
+    """Running (a zombie counts as gone: it holds no memory and runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
+    """The pids still running after up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.02)
+    return [p for p in pids if pid_alive(p)]

@@ -20,26 +20,11 @@ from credproxy.credentials.model import secret_forms
 from tests.e2e.conftest import credproxy_factory, echo_factory, proxied_env, tls_certs  # noqa: F401 (fixtures)
 from tests.helpers.clients import curl
 from tests.helpers.keyring_script import read_grandchild_pids, read_pids, write_keyring_script
+from tests.helpers.timing import wait_gone
 
 pytestmark = pytest.mark.e2e
 
 USER, SECRET = "alice", "kr-S3cret/+%="
-
-
-def pid_alive(pid: int) -> bool:
-    """Running (a zombie counts as gone: it holds no memory and runs nothing)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
-        time.sleep(0.05)
-    return [p for p in pids if pid_alive(p)]
 
 
 @pytest.fixture

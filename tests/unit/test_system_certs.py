@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
+import os
 import plistlib
 import ssl
 import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -130,6 +134,44 @@ def test_macos_store_reports_a_failing_security_tool():
     store = macos_store(run=lambda argv: (-1, b"No such file or directory: 'security'"), home="/Users/me")
     assert store.count == 0 and store.pem == b""
     assert any("security find-certificate" in w for w in store.warnings)
+
+
+def test_run_reads_a_real_tool_up_to_the_limit_and_no_further():
+    """certs/system.py `_run` is the credential helpers' bounded runner: exactly
+    MAX_COMMAND_OUTPUT bytes are an answer; one byte more is a failed tool, not a cut answer."""
+    limit = system.MAX_COMMAND_OUTPUT
+    prints = "import sys; sys.stdout.buffer.write(b'x' * {}); sys.stdout.flush(); import time; time.sleep({})"
+    code, out = system._run([sys.executable, "-c", prints.format(limit, 0)])
+    assert code == 0 and len(out) == limit
+    started = time.monotonic()
+    code, out = system._run([sys.executable, "-c", prints.format(limit + 1, 60)])
+    assert time.monotonic() - started < 15  # killed at the limit, not at its exit
+    assert code == system.TOOL_FAILED and out.decode() == f"{Path(sys.executable).name}: printed more than 32 MiB on stdout, killed"
+
+
+def test_a_keychain_over_the_limit_is_left_out_with_a_warning_never_cut(tmp_path, monkeypatch):
+    """A real `security` program on PATH (macOS cannot run here) through the real `_run`:
+    the system roots print a PEM; the System keychain prints a valid PEM and then more than
+    the limit. The first is loaded; the second is no keychain at all (its first, whole
+    certificate is not taken from a cut output), and the warning names the limit."""
+    apple, company = _cas(2)
+    outputs = {MACOS_SYSTEM_ROOTS: _security_output([apple]),
+               MACOS_SYSTEM_KEYCHAIN: _security_output([company]) + b"\n" * system.MAX_COMMAND_OUTPUT}
+    data = tmp_path / "outputs.json"
+    data.write_text(json.dumps({k: v.decode() for k, v in outputs.items()}))
+    tool = tmp_path / "bin" / "security"
+    tool.parent.mkdir()
+    tool.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                    f"outputs = json.load(open({str(data)!r}))\n"
+                    "if sys.argv[1] != 'find-certificate': sys.exit(1)  # no trust settings\n"
+                    "sys.stdout.write(outputs.get(sys.argv[-1], ''))\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+    store = macos_store(home=str(tmp_path))
+    assert pem_to_ders(store.pem) == [_der(apple)]
+    [warning] = store.warnings
+    assert MACOS_SYSTEM_KEYCHAIN in warning and "more than 32 MiB on stdout" in warning, warning
+    assert "left out" in warning
 
 
 # --- Windows ------------------------------------------------------------------------------------

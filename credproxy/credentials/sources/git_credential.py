@@ -7,8 +7,10 @@ known, `username`. git applies the user's `credential.*` configuration (helpers,
 exactly as for its own requests.
 
 Never interactive: GIT_TERMINAL_PROMPT=0, GIT_ASKPASS empty, SSH_ASKPASS removed, stdin is
-the request and then closed, no terminal (own session). Bounded like the keyring: the
-timeout kills git and its helpers (the process group), output is capped at OUTPUT_LIMIT.
+the request and then closed, no terminal (own session). Bounded like the keyring, by the
+same process.run_bounded: the timeout kills git and its helpers, output is capped at
+OUTPUT_LIMIT, and what a helper leaves behind (a daemon holding git's stderr, which is ours)
+is killed and waited for at most EOF_GRACE once git has exited.
 git's stderr is echoed with the password redacted."""
 
 from __future__ import annotations
@@ -105,17 +107,16 @@ class GitCredentialSource:
         outcome = run_bounded([exe, "credential", "fill"], env=env, timeout=self.timeout,
                               limit=OUTPUT_LIMIT, stdin_data=(request + "\n").encode(), cwd=NEUTRAL_DIR)
         fields: dict[str, str] = {}
-        for line in outcome.stdout.splitlines():
+        for line in outcome.out.splitlines():
             key, sep, value = line.partition("=")
             if sep:
                 fields[key] = value
         user, password = fields.get("username"), fields.get("password")
         if outcome.stderr:
-            echo_stderr(redact_text(outcome.stderr, [password], usernames=[user]))
+            echo_stderr(redact_text(outcome.err, [password], usernames=[user]))
         shown = f"git credential fill for https://{host}/"
         if outcome.problem is not None:
-            what = outcome.problem.partition(": ")[2] or outcome.problem
-            return Answer(self.name, detail=f"{shown}: {what} (no helper had credentials)")
+            return Answer(self.name, detail=f"{shown}: {outcome.problem} (no helper had credentials)")
         if password is None:
             return Answer(self.name, detail=f"{shown}: no password")
         if username is not None and user is not None and user != username:

@@ -8,39 +8,24 @@ The command's stderr is captured and echoed to our stderr afterwards with any se
 learnt redacted. Nothing here raises: problems become warnings (logging.warning,
 `warnings`) and an Answer detail.
 
-Bounds (issue 9, finding 5): stdout and stderr are read up to OUTPUT_LIMIT (64 KiB) each;
-more is "no credential" and the command is killed. A command that hangs is killed after
-`timeout` seconds. The command runs under keyring_reaper.py, which kills what it leaves
-behind (its process group, and on Linux every descendant, even one that called setsid());
-and once the command has exited we wait at most EOF_GRACE for its pipes to close, so a
-survivor holding them cannot delay the request."""
+Bounds (issue 9, finding 5): the command runs through process.run_bounded, like every
+credential helper: stdout and stderr are read up to OUTPUT_LIMIT (64 KiB) each, more is "no
+credential" and the command is killed; a command that hangs is killed after `timeout`
+seconds; what it leaves behind is killed (reaper.py), and once it has exited its pipes are
+waited for at most EOF_GRACE, so a survivor holding them cannot delay the request."""
 
 from __future__ import annotations
 
 import logging
-import os
-import selectors
 import shutil
-import signal
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping
 
 from ..index import Index
 from ..model import Credentials, Realm, redact_text, shown_name
 from .base import Answer, realm_prefix, url_prefix
-from .process import NEUTRAL_DIR, echo_stderr, helper_environment
+from .process import echo_stderr, run_bounded
 
 log = logging.getLogger(__name__)
-
-OUTPUT_LIMIT = 64 * 1024  # bytes, each of stdout and stderr
-EOF_GRACE = 0.2  # seconds to wait for the pipes once the command has exited
-_REAPER = str(Path(__file__).with_name("keyring_reaper.py"))
-_TIMED_OUT = 124  # keyring_reaper.py's exit status after its timeout
-_CANNOT_RUN = "keyring_reaper: cannot run: "  # keyring_reaper.CANNOT_RUN (it is run, not imported)
 
 MODE_UNSUPPORTED = (
     "Attempted to fetch credentials using the keyring command, but it does not support "
@@ -108,16 +93,10 @@ class KeyringSubprocessSource:
     def _ask(self, exe: str, service: str, username: str | None) -> tuple[Credentials | None, str]:
         argv = [exe, "get", service, username] if username is not None else [exe, "get", service, "--mode", "creds"]
         shown = f"keyring get {service} {username if username is not None else '--mode creds'}"
-        try:
-            result = run_bounded(argv, env=self._env, timeout=self.timeout)
-        except OSError as e:
-            return None, self._warn(f"{shown}: cannot run: {e.strerror or type(e).__name__}")
-        if result.problem is not None:
+        result = run_bounded(argv, env=self._env, timeout=self.timeout)
+        if not result.exited:
             return None, self._warn(f"{shown}: {result.problem} (no credentials)")
-        stdout = result.stdout.decode("utf-8", "replace")
-        stderr = result.stderr.decode("utf-8", "replace")
-        if result.returncode == 127 and stderr.startswith(_CANNOT_RUN):
-            return None, self._warn(f"{shown}: cannot run: {stderr[len(_CANNOT_RUN):].strip()}")
+        stdout, stderr = result.out, result.err
         creds: Credentials | None = None
         detail = ""
         if result.returncode != 0:
@@ -152,89 +131,3 @@ class KeyringSubprocessSource:
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
         return False
 
-
-@dataclass
-class BoundedResult:
-    returncode: int | None
-    stdout: bytes
-    stderr: bytes
-    problem: str | None = None  # why there is no usable answer: timeout, too much output
-
-
-def run_bounded(argv: list[str], *, env: Mapping[str, str] | None, timeout: float,
-                limit: int = OUTPUT_LIMIT, grace: float = EOF_GRACE) -> BoundedResult:
-    """Run `argv` under keyring_reaper.py: at most `limit` bytes kept of stdout and of stderr
-    (one byte more kills it), killed after `timeout` seconds, and never waiting more than
-    `grace` for the pipes after it has exited. Raises OSError only if the reaper cannot start."""
-    proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", _REAPER, repr(float(timeout)), "--", *argv],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=helper_environment(env),
-        cwd=NEUTRAL_DIR,  # not the folder serve started in (process.NEUTRAL_DIR)
-        start_new_session=True,  # the reaper leads a group: killpg reaches what it leaves
-    )
-    started = time.monotonic()
-    backstop = started + timeout + 5.0  # the reaper enforces `timeout`; this is if it cannot
-    buffers = {proc.stdout: bytearray(), proc.stderr: bytearray()}
-    names = {proc.stdout: "stdout", proc.stderr: "stderr"}
-    problem: str | None = None
-    exited_at: float | None = None
-    with selectors.DefaultSelector() as sel:
-        for pipe in buffers:
-            os.set_blocking(pipe.fileno(), False)
-            sel.register(pipe, selectors.EVENT_READ)
-        while sel.get_map():
-            now = time.monotonic()
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if exited_at is not None and now - exited_at >= grace:
-                break  # something it left behind holds the pipes: do not wait for it
-            if now >= backstop:
-                problem = f"no answer within {timeout:g}s, killed"
-                break
-            wait = 0.05 if exited_at is None else max(0.0, grace - (now - exited_at))
-            for key, _ in sel.select(timeout=min(wait, backstop - now)):
-                try:
-                    chunk = os.read(key.fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                    continue
-                buf = buffers[key.fileobj]
-                buf += chunk[:limit + 1 - len(buf)]
-                if len(buf) > limit:
-                    problem = f"printed more than {limit // 1024} KiB on {names[key.fileobj]}, killed"
-                    break
-            if problem is not None:
-                break
-    for pipe in buffers:
-        pipe.close()
-    if problem is not None:
-        _stop(proc)
-    else:
-        try:
-            proc.wait(timeout=max(0.1, backstop - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-            problem = f"no answer within {timeout:g}s, killed"
-    _killpg(proc.pid)  # anything still in the reaper's group (non-Linux: the command's own)
-    if problem is None and proc.returncode == _TIMED_OUT and time.monotonic() - started >= timeout:
-        problem = f"no answer within {timeout:g}s, killed"
-    return BoundedResult(proc.returncode, bytes(buffers[proc.stdout]), bytes(buffers[proc.stderr]), problem)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM lets the reaper kill every descendant; SIGKILL the group if it does not exit."""
-    try:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=3)
-    except subprocess.TimeoutExpired:
-        _killpg(proc.pid)
-        proc.wait(timeout=5)
-
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -1,9 +1,14 @@
-"""Running a credential helper (token command, `git credential fill`) with bounds.
+"""The one runner for every program credproxy runs: the `keyring` command, an index's
+token-command, `git credential fill` (and certs/system.py's macOS `security` tool).
 
-The program gets no terminal and no stdin unless given one (`stdin_data`), runs in its own
-process group, and is killed with that whole group when it overruns `timeout` seconds or
-writes more than `limit` bytes on stdout or stderr. Nothing here raises for the program's
-misbehaviour: the result says what happened, in words that never quote its output."""
+The program gets no terminal and no stdin unless given one (`stdin_data`), runs in a neutral
+directory with helper_environment(), under reaper.py (which kills everything it leaves
+behind: on Linux every descendant, even one that called setsid(); elsewhere its process
+group), and is killed when it overruns `timeout` seconds or writes more than `limit` bytes
+on stdout or stderr. Once it has exited, its pipes are waited for at most EOF_GRACE: a child
+it left holding them cannot delay the answer it already printed. Nothing here raises for
+the program's misbehaviour: the result says what happened, in words that never quote its
+output."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -21,6 +27,13 @@ from ...logsafe import escape_controls
 
 #: stdout/stderr bytes a helper may write (a token is a few KiB at most)
 OUTPUT_LIMIT = 64 * 1024
+#: seconds the pipes are waited for once the program has exited
+EOF_GRACE = 0.2
+
+_REAPER = str(Path(__file__).with_name("reaper.py"))  # run with -I -S, never imported
+_TIMED_OUT = 124  # reaper.TIMED_OUT
+_CANNOT_START = 127  # reaper's exit status when the program cannot be started, then:
+_CANNOT_RUN = b"reaper: cannot run: "  # reaper.CANNOT_RUN
 
 #: where credential helpers run: not the directory `serve` started in, which may be someone
 #: else's project (docs/security.md). There, git would read the repository's `.git/config`
@@ -92,85 +105,131 @@ def echo_stderr(text: str) -> None:
 
 @dataclass
 class Outcome:
-    """`problem` is None when the program exited 0 within its bounds. stdout/stderr are what
-    it wrote (up to `limit` bytes each), decoded as UTF-8 with replacement."""
+    """What a helper did. `stdout`/`stderr` are the bytes it wrote (up to the limit each);
+    `problem` says why there is no usable answer: it was killed (timeout, too much output),
+    could not be started, or exited non-zero ("exit N"); None when it exited 0 in bounds."""
 
     returncode: int | None
-    stdout: str = field(default="", repr=False)
-    stderr: str = field(default="", repr=False)
+    stdout: bytes = field(default=b"", repr=False)
+    stderr: bytes = field(default=b"", repr=False)
     problem: str | None = None
+
+    @property
+    def exited(self) -> bool:
+        """It ran to an exit of its own within its bounds (any status): not killed, not unstartable."""
+        return self.returncode is not None and (self.problem is None or self.problem == f"exit {self.returncode}")
+
+    @property
+    def out(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+    @property
+    def err(self) -> str:
+        return self.stderr.decode("utf-8", "replace")
 
 
 def run_bounded(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: float,
-                limit: int = OUTPUT_LIMIT, stdin_data: bytes | None = None, cwd: str = NEUTRAL_DIR) -> Outcome:
-    shown = os.path.basename(argv[0]) if argv else "?"
+                limit: int = OUTPUT_LIMIT, stdin_data: bytes | None = None, cwd: str = NEUTRAL_DIR,
+                grace: float = EOF_GRACE) -> Outcome:
+    """Run `argv` under reaper.py with helper_environment(env) in `cwd`: at most `limit`
+    bytes kept of stdout and of stderr (one byte more kills it), killed after `timeout`
+    seconds, `stdin_data` (else nothing) on its stdin, and never waiting more than `grace`
+    for the pipes once it has exited (a child it left behind may hold them). Never raises
+    for the program's misbehaviour."""
     try:
         proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=helper_environment(env),
-            cwd=cwd,
-            start_new_session=True,  # no controlling terminal; a timeout kills the whole group
+            [sys.executable, "-I", "-S", _REAPER, repr(float(timeout)), "--", *argv],
+            stdin=subprocess.PIPE if stdin_data else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=helper_environment(env), cwd=cwd,
+            start_new_session=True,  # no terminal; the reaper leads a group: killpg reaches what it leaves
         )
     except OSError as e:
-        return Outcome(None, problem=f"cannot run {shown}: {e.strerror or type(e).__name__}")
-    if stdin_data is not None:
-        try:
-            proc.stdin.write(stdin_data)
-        except OSError:
-            pass  # the program did not read it; its exit status tells
-        finally:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
-    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
-    chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
-    sizes = dict.fromkeys(chunks, 0)
-    deadline = time.monotonic() + timeout
-    problem = None
+        return Outcome(None, problem=f"cannot run: {e.strerror or type(e).__name__}")
+    started = time.monotonic()
+    backstop = started + timeout + 5.0  # the reaper enforces `timeout`; this is if it cannot
+    buffers = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    names = {proc.stdout: "stdout", proc.stderr: "stderr"}
+    pending = memoryview(stdin_data or b"")
+    problem: str | None = None
+    exited_at: float | None = None
     with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        sel.register(proc.stderr, selectors.EVENT_READ)
-        while sel.get_map() and problem is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                problem = f"{shown}: no answer within {timeout:g}s, killed"
+        for pipe in (*buffers, proc.stdin):
+            if pipe is not None:
+                os.set_blocking(pipe.fileno(), False)
+                sel.register(pipe, selectors.EVENT_WRITE if pipe is proc.stdin else selectors.EVENT_READ)
+        while problem is None and any(key.fileobj is not proc.stdin for key in sel.get_map().values()):
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at >= grace:
+                break  # something it left behind holds the pipes: do not wait for it
+            if now >= backstop:
+                problem = f"no answer within {timeout:g}s, killed"
                 break
-            for key, _ in sel.select(left):
-                data = os.read(key.fd, 16384)
-                if not data:
+            wait = 0.05 if exited_at is None else max(0.0, grace - (now - exited_at))
+            for key, _ in sel.select(timeout=min(wait, backstop - now)):
+                if key.fileobj is proc.stdin:
+                    try:
+                        pending = pending[os.write(key.fd, pending):]
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        pending = pending[:0]  # it does not read: its exit status tells
+                    if not pending:
+                        sel.unregister(proc.stdin)
+                        proc.stdin.close()
+                    continue
+                try:
+                    chunk = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
                     sel.unregister(key.fileobj)
                     continue
-                sizes[key.fd] += len(data)
-                if sizes[key.fd] > limit:
-                    problem = f"{shown}: wrote more than {limit // 1024} KiB, killed"
+                buf = buffers[key.fileobj]
+                buf += chunk[:limit + 1 - len(buf)]
+                if len(buf) > limit:
+                    del buf[limit:]
+                    problem = f"printed more than {_size(limit)} on {names[key.fileobj]}, killed"
                     break
-                chunks[key.fd].append(data)
-    if problem is None:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            problem = f"{shown}: no answer within {timeout:g}s, killed"
+    for pipe in (*buffers, proc.stdin):
+        if pipe is not None:
+            pipe.close()
     if problem is not None:
-        _kill_group(proc)
-    proc.stdout.close()
-    proc.stderr.close()
-    out = b"".join(chunks[out_fd]).decode("utf-8", "replace")
-    err = b"".join(chunks[err_fd]).decode("utf-8", "replace")
-    if problem is None and proc.returncode != 0:
-        problem = f"{shown}: exit {proc.returncode}"
-    return Outcome(proc.returncode, out, err, problem)
+        _stop(proc)
+    else:
+        try:
+            proc.wait(timeout=max(0.1, backstop - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            problem = f"no answer within {timeout:g}s, killed"
+    _killpg(proc.pid)  # anything still in the reaper's group (non-Linux: the command's own)
+    stdout, stderr, code = bytes(buffers[proc.stdout]), bytes(buffers[proc.stderr]), proc.returncode
+    if problem is None and code == _TIMED_OUT and time.monotonic() - started >= timeout:
+        problem = f"no answer within {timeout:g}s, killed"
+    elif problem is None and code == _CANNOT_START and stderr.startswith(_CANNOT_RUN):
+        problem, stderr = f"cannot run: {stderr[len(_CANNOT_RUN):].decode('utf-8', 'replace').strip()}", b""
+    elif problem is None and code != 0:
+        problem = f"exit {code}"
+    return Outcome(code, stdout, stderr, problem)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and not n % (1 << 20) else f"{n // 1024} KiB"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM lets the reaper kill every descendant; SIGKILL the group if it does not exit."""
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    try:
-        proc.wait(timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=3)
     except subprocess.TimeoutExpired:
+        _killpg(proc.pid)
+        proc.wait(timeout=5)
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass

@@ -3,7 +3,8 @@
 What people write keyring plugins for (AWS CodeArtifact, Google Artifact Registry, Azure
 Artifacts): `aws codeartifact get-authorization-token ... --output text` prints a token that
 lives for hours. The command is argv (no shell), run with the proxy's environment, no stdin
-and no terminal, bounded (OUTPUT_LIMIT bytes, `timeout` seconds, its process group killed).
+and no terminal, bounded by process.run_bounded (OUTPUT_LIMIT bytes, `timeout` seconds,
+EOF_GRACE after it exits; what it leaves behind is killed).
 Its stdout, stripped, is the password for the index's `username` (none: an empty username, as
 JFrog accepts). Its stderr is echoed to ours with the token redacted.
 
@@ -47,13 +48,13 @@ class TokenCommandSource:
         user = index.username if index.username is not None else username
         shown = f"token-command of {index.display} ({_program(index)})"
         outcome = run_bounded(self._argv(index), env=self._env, timeout=self.timeout, limit=OUTPUT_LIMIT)
-        lines = [line.strip() for line in outcome.stdout.splitlines() if line.strip()]
+        lines = [line.strip() for line in outcome.out.splitlines() if line.strip()]
         token = lines[0] if len(lines) == 1 else None
         if outcome.stderr:
             learnt = lines  # whatever it printed may be a secret, even when we reject it
-            echo_stderr(redact_text(outcome.stderr, learnt, usernames=[user, ""]))
+            echo_stderr(redact_text(outcome.err, learnt, usernames=[user, ""]))
         if outcome.problem is not None:
-            return Answer(self.name, detail=self._warn(f"{shown}: {_after_program(outcome.problem)} (no credentials)"))
+            return Answer(self.name, detail=self._warn(f"{shown}: {outcome.problem} (no credentials)"))
         if token is None:
             what = "nothing" if not lines else f"{len(lines)} lines"
             return Answer(self.name, detail=self._warn(
@@ -79,8 +80,3 @@ class TokenCommandSource:
 def _program(index: Index) -> str:
     """The program's name only: its arguments may name accounts, never shown in full."""
     return os.path.basename((index.token_command or ("?",))[0])
-
-
-def _after_program(problem: str) -> str:
-    head, sep, rest = problem.partition(": ")
-    return rest if sep else problem

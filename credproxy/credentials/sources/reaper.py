@@ -1,13 +1,16 @@
-"""Runs one `keyring` command for keyring_subprocess.py and leaves nothing of it running.
+"""Runs one credential helper for process.run_bounded and leaves nothing of it running.
 
-    python -I -S keyring_reaper.py TIMEOUT -- keyring get SERVICE USERNAME
+    python -I -S reaper.py TIMEOUT -- COMMAND [ARGS...]
 
-The command inherits this process's stdin, stdout and stderr (the proxy's bounded pipes).
+Every program credproxy runs for a credential goes through here: `keyring get ...`, an
+index's `token-command`, `git credential fill` (and so git's own helpers). The command
+inherits this process's stdin (the request, or /dev/null), stdout and stderr (the proxy's
+bounded pipes), environment and working directory.
 
-Why a separate process: a `keyring` command may leave a grandchild behind (a helper daemon,
-a credential agent), even one that calls setsid() and so leaves the process group that a
-timeout kills. On Linux this process makes itself a child subreaper
-(PR_SET_CHILD_SUBREAPER): anything the command orphans is re-parented here instead of to
+Why a separate process: a helper may leave a grandchild behind (a helper daemon, a
+credential agent, git's credential-cache--daemon), even one that calls setsid() and so
+leaves the process group that a timeout kills. On Linux this process makes itself a child
+subreaper (PR_SET_CHILD_SUBREAPER): anything the command orphans is re-parented here instead of to
 init, so it can be found (/proc/PID/task/TID/children) and killed when the command exits,
 when TIMEOUT passes, or when the proxy sends SIGTERM (stdout or stderr over its limit).
 The proxy itself must not be a subreaper: the setting is process-wide, and every orphan of
@@ -29,7 +32,7 @@ import time
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 TIMED_OUT = 124
-CANNOT_RUN = "keyring_reaper: cannot run: "  # then the reason; exit status 127
+CANNOT_RUN = "reaper: cannot run: "  # then the reason; exit status 127
 
 
 class _Terminated(Exception):
@@ -112,7 +115,7 @@ def kill_everything(child: subprocess.Popen) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 4 or argv[2] != "--":
-        sys.stderr.write("usage: keyring_reaper.py TIMEOUT -- COMMAND [ARGS...]\n")
+        sys.stderr.write("usage: reaper.py TIMEOUT -- COMMAND [ARGS...]\n")
         return 2
     timeout = float(argv[1])
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
