@@ -235,3 +235,38 @@ def test_a_company_proxy_removed_from_the_config_is_not_used_after_the_reload(
         _no_secret(proxy, SECRET)
     finally:
         company.stop()
+
+
+def test_a_credential_is_not_remembered_for_an_index_set_to_never_during_the_reload(
+        tmp_path, tls_certs, echo_factory, credproxy_factory, proxied_env):
+    """`serve --remember` never stores a credential for an index with `authenticate = never`.
+    The client's own credential was accepted; while the proxy checked whether a source had it
+    already (the keyring, for the index's username), the user set the index to `never` and the
+    proxy reloaded. The store must stay empty — before, the place was decided with the old
+    settings and the credential was written after the reload all the same."""
+    from tests.helpers.keyring_script import read_calls, write_keyring_script
+
+    echo = echo_factory(host="other.test", credentials=("rita", SECRET))
+    gate, log = tmp_path / "keyring-gate", tmp_path / "keyring-calls.jsonl"
+    bin_dir = tmp_path / "keyring-bin"
+    write_keyring_script(bin_dir, {}, log=log, gate=gate)  # it knows nothing, slowly
+    env = proxy_env(tmp_path, upstream_ca=tls_certs.ca_plus_certifi_pem, extra={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    config = Path(env["CREDPROXY_CONFIG"])
+    index = f'[[index]]\nname = "private"\nurl = "https://other.test:{echo.port}/"\nusername = "rita"\n'
+    config.write_text('keyring-provider = "subprocess"\nkeyring-timeout = 60\n' + index)
+    proxy = credproxy_factory("--remember", "-v", env=env)
+    proxied = proxied_env(proxy)
+    store = Path(env["CREDPROXY_CREDENTIALS_DIR"]) / "credentials.toml"
+
+    with ThreadPoolExecutor(1) as pool:
+        url = echo.url_for(path="/simple/pkg/").replace("://", f"://rita:{SECRET}@")
+        answered = pool.submit(_status, proxied, url)
+        _seen(lambda: read_calls(log), "the keyring asked whether it has the credential", proxy)
+        config.write_text('keyring-provider = "subprocess"\nkeyring-timeout = 60\n'
+                          + index + 'authenticate = "never"\n')
+        _seen(lambda: RELOADED in proxy.stderr(), "the reload", proxy)
+        gate.touch()
+        assert answered.result(timeout=60) == "200"
+    assert "remembered " not in proxy.stderr()
+    assert not store.exists() or SECRET not in store.read_text(), "stored for an index set to `never`"
+    _no_secret(proxy, SECRET)
