@@ -291,6 +291,18 @@ class Proxy:
         if old is not None:
             old.close(cancel_pending=False)
 
+    def _stop_lookups(self) -> None:
+        """The proxy has stopped: no queued lookup starts, and the helper programs under way (a
+        `keyring` command that hangs) are stopped. Python joins the lookup threads before it
+        exits, so without this a SIGTERM waited out a hanging helper's `keyring-timeout`."""
+        from ..credentials.sources import process
+
+        if self.resolver is not None:
+            self.resolver.close(cancel_pending=True)
+        stopped = process.stop_all()
+        if stopped:
+            logger.info("stopped %d credential helper program(s) still running", stopped)
+
     # public ---------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
@@ -307,6 +319,9 @@ class Proxy:
         from mitmproxy.master import Master
         from mitmproxy.options import Options
 
+        from ..credentials.sources import process
+
+        process.accept_new()  # a proxy stopped earlier in this process refused new helpers
         proxyauth = check_listen_host(self.config, self.settings)
         self._setup_client_credential(proxyauth)
         try:
@@ -411,6 +426,7 @@ class Proxy:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            self._stop_lookups()
         if self._error is not None:
             raise self._error
 
