@@ -11,7 +11,8 @@ Where: under the index root when an index matches, else the host (`scheme://host
 into uv's native store (the OS keyring, service `uv:<that URL>`) when the native store is on
 (`keyring-provider = native` or `UV_PREVIEW_FEATURES=native-auth`), else into credproxy's own file store. Once per proxy run per
 (place, credential). Never over plain http to a non-loopback host, never for an index with
-`authenticate = never` or a host matching `--remember-exclude`. The write takes a file lock
+`authenticate = never` or a host matching `--remember-exclude`, by the settings in force when
+it is written (a reload while the sources are asked decides again). The write takes a file lock
 (or a keyring call), so it runs in a worker thread. Logged as
 `remembered <place> for <user> (source: client)`; never the secret.
 """
@@ -66,6 +67,12 @@ class RememberAddon:
             self._done.add((place, creds))
         if await self._known(flow, creds):
             return  # a source has it already (netrc, store...): no second copy of the secret
+        if self._candidate(flow) != place_and_creds:
+            # a reload while we asked (an index set to `authenticate = never`, removed or
+            # moved): the settings now in force decide, and they say no, or somewhere else
+            with self._lock:
+                self._done.discard(place_and_creds)
+            return
         try:
             where = await asyncio.to_thread(self._write, place, creds)
         except Exception as e:  # noqa: BLE001 - the type only: a message could quote the secret

@@ -33,19 +33,18 @@ class StatusFile:
     def __init__(self, settings, egress=None):
         self.settings = settings
         self.env = getattr(settings, "env", None) or os.environ
-        # the route actually in use (credproxy/egress.py: flag, config or HTTPS_PROXY & co),
-        # redacted; without an egress plan, the configured value
-        shown = None
-        if egress is not None and (egress.proxies or egress.disabled):
-            shown = "; ".join(line.replace("upstream proxy for ", "for ").removeprefix("upstream proxy: ")
-                              for line in egress.summary())
         self.state = status_file.ProxyStatus(pid=os.getpid(), listen="", started=time.time(),
-                                             upstream_proxy=shown or status_file.upstream_proxy_shown(settings))
+                                             upstream_proxy=_route_shown(settings, egress))
         self.egress = egress
         self._bad_version = 0
         self._last_write = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._failed = False
+
+    def use_egress(self, settings, egress) -> None:
+        """After a reload: the route now in use (written with the next update)."""
+        self.settings, self.egress = settings, egress
+        self.state.upstream_proxy = _route_shown(settings, egress)
 
     def running(self) -> None:
         servers = list(ctx.master.addons.get("proxyserver").servers)
@@ -105,6 +104,16 @@ class StatusFile:
                 logger.warning("cannot write the status file in %s: %s; `credproxy status` will not see this "
                                "proxy", status_file.status_dir(self.env), e.strerror or e)
             self._failed = True
+
+
+def _route_shown(settings, egress) -> str | None:
+    """The route actually in use (credproxy/egress.py: flag, config or HTTPS_PROXY & co),
+    redacted; without an egress plan, the configured value."""
+    shown = None
+    if egress is not None and (egress.proxies or egress.disabled):
+        shown = "; ".join(line.replace("upstream proxy for ", "for ").removeprefix("upstream proxy: ")
+                          for line in egress.summary())
+    return shown or status_file.upstream_proxy_shown(settings)
 
 
 def _host(host: str) -> str:

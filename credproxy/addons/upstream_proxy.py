@@ -328,8 +328,17 @@ class UpstreamProxyAddon:
             else self._creds.get(proxy, (None, None))[0]
         return self._start_negotiate(tunnel_conn, proxy, scheme, creds)
 
+    def use_egress(self, egress: Egress) -> None:
+        """After a reload: new connections take their route from the new plan (an
+        `upstream-proxy` changed or removed in the config); open ones keep theirs. Logins
+        are looked up afresh."""
+        self.egress = egress
+        self._creds.clear()
+        self._wants.clear()
+
     def use_resolver(self, resolver) -> None:
-        """After a reload: the new resolver answers proxy logins, looked up afresh."""
+        """After a reload: the new resolver answers proxy logins, looked up afresh (a lookup
+        the old one is still making serves its own CONNECT only, see `_credentials`)."""
         self.resolver = resolver
         self._creds.clear()
 
@@ -340,10 +349,11 @@ class UpstreamProxyAddon:
         if cached is not None:
             return cached
         found: tuple[Credentials | None, str | None] = (None, None)
-        if self.resolver is not None:
+        resolver = self.resolver
+        if resolver is not None:
             username = proxy.credentials.username if proxy.credentials is not None else None
             try:
-                decision = await self.resolver.aproxy_credentials(proxy.url, username)
+                decision = await resolver.aproxy_credentials(proxy.url, username)
             except Exception as e:  # noqa: BLE001 - the type only: a source's text may quote a secret
                 logger.warning("looking up the login for the company proxy %s failed (%s)", proxy.display,
                                type(e).__name__)
@@ -354,7 +364,11 @@ class UpstreamProxyAddon:
                             decision.source)
             elif decision is not None:
                 logger.info("company proxy %s: %s", proxy.display, decision.reason)
-        self._creds[proxy] = found
+        if resolver is self.resolver:
+            # kept only while the resolver that found it is current: a reload during the
+            # lookup (a source turned off, an entry removed) emptied the cache, and an old
+            # answer stored now would outlive it for as long as the proxy runs
+            self._creds[proxy] = found
         return found
 
     # --- failures ------------------------------------------------------------------------------
@@ -457,7 +471,10 @@ class _PacHook:
 
     def __init__(self, addon: UpstreamProxyAddon):
         self.addon = addon
-        self.egress = addon.egress
+
+    @property
+    def egress(self) -> Egress:
+        return self.addon.egress  # the current plan: a reload may swap it (use_egress)
 
     async def _choose(self, flow: http.HTTPFlow, scheme: str) -> None:
         egress = self.egress

@@ -97,6 +97,19 @@ def options_for(p: Prepared) -> dict:
     }
 
 
+def forget_cached_contexts() -> None:
+    """After a reload: mitmproxy caches each upstream `SSL.Context` by its options, which name
+    the roots and the client certificate by *path* (`ca-bundle`, the combined
+    `upstream-roots.pem`, `client_certs`). A file edited in place keeps its path, so without
+    this the old roots (a CA the user removed) and the old certificate stay in force until a
+    restart. New connections build their context afresh; open ones keep theirs."""
+    from mitmproxy.net import tls
+
+    clear = getattr(getattr(tls, "create_proxy_server_context", None), "cache_clear", None)
+    if clear is not None:
+        clear()
+
+
 def addons(settings, wants_interception: Callable[[str, int], bool],
            needs_read: Callable[[], bool] | None = None) -> tuple[list, list]:
     """Addons to insert before TlsConfig, and after it (for per-connection patches).

@@ -374,13 +374,37 @@ class Resolver:
         # stall the file lookups (netrc, store) of every other request.
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-lookup")
         self._slow_executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="credproxy-slow-lookup")
+        self._busy = 0  # async entry points under way (aresolve, achallenge, aproxy_credentials)
+        self._retiring = False
         self._seed()
 
     def close(self, cancel_pending: bool = True) -> None:
-        """Stop the worker threads. `cancel_pending=False` (a resolver replaced by a reload)
-        lets lookups already queued finish for the requests waiting on them."""
+        """Stop the worker threads. `cancel_pending=False` (a resolver replaced by a reload):
+        the requests in the middle of their lookups finish them all (a lookup after the one
+        under way is still answered); the threads stop when the last of them is done."""
+        with self._lock:
+            self._retiring = True
+            idle = self._busy == 0
+        if cancel_pending or idle:
+            self._shutdown(cancel_pending)
+
+    def _shutdown(self, cancel_pending: bool) -> None:
         self._executor.shutdown(wait=False, cancel_futures=cancel_pending)
         self._slow_executor.shutdown(wait=False, cancel_futures=cancel_pending)
+
+    async def _drive(self, plan: Plan):
+        """`_run_async(plan)`, counted, so a retiring resolver (`close(cancel_pending=False)`)
+        keeps its worker threads until the plans it started are done."""
+        with self._lock:
+            self._busy += 1
+        try:
+            return await self._run_async(plan)
+        finally:
+            with self._lock:
+                self._busy -= 1
+                last = self._retiring and self._busy == 0
+            if last:
+                self._shutdown(cancel_pending=False)
 
     # --- §3: seed the cache from configured index credentials ---------------------------------
 
@@ -403,7 +427,7 @@ class Resolver:
 
     async def aresolve(self, url: str, client_authorization: str | None = None) -> Decision:
         _check_url(url)
-        return await self._run_async(self._plan_resolve(url, client_authorization))
+        return await self._drive(self._plan_resolve(url, client_authorization))
 
     def challenge(self, url: str, sent: Decision, status: int) -> Decision | None:
         """After 401 (or 403/404 when `sent` carried no credentials and a source may exist):
@@ -412,7 +436,7 @@ class Resolver:
         return self._run_sync(self._plan_challenge(url, sent, status))
 
     async def achallenge(self, url: str, sent: Decision, status: int) -> Decision | None:
-        return await self._run_async(self._plan_challenge(url, sent, status))
+        return await self._drive(self._plan_challenge(url, sent, status))
 
     def proxy_credentials(self, proxy_url: str, username: str | None = None) -> Decision:
         """Basic credentials for the company proxy at `proxy_url` (scheme://host:port/, no
@@ -422,7 +446,7 @@ class Resolver:
 
     async def aproxy_credentials(self, proxy_url: str, username: str | None = None) -> Decision:
         _check_url(proxy_url)
-        return await self._run_async(self._plan_proxy(proxy_url, username))
+        return await self._drive(self._plan_proxy(proxy_url, username))
 
     def record(self, url: str, decision: Decision, status: int) -> None:
         """Cache on success (status < 400) under the prefix the credential's source named
@@ -591,7 +615,15 @@ class Resolver:
     def _plan_challenge(self, url: str, sent: Decision, status: int) -> Plan:
         if not sent.preemptive or sent.action in ("leave", "fail") or status not in CHALLENGE_STATUSES:
             return None  # one retry per request; client/never/http requests are not ours
-        index = sent.index if sent.index is not None else match_index(self.indexes, url)
+        # This resolver's own settings decide, never the index `sent` carries: a reload may
+        # have swapped this resolver in while the request was upstream, and the old index
+        # (since removed, or set to `authenticate = never`) would let a source answer for a
+        # host the new settings no longer name (the netrc default entry, the keyring).
+        index = match_index(self.indexes, url)
+        if index is not None and index.authenticate == "never":
+            return None
+        if self._plain_http_refusal(url, index):
+            return None
         if sent.action == "inject":
             if status != 401 or not sent.cached or sent.credentials is None:
                 return None  # fresh credentials that fail are final (uv: no loop over sources)

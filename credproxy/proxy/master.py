@@ -183,6 +183,8 @@ class Proxy:
         self._remember = None  # the RememberAddon, with --remember
         self._tls_addons: list = []
         self._reloader = None
+        self._status = None  # the StatusFile addon
+        self._listen: tuple[list[str], int] = ([], 0)  # (hosts, port) the egress plan was built for
         self._client_credential: Callable[[], token.ProxyCredential] | None = None
 
     def client_credential(self) -> token.ProxyCredential:
@@ -230,17 +232,21 @@ class Proxy:
     def _verbose_level(self) -> int:
         return _mitmproxy_level(getattr(self.settings, "verbose", 0) or 0)
 
-    def egress(self, hosts: list[str], port: int):
-        """The egress plan (credproxy/egress.py), its notes logged once at start."""
+    def egress(self, hosts: list[str], port: int, settings=None, previous=None):
+        """The egress plan (credproxy/egress.py), its notes logged at start, and after a
+        reload that changed it (`previous`: the plan it replaces)."""
         try:
-            egress = build_egress(self.settings, listen=[(h, port) for h in hosts])
+            egress = build_egress(settings or self.settings, listen=[(h, port) for h in hosts])
         except ProxyURLError as e:
             raise ServeError(str(e)) from None
+        summary = egress.summary() if egress.chaining or egress.disabled else []
         log = logging.getLogger("credproxy.egress")
         for note in egress.notes:
             log.warning("%s", note)
-        for line in egress.summary() if egress.chaining or egress.disabled else []:
+        for line in summary:
             log.info("%s", line)
+        if previous is not None and not summary:
+            log.info("upstream proxy: none (direct)")
         return egress
 
     def wants_interception(self, host: str, port: int) -> bool:
@@ -257,26 +263,45 @@ class Proxy:
 
     def prepare_settings(self, settings) -> "_Prepared":
         """Everything reloaded settings need, built without touching the running proxy, so a
-        reload runs it in a worker thread (proxy/reload.py): the upstream TLS rules, and a
-        fresh resolver whose fast sources have read their files (every source re-read, caches
-        empty). Raises when the new TLS settings are invalid."""
+        reload runs it in a worker thread (proxy/reload.py): the upstream TLS rules, the
+        company-proxy route when `upstream-proxy` changed, and a fresh resolver whose fast
+        sources have read their files (every source re-read, caches empty). Raises when the
+        new TLS settings are invalid."""
         prepared = upstream_tls.prepare(settings)
+        running = _egress_inputs(self.settings)
+        egress = None
+        if self._chain is not None and _egress_inputs(settings) != running:
+            # the company-proxy route of new connections (`upstream-proxy` changed); an
+            # unchanged one keeps its plan, with its PAC answers and bad-proxy marks
+            egress = self.egress(*self._listen, settings=settings, previous=self._chain.egress)
         resolver = build_resolver(settings)
         _load_fast_sources(resolver)  # reports, never raises
-        return _Prepared(settings, prepared, resolver)
+        return _Prepared(settings, prepared, resolver, egress, running)
 
     def apply_prepared(self, staged: "_Prepared") -> None:
         """Swap a `prepare_settings` build into the running proxy (event loop, where the
-        addons read `resolver`): nothing here reads a file."""
+        addons read `resolver`): nothing here reads a file, unless another reload changing
+        `upstream-proxy` was swapped in while this one was built (the route is then decided
+        again here)."""
         from ..interception import InterceptionPolicy
 
-        settings, prepared, resolver = staged.settings, staged.tls, staged.resolver
+        settings, prepared, resolver, egress = staged.settings, staged.tls, staged.resolver, staged.egress
+        if self._chain is not None and staged.egress_against != _egress_inputs(self.settings):
+            # another reload was swapped in while this one was built (a file change and
+            # SIGHUP at once): decide the route against what runs now (rare; on the loop)
+            egress = None
+            if _egress_inputs(settings) != _egress_inputs(self.settings):
+                egress = self.egress(*self._listen, settings=settings, previous=self._chain.egress)
         old = self.resolver
         self.settings, self.resolver = settings, resolver
         if self._auth is not None:
             self._auth.resolver = resolver
         if self._chain is not None:  # company-proxy logins come from the new chain too
+            if egress is not None:
+                self._chain.use_egress(egress)
             self._chain.use_resolver(resolver)
+        if self._status is not None and egress is not None:
+            self._status.use_egress(settings, egress)
         if self._remember is not None:
             self._remember.use(settings, resolver)
         for addon in self._tls_addons:
@@ -287,8 +312,21 @@ class Proxy:
                 addon.__init__(prepared)  # its contexts and failure records belong to the old rules
         if self.master is not None:
             self.master.options.update(**upstream_tls.options_for(prepared))
+            upstream_tls.forget_cached_contexts()  # the same paths may hold new roots or certificates
         if old is not None:
             old.close(cancel_pending=False)
+
+    def _stop_lookups(self) -> None:
+        """The proxy has stopped: no queued lookup starts, and the helper programs under way (a
+        `keyring` command that hangs) are stopped. Python joins the lookup threads before it
+        exits, so without this a SIGTERM waited out a hanging helper's `keyring-timeout`."""
+        from ..credentials.sources import process
+
+        if self.resolver is not None:
+            self.resolver.close(cancel_pending=True)
+        stopped = process.stop_all()
+        if stopped:
+            logger.info("stopped %d credential helper program(s) still running", stopped)
 
     # public ---------------------------------------------------------------------------------
 
@@ -306,6 +344,9 @@ class Proxy:
         from mitmproxy.master import Master
         from mitmproxy.options import Options
 
+        from ..credentials.sources import process
+
+        process.accept_new()  # a proxy stopped earlier in this process refused new helpers
         proxyauth = check_listen_host(self.config, self.settings)
         self._setup_client_credential(proxyauth)
         try:
@@ -334,6 +375,7 @@ class Proxy:
         if port == 0 and len(hosts) > 1:
             port = _free_port_on(hosts)
         modes = [f"regular@{h}:{port}" for h in hosts]
+        self._listen = (hosts, port)
         egress = self.egress(hosts, port)
 
         # request-head size and time limits, a refused upload drained (proxy/limits.py)
@@ -349,7 +391,8 @@ class Proxy:
                                                     self.interception_needs_read)
         self._auth = AuthAddon(self.resolver)
         self._tls_addons = [*before_tls, *after_tls]
-        ours = [*before_tls, self._auth, *audit_addons(self.settings), StatusFile(self.settings, egress)]
+        self._status = StatusFile(self.settings, egress)
+        ours = [*before_tls, self._auth, *audit_addons(self.settings), self._status]
         if self.reload_settings is not None:
             from .reload import Reloader
 
@@ -374,8 +417,9 @@ class Proxy:
         chain = self._chain = UpstreamProxyAddon(egress, self.resolver)
         next_layer_index = next(i for i, a in enumerate(addons) if isinstance(a, NextLayer))
         addons.insert(next_layer_index, chain.layer_hook)
-        if egress.pac is not None:  # a PAC file's first answer per host, off the event loop
-            addons.append(chain.pac_hook)
+        # a PAC file's first answer per host, off the event loop (idle without a PAC file; there
+        # from the start since a reload may bring one)
+        addons.append(chain.pac_hook)
         addons.append(chain)
         master.addons.add(*addons, _Lifecycle(self))
 
@@ -409,6 +453,7 @@ class Proxy:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            self._stop_lookups()
         if self._error is not None:
             raise self._error
 
@@ -420,10 +465,18 @@ class _Prepared:
     settings: object
     tls: object  # upstream_tls.Prepared
     resolver: object
+    egress: object = None  # a new company-proxy route, when `upstream-proxy` changed
+    egress_against: tuple = ()  # the running settings' route inputs it was compared with
 
     def discard(self) -> None:
         """A build that lost to a later reload: stop its resolver's threads."""
         self.resolver.close()
+
+
+def _egress_inputs(settings) -> tuple:
+    """What the egress plan is built from besides the environment (fixed while serve runs)."""
+    return tuple(getattr(settings, name, None) for name in (
+        "upstream_proxy", "upstream_proxy_origin", "upstream_proxy_connect_timeout", "host", "port"))
 
 
 def _load_fast_sources(resolver) -> None:

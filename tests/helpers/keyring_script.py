@@ -12,7 +12,9 @@ never held in memory) and "setsid_grandchild": S (first start a grandchild that 
 setsid(), keeps stdout/stderr open and sleeps S seconds; its pid goes to `<log>.grandchild`,
 read it with read_grandchild_pids(log)). Unknown keys exit 1. Each call appends its argv[1:] (JSON list) as one line
 to `log`; read them with read_calls(log). `sleep` seconds are slept before answering (use a
-large value for a hanging keyring); the script writes its pid to `<log>.pid` first.
+large value for a hanging keyring); the script writes its pid to `<log>.pid` first. `gate`: a
+path; the script waits (polling, at most GATE_LIMIT seconds) until that file exists before it
+answers: a lookup that is under way while the test changes something.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+#: the longest the script waits for its `gate` file
+GATE_LIMIT = 15.0
 
 _TEMPLATE = '''#!{python}
 import json, os, sys, time
@@ -29,6 +34,10 @@ with open({log!r}, "a") as f:
 with open({log!r} + ".pid", "a") as f:
     f.write(str(os.getpid()) + "\\n")
 time.sleep({sleep!r})
+gate, waited = {gate!r}, 0.0
+while gate is not None and not os.path.exists(gate) and waited < {gate_limit!r}:
+    time.sleep(0.02)
+    waited += 0.02
 args = sys.argv[1:]
 if len(args) == 4 and args[0] == "get" and args[2:] == ["--mode", "creds"]:
     key = json.dumps([args[1], None])
@@ -67,11 +76,13 @@ else:
 '''
 
 
-def write_keyring_script(directory: Path, answers: dict, *, log: Path, sleep: float = 0, name: str = "keyring") -> Path:
+def write_keyring_script(directory: Path, answers: dict, *, log: Path, sleep: float = 0, name: str = "keyring",
+                         gate: Path | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     encoded = json.dumps({json.dumps(list(k)): v for k, v in answers.items()})
     path = directory / name
-    path.write_text(_TEMPLATE.format(python=sys.executable, answers=encoded, log=str(log), sleep=sleep))
+    path.write_text(_TEMPLATE.format(python=sys.executable, answers=encoded, log=str(log), sleep=sleep,
+                                     gate=None if gate is None else str(gate), gate_limit=GATE_LIMIT))
     path.chmod(0o755)
     return path
 

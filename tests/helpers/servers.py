@@ -502,6 +502,7 @@ _BIG = re.compile(r"^/big/(\d+)$")
 _REDIRECT = re.compile(r"^/redirect/(30[1278])$")
 _STATUS = re.compile(r"^/status/(\d{3})$")
 _HELD = re.compile(r"^/held/([A-Za-z0-9_-]+)(/.*)?$")
+_HELD_ANY = re.compile(r"^/held-any/([A-Za-z0-9_-]+)(/.*)?$")
 #: the longest a /held/NAME request waits for EchoServer.release(NAME)
 HOLD_LIMIT = 15.0
 
@@ -542,6 +543,9 @@ class _EchoHandler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         echo = self.server.echo
+        m = _HELD_ANY.match(rec.path.split("?", 1)[0])
+        if m:  # /held-any/NAME/...: every answer waits, a challenge (401) too
+            echo.gate(m.group(1)).wait(HOLD_LIMIT)
         if echo.credentials is not None:
             if rec.authorization != basic_header(*echo.credentials):
                 status = 401 if rec.authorization is None else echo.wrong_credentials_status
@@ -592,6 +596,9 @@ class EchoServer(Served):
     plain=True serves plain HTTP (no TLS), e.g. a listener on a loopback port.
     /held/NAME/...: the answer waits (after the credentials check, at most HOLD_LIMIT) until
     release(NAME): a request that is upstream while the test changes something.
+    /held-any/NAME/...: the same, before the credentials check, so a 401 waits too (a
+    request that went out bare and whose challenge comes back after the change). Once
+    released, NAME stays open: a re-send of the same request is answered at once.
     """
 
     def __init__(self, certs: TestCerts, *, client_ca: Path | None = None,

@@ -146,3 +146,29 @@ def test_without_a_subreaper_the_pipes_are_waited_for_at_most_the_eof_grace(tmp_
         assert pid_alive(survivor)  # the documented limit: the setsid child outlived the program
     finally:
         os.kill(survivor, signal.SIGKILL)
+
+
+def test_stop_all_stops_the_programs_under_way_and_refuses_new_ones_until_accept_new(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from credproxy.credentials.sources import process
+
+    pid_file = tmp_path / "pid"
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(30)"
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(run_bounded, [sys.executable, "-c", code], env=None, timeout=30)
+        deadline = time.monotonic() + 10
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        try:
+            assert process.stop_all() == 1
+            outcome = pending.result(timeout=10)
+            assert time.monotonic() - started < 5
+            assert outcome.problem == "exit 143"  # the reaper's status after SIGTERM
+            assert wait_gone([int(pid_file.read_text())]) == []
+            refused = run_bounded([sys.executable, "-c", "print('x')"], env=None, timeout=10)
+            assert (refused.returncode, refused.problem) == (None, "not run: the proxy is stopping")
+        finally:
+            process.accept_new()
+    assert run_bounded([sys.executable, "-c", "print('x')"], env=None, timeout=10).out == "x\n"

@@ -303,6 +303,28 @@ def test_which_statuses_retry(status, sent_with_creds, known, retried):
         assert retry.preemptive is False and retry.header is not None
 
 
+@pytest.mark.parametrize("now", ["removed", "never"])
+def test_a_challenge_is_decided_by_this_resolvers_indexes_not_the_one_the_decision_carries(now):
+    """A reload swapped in a new resolver while a bare request was upstream; its 401 is
+    answered by the new one with the old Decision. The index that Decision carries (since
+    removed, or set to `authenticate = never`) must not make a source answer: the netrc
+    default entry and the keyring answer configured indexes only."""
+    class DefaultEntry(FakeSource):  # netrc-default = "indexes": answers for an index only
+        def lookup(self, url, username, index):
+            return super().lookup(url, username, index) if index is not None else Answer(self.name, detail="no index")
+
+    ix = Index.from_url("https://h.test/simple")
+    default_entry = DefaultEntry("netrc", {"h.test": ALICE}, preemptive=False, knows=False)
+    keyring = FakeSource("keyring", {"h.test": BOB}, fast=False)
+    old = make([DefaultEntry("netrc", {"h.test": ALICE}, preemptive=False, knows=False)], [ix])
+    sent = old.resolve("https://h.test/simple/x")
+    assert (sent.action, sent.index) == ("send", ix)
+    new = make([default_entry, keyring], [] if now == "removed" else [Index.from_url(ix.url, authenticate="never")])
+    assert new.challenge("https://h.test/simple/x", sent, 401) is None
+    assert new.challenge("https://h.test/simple/x", sent, 404) is None
+    assert keyring.calls == []
+
+
 def test_slow_sources_for_unconfigured_hosts_only_on_challenge_and_with_a_username():
     kr = FakeSource("keyring", {"h.test": ALICE}, fast=False)
     r = make([kr])
@@ -766,6 +788,31 @@ def test_hanging_slow_sources_do_not_stall_fast_lookups():
 
     d, took = asyncio.run(main())
     assert d.source == "netrc" and took < 1.0
+
+
+def test_a_resolver_closed_by_a_reload_finishes_the_lookups_under_way_then_stops_its_threads():
+    """close(cancel_pending=False) while a request waits on a slow source (a token-command
+    that finds nothing): the fast source after it is still asked, and the worker threads stop
+    once that request is done. Before, the closed pool refused the next lookup
+    (RuntimeError), and the proxy answered 502."""
+    ix = Index.from_url("https://h.test/simple", username="alice")
+    slow = FakeSource("token-command", {}, fast=False, delay=0.3)
+    netrc = FakeSource("netrc", {"h.test": ALICE})
+    r = make([slow, netrc], [ix])
+
+    async def main():
+        task = asyncio.ensure_future(r.aresolve("https://h.test/simple/x"))
+        for _ in range(1000):  # at most 10 s
+            if slow.calls:
+                break
+            await asyncio.sleep(0.01)
+        r.close(cancel_pending=False)
+        assert not r._slow_executor._shutdown  # still working for the request under way
+        return await task
+
+    d = asyncio.run(main())
+    assert (d.action, d.source) == ("inject", "netrc")
+    assert r._executor._shutdown and r._slow_executor._shutdown
 
 
 # --- no file parsed on the event loop (a stale file source goes to the worker) ---------------

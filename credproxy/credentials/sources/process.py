@@ -8,7 +8,10 @@ group), and is killed when it overruns `timeout` seconds or writes more than `li
 on stdout or stderr. Once it has exited, its pipes are waited for at most EOF_GRACE: a child
 it left holding them cannot delay the answer it already printed. Nothing here raises for
 the program's misbehaviour: the result says what happened, in words that never quote its
-output."""
+output.
+
+The programs running at any moment are known (`stop_all`): when the proxy stops, it stops
+them, rather than wait out a hanging helper's `timeout` before it can exit."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +38,10 @@ _REAPER = str(Path(__file__).with_name("reaper.py"))  # run with -I -S, never im
 _TIMED_OUT = 124  # reaper.TIMED_OUT
 _CANNOT_START = 127  # reaper's exit status when the program cannot be started, then:
 _CANNOT_RUN = b"reaper: cannot run: "  # reaper.CANNOT_RUN
+
+_running: set[subprocess.Popen] = set()  # the reapers of the programs under way (stop_all)
+_running_lock = threading.Lock()
+_stopping = False  # set by stop_all: no new program starts (until accept_new)
 
 #: where credential helpers run: not the directory `serve` started in, which may be someone
 #: else's project (docs/security.md). There, git would read the repository's `.git/config`
@@ -136,6 +144,8 @@ def run_bounded(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: 
     seconds, `stdin_data` (else nothing) on its stdin, and never waiting more than `grace`
     for the pipes once it has exited (a child it left behind may hold them). Never raises
     for the program's misbehaviour."""
+    if _stopping:  # a keyring lookup tries several service names: not after a stop
+        return Outcome(None, problem="not run: the proxy is stopping")
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", _REAPER, repr(float(timeout)), "--", *argv],
@@ -145,6 +155,43 @@ def run_bounded(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: 
         )
     except OSError as e:
         return Outcome(None, problem=f"cannot run: {e.strerror or type(e).__name__}")
+    with _running_lock:
+        _running.add(proc)
+        if _stopping:  # stop_all ran between the check above and now
+            proc.send_signal(signal.SIGTERM)
+    try:
+        return _collect(proc, timeout, limit, stdin_data, grace)
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+
+
+def stop_all() -> int:
+    """Stop every program under way (the proxy is stopping): SIGTERM to each reaper, which
+    kills everything its program started; the lookups waiting on them end at once with
+    "exit 143", and no new program starts until accept_new(). Returns how many were running."""
+    global _stopping
+    with _running_lock:
+        _stopping = True
+        procs = list(_running)
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except (ProcessLookupError, OSError):
+            pass
+    return len(procs)
+
+
+def accept_new() -> None:
+    """Programs may run again (a proxy starting in this process after another one stopped)."""
+    global _stopping
+    with _running_lock:
+        _stopping = False
+
+
+def _collect(proc: subprocess.Popen, timeout: float, limit: int, stdin_data: bytes | None,
+             grace: float) -> Outcome:
+    """run_bounded's reading and waiting, for a started reaper."""
     started = time.monotonic()
     backstop = started + timeout + 5.0  # the reaper enforces `timeout`; this is if it cannot
     buffers = {proc.stdout: bytearray(), proc.stderr: bytearray()}
