@@ -230,3 +230,18 @@ def test_parsing_a_big_netrc_in_a_worker_leaves_the_event_loop_running(tmp_path)
 
     pause, took = asyncio.run(longest_pause())
     assert pause < took / 4, f"the event loop stood still for {pause:.3f} s of a {took:.3f} s parse"
+
+
+def test_a_removed_netrc_leaves_no_parse_behind(tmp_path):
+    """The parse shared between sources (netrc.py `_parsed`) goes when the file goes: its
+    passwords do not stay in the proxy's memory after the user deleted the file."""
+    from credproxy.credentials.sources import netrc as netrc_module
+
+    path = tmp_path / "netrc"
+    path.write_text("machine h.test login alice password gone-soon-pw\n")
+    source = NetrcSource({"NETRC": str(path), "HOME": str(tmp_path)})
+    assert source.knows_host("https", "h.test", 443)
+    assert str(path) in netrc_module._parsed
+    path.unlink()
+    assert not source.knows_host("https", "h.test", 443)
+    assert not any("gone-soon-pw" in repr(entry) for entry in netrc_module._parsed.values())

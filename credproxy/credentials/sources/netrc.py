@@ -113,6 +113,8 @@ class NetrcSource:
         path, why = self._candidates()
         self._path, self._missing_detail = path, why
         if path is None:
+            with _parse_lock:  # the file is gone: its passwords leave this process's memory too
+                _parsed.clear()
             return
         try:
             hosts, self._default = _parse(path)
