@@ -22,14 +22,28 @@ class Decision:
 class InterceptionPolicy:
     """`knows_host(host, port)`: does an index or a fast credential source name the host
     (Resolver.knows_host)? It may raise: a broken source then means "intercept", never a
-    silent passthrough that would drop the credential."""
+    silent passthrough that would drop the credential. `needs_read()`: whether `knows_host`
+    would read a file now (a credential file changed since it was read), so the proxy asks
+    it off the event loop (Resolver.needs_read)."""
 
-    def __init__(self, settings, plan: tlsrules.TlsPlan, knows_host: Callable[[str, int], bool]):
+    def __init__(self, settings, plan: tlsrules.TlsPlan, knows_host: Callable[[str, int], bool],
+                 needs_read: Callable[[], bool] | None = None):
         self.intercept_all = getattr(settings, "intercept", "auto") == "all"
         self.listed = tlsrules.parse_host_patterns(getattr(settings, "intercept_hosts", []) or [],
                                                    "intercept-hosts")
         self.plan = plan
         self.knows_host = knows_host
+        self._needs_read = needs_read
+
+    def needs_read(self) -> bool:
+        """False when nothing but lists and in-memory lookups decide (intercept = all, or no
+        `needs_read` given); a check that fails counts as "would read"."""
+        if self.intercept_all or self._needs_read is None:
+            return False
+        try:
+            return bool(self._needs_read())
+        except Exception:  # noqa: BLE001 - decide off the loop, where the error is handled
+            return True
 
     def decide(self, host: str, port: int) -> Decision:
         host = host.lower()

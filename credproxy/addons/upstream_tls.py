@@ -22,6 +22,7 @@ letting mitmproxy reconnect and fail again. The warning is logged once per host 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from collections import OrderedDict
@@ -83,7 +84,11 @@ def prepare(settings) -> Prepared:
 
 def mitmproxy_options(settings) -> dict:
     """Global mitmproxy options for upstream TLS: the roots and the global client certificate."""
-    p = prepare(settings)
+    return options_for(prepare(settings))
+
+
+def options_for(p: Prepared) -> dict:
+    """`mitmproxy_options` from what `prepare` made (a reload prepares in a worker thread)."""
     return {
         "ssl_insecure": False,
         "ssl_verify_upstream_trusted_ca": p.ca_file,
@@ -105,10 +110,12 @@ def forget_cached_contexts() -> None:
         clear()
 
 
-def addons(settings, wants_interception: Callable[[str, int], bool]) -> tuple[list, list]:
-    """Addons to insert before TlsConfig, and after it (for per-connection patches)."""
+def addons(settings, wants_interception: Callable[[str, int], bool],
+           needs_read: Callable[[], bool] | None = None) -> tuple[list, list]:
+    """Addons to insert before TlsConfig, and after it (for per-connection patches).
+    `needs_read`: whether `wants_interception` would read a file now (InterceptionPolicy)."""
     p = prepare(settings)
-    return ([Passthrough(InterceptionPolicy(settings, p.plan, wants_interception))], [PerHostTls(p)])
+    return ([Passthrough(InterceptionPolicy(settings, p.plan, wants_interception, needs_read))], [PerHostTls(p)])
 
 
 class Passthrough:
@@ -118,14 +125,21 @@ class Passthrough:
     def __init__(self, policy: InterceptionPolicy):
         self.policy = policy
 
-    def tls_clienthello(self, data) -> None:
+    async def tls_clienthello(self, data) -> None:
+        """Async so that, while a credential file changed since it was read (a reload is
+        coming), the decision that would parse it runs in a worker thread: a multi-megabyte
+        netrc must not stall every other connection on the event loop."""
         if data.ignore_connection:
             return
         address = data.context.server.address
         host = data.client_hello.sni or (address[0] if address else None)
         if not host or not address:
             return
-        decision = self.policy.decide(host, address[1])
+        policy = self.policy
+        if policy.needs_read():
+            decision = await asyncio.to_thread(policy.decide, host, address[1])
+        else:
+            decision = policy.decide(host, address[1])
         if not decision.intercept:
             data.ignore_connection = True
         logger.debug("%s:%s %s: %s", host, address[1], "intercepted" if decision.intercept else "passed through",

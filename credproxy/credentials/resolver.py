@@ -10,9 +10,12 @@ they need and receive its Answer back. The sync entry points answer those lookup
 the async ones answer them from a small thread pool, and wait for a lookup someone else
 already started without holding a thread. The fast sources (files, environment) are asked on
 every request, because a more specific source entry must beat a broader cached credential:
-in one worker hop, or on the loop when the cache already has a credential for the URL (a
-stat and an in-memory match, as `knows_host` does on every CONNECT). A cache hit spares the
-slow sources (keyring).
+in one worker hop, or on the loop when the cache already has a credential for the URL and
+the source can answer from what it has loaded (a stat and an in-memory match). A file source
+whose file changed since it was read (`needs_read()`, a stat) would parse it: that ask, and
+a whole plan started while any fast source needs a read (a plan may call `knows_host` before
+its first ask), go to the worker instead, so a rewritten multi-megabyte netrc is never parsed
+on the loop. A cache hit spares the slow sources (keyring).
 
 Scope (design.md, "Security rules"): every credential is sent, and cached, only under the
 prefix its source entry names (Answer.prefix / Decision.prefix), matched on every form of the
@@ -310,8 +313,8 @@ class SingleFlight:
 class _Ask:
     """A source lookup the plan needs. `memo_key` set = slow source, single-flight.
     `inline`: a fast lookup the async driver may answer on the event loop (a cache hit is
-    being checked against the sources: a stat and an in-memory match, what `knows_host`
-    already does on the loop for every CONNECT)."""
+    being checked against the sources: a stat and an in-memory match), which it does only
+    when the source would not read its file for it (`needs_read`)."""
 
     source: Source
     url: str
@@ -466,6 +469,12 @@ class Resolver:
                                        expires_at=expires_at)
             elif status == 401:
                 self._cache.evict(url, creds)
+
+    def needs_read(self) -> bool:
+        """Whether some fast source would read and parse its file on its next lookup (or
+        `knows_host`): a few `stat` calls. The async driver and the proxy's CONNECT hook ask
+        on the event loop only while this is False."""
+        return any(source.fast and _needs_read(source) for source in self.sources)
 
     def knows_host(self, scheme: str, host: str, port: int) -> bool:
         scheme, host = scheme.lower(), host.lower()
@@ -776,9 +785,16 @@ class Resolver:
 
     async def _run_async(self, plan: Plan):
         try:
-            ask = next(plan)
+            if self.needs_read():
+                # a file changed since a source read it: the plan's first steps (which may
+                # call knows_host) and its fast asks run in the worker, not on the loop
+                ask, done = await asyncio.get_running_loop().run_in_executor(self._executor, _start_fast, plan)
+                if ask is None:
+                    return done
+            else:
+                ask = next(plan)
             while True:
-                if ask.memo_key is None and ask.inline:
+                if ask.memo_key is None and ask.inline and not _needs_read(ask.source):
                     ask = plan.send(_call(ask))  # a cache hit stays on the loop, no thread hop
                 elif ask.memo_key is None:
                     # a run of fast lookups (files, env) in one worker hop, not one per source
@@ -844,6 +860,27 @@ def _advance_fast(plan: Plan, ask: _Ask) -> tuple[_Ask | None, "Decision | None"
     except StopIteration as done:
         return None, done.value
     return ask, None
+
+
+def _start_fast(plan: Plan) -> tuple[_Ask | None, "Decision | None"]:
+    """`_advance_fast` from the plan's start."""
+    try:
+        ask = next(plan)
+    except StopIteration as done:
+        return None, done.value
+    return _advance_fast(plan, ask)
+
+
+def _needs_read(source: Source) -> bool:
+    """Whether `source` would read a file to answer (sources without files never do). A
+    source that cannot tell is treated as one that would."""
+    check = getattr(source, "needs_read", None)
+    if check is None:
+        return False
+    try:
+        return bool(check())
+    except Exception:  # noqa: BLE001 - then ask it off the loop, where its error is handled
+        return True
 
 
 def _call(ask: _Ask) -> Answer:

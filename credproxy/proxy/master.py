@@ -254,20 +254,44 @@ class Proxy:
             return True
         return bool(self.resolver.knows_host("https", host, port))
 
-    def apply_settings(self, settings) -> None:
-        """Swap reloaded settings into the running proxy (event loop): a fresh resolver (every
-        source re-read, caches empty), the interception policy, the upstream TLS rules. Raises
-        (and changes nothing) when the new TLS settings are invalid."""
-        from ..interception import InterceptionPolicy
+    def interception_needs_read(self) -> bool:
+        """Whether deciding interception would read a credential file (one changed since it
+        was read): the CONNECT hook then decides in a worker thread."""
+        if self.config.intercept_all or getattr(self.settings, "intercept", "auto") == "all":
+            return False
+        return self.resolver.needs_read()
 
+    def prepare_settings(self, settings) -> "_Prepared":
+        """Everything reloaded settings need, built without touching the running proxy, so a
+        reload runs it in a worker thread (proxy/reload.py): the upstream TLS rules, the
+        company-proxy route when `upstream-proxy` changed, and a fresh resolver whose fast
+        sources have read their files (every source re-read, caches empty). Raises when the
+        new TLS settings are invalid."""
         prepared = upstream_tls.prepare(settings)
+        running = _egress_inputs(self.settings)
         egress = None
-        if self._chain is not None and _egress_inputs(settings) != _egress_inputs(self.settings):
+        if self._chain is not None and _egress_inputs(settings) != running:
             # the company-proxy route of new connections (`upstream-proxy` changed); an
             # unchanged one keeps its plan, with its PAC answers and bad-proxy marks
             egress = self.egress(*self._listen, settings=settings, previous=self._chain.egress)
         resolver = build_resolver(settings)
-        _load_fast_sources(resolver)
+        _load_fast_sources(resolver)  # reports, never raises
+        return _Prepared(settings, prepared, resolver, egress, running)
+
+    def apply_prepared(self, staged: "_Prepared") -> None:
+        """Swap a `prepare_settings` build into the running proxy (event loop, where the
+        addons read `resolver`): nothing here reads a file, unless another reload changing
+        `upstream-proxy` was swapped in while this one was built (the route is then decided
+        again here)."""
+        from ..interception import InterceptionPolicy
+
+        settings, prepared, resolver, egress = staged.settings, staged.tls, staged.resolver, staged.egress
+        if self._chain is not None and staged.egress_against != _egress_inputs(self.settings):
+            # another reload was swapped in while this one was built (a file change and
+            # SIGHUP at once): decide the route against what runs now (rare; on the loop)
+            egress = None
+            if _egress_inputs(settings) != _egress_inputs(self.settings):
+                egress = self.egress(*self._listen, settings=settings, previous=self._chain.egress)
         old = self.resolver
         self.settings, self.resolver = settings, resolver
         if self._auth is not None:
@@ -282,11 +306,12 @@ class Proxy:
             self._remember.use(settings, resolver)
         for addon in self._tls_addons:
             if isinstance(addon, upstream_tls.Passthrough):
-                addon.policy = InterceptionPolicy(settings, prepared.plan, self.wants_interception)
+                addon.policy = InterceptionPolicy(settings, prepared.plan, self.wants_interception,
+                                                  self.interception_needs_read)
             elif isinstance(addon, upstream_tls.PerHostTls):
                 addon.__init__(prepared)  # its contexts and failure records belong to the old rules
         if self.master is not None:
-            self.master.options.update(**upstream_tls.mitmproxy_options(settings))
+            self.master.options.update(**upstream_tls.options_for(prepared))
             upstream_tls.forget_cached_contexts()  # the same paths may hold new roots or certificates
         if old is not None:
             old.close(cancel_pending=False)
@@ -362,7 +387,8 @@ class Proxy:
         if self._pending_shutdown:
             master.shutdown()
 
-        before_tls, after_tls = upstream_tls.addons(self.settings, self.wants_interception)
+        before_tls, after_tls = upstream_tls.addons(self.settings, self.wants_interception,
+                                                    self.interception_needs_read)
         self._auth = AuthAddon(self.resolver)
         self._tls_addons = [*before_tls, *after_tls]
         self._status = StatusFile(self.settings, egress)
@@ -370,7 +396,8 @@ class Proxy:
         if self.reload_settings is not None:
             from .reload import Reloader
 
-            self._reloader = Reloader(self.settings, self.reload_settings, self.apply_settings,
+            self._reloader = Reloader(self.settings, self.reload_settings, self.apply_prepared,
+                                      prepare=self.prepare_settings, discard=_Prepared.discard,
                                       config_file=self.config_file, install_signal_handler=self.install_signal_handlers)
             ours.append(self._reloader)
         if getattr(self.settings, "remember", False):
@@ -429,6 +456,21 @@ class Proxy:
             self._stop_lookups()
         if self._error is not None:
             raise self._error
+
+
+@dataclass
+class _Prepared:
+    """Reloaded settings, ready to swap in (Proxy.prepare_settings)."""
+
+    settings: object
+    tls: object  # upstream_tls.Prepared
+    resolver: object
+    egress: object = None  # a new company-proxy route, when `upstream-proxy` changed
+    egress_against: tuple = ()  # the running settings' route inputs it was compared with
+
+    def discard(self) -> None:
+        """A build that lost to a later reload: stop its resolver's threads."""
+        self.resolver.close()
 
 
 def _egress_inputs(settings) -> tuple:

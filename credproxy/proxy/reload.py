@@ -21,6 +21,16 @@ credentials in UV_*/PIP_* variables): the process's environment is fixed when it
 
 Requests already under way finish with what they started with; the old resolver's worker
 threads finish their pending lookups and exit.
+
+Nothing here reads or parses a file on mitmproxy's event loop, where every connection is
+served: the watcher's look (stat, and a digest of the credential files) and the whole build
+(the settings, the upstream TLS rules, the new resolver with its netrc and store read) run in
+a worker thread (`areload`); only the swap (`apply`, Proxy.apply_prepared) runs on the loop,
+where the addons read `proxy.resolver`. SIGHUP starts the same reload as a task. Reloads are
+numbered as they start: a build that finishes after a later one was swapped in is dropped
+(its resolver closed), so an older file's content never replaces a newer one's. Until the
+swap, the old resolver answers; a file source of it whose file changed is asked in a worker
+thread too (credentials/resolver.py, `needs_read`).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import os
 import re
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
@@ -118,14 +129,25 @@ def _stamp(path: Path, digest: bool = False) -> Stamp:
 
 class Reloader:
     """One per proxy. `load_settings()` returns fresh Settings (raising on a bad config);
-    `apply(settings)` swaps them into the running proxy (Proxy.apply_settings)."""
+    `prepare(settings)` builds what they need (Proxy.prepare_settings: the TLS rules, a
+    resolver with its files read; raising when they cannot be applied), `apply(prepared)`
+    swaps that into the running proxy (Proxy.apply_prepared). Without `prepare`, `apply`
+    gets the Settings. `discard(prepared)` releases a build that is not applied.
+
+    In the proxy (`areload`), loading and preparing run in a worker thread, the swap on the
+    event loop. Reloads are numbered as they start; a build that finishes after a later
+    one was applied is discarded, so a slow build never overwrites a newer one."""
 
     def __init__(self, settings, load_settings: Callable[[], object], apply: Callable[[object], None], *,
+                 prepare: Callable[[object], object] | None = None,
+                 discard: Callable[[object], None] | None = None,
                  config_file: str | os.PathLike | None = None, install_signal_handler: bool = True,
                  interval: float = WATCH_INTERVAL):
         self.settings = settings
         self.load_settings = load_settings
+        self.prepare = prepare
         self.apply = apply
+        self.discard = discard
         self.config_file = config_file
         self.install_signal_handler = install_signal_handler
         self.interval = interval
@@ -133,10 +155,13 @@ class Reloader:
         self._stamps = self._look()
         self._task: asyncio.Task | None = None
         self._signal_installed = False
+        self._started = 0  # number of the last reload started
+        self._applied = 0  # number of the last reload applied
+        self._pending: set[asyncio.Task] = set()  # SIGHUP reloads under way
 
-    def _look(self) -> dict[Path, Stamp]:
-        digested = set(credential_files(self.settings))
-        return {f: _stamp(f, digest=f in digested) for f in self.files}
+    def _look(self, files: list[Path] | None = None, settings=None) -> dict[Path, Stamp]:
+        digested = set(credential_files(self.settings if settings is None else settings))
+        return {f: _stamp(f, digest=f in digested) for f in (self.files if files is None else files)}
 
     # --- mitmproxy hooks -----------------------------------------------------------------------
 
@@ -153,7 +178,7 @@ class Reloader:
         self._task = loop.create_task(self._watch(), name="credproxy-reload-watch")
         if self.install_signal_handler and hasattr(signal, "SIGHUP"):
             try:
-                loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
+                loop.add_signal_handler(signal.SIGHUP, self._sighup)
                 self._signal_installed = True
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
@@ -162,6 +187,8 @@ class Reloader:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        for task in list(self._pending):
+            task.cancel()
         if self._signal_installed:
             try:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
@@ -171,52 +198,125 @@ class Reloader:
 
     # --- watching and reloading ---------------------------------------------------------------
 
+    def _sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.areload("SIGHUP"), name="credproxy-reload-sighup")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             try:
                 # stat and hash the files off the event loop (a slow home directory must not
-                # stall connections); the swap itself happens on the loop
-                self.check(await asyncio.to_thread(self._look))
+                # stall connections); the reload builds off the loop too
+                now = await asyncio.to_thread(self._look)
+                changed = self._changed(now)
+                if changed:
+                    await self.areload(changed, stamps=now)
             except Exception as e:  # noqa: BLE001 - the watcher must outlive one bad reload
                 logger.warning("reloading failed (%s); keeping the previous settings and credentials",
                                type(e).__name__)
 
-    def check(self, now: dict | None = None) -> bool:
-        """Reload when a watched file changed since the last look (`now`: that look, when the
-        caller made it). True if it did."""
-        now = self._look() if now is None else now
+    def _changed(self, now: dict) -> str:
+        """What changed since the last look, as a reload's reason ("" for nothing)."""
         changed = [f for f in self.files if now.get(f) != self._stamps.get(f)]
+        return ", ".join(str(f) for f in changed) + " changed" if changed else ""
+
+    def check(self, now: dict | None = None) -> bool:
+        """Reload (synchronously) when a watched file changed since the last look (`now`:
+        that look, when the caller made it). True if it did."""
+        now = self._look() if now is None else now
+        changed = self._changed(now)
         if not changed:
             return False
-        self.reload(", ".join(str(f) for f in changed) + " changed", stamps=now)
+        self.reload(changed, stamps=now)
         return True
 
     def reload(self, why: str, stamps: dict | None = None) -> bool:
-        """Re-read the settings and every credential file and swap them in. False (and the
-        previous state kept) when the new settings do not load. `stamps`: the look that saw
-        the change (else one is taken now); a change after it is seen on the next look."""
-        started = time.monotonic()
-        self._stamps = self._look() if stamps is None else stamps
+        """Re-read the settings and every credential file and swap them in, all in this
+        thread (the proxy uses `areload`). False (and the previous state kept) when the new
+        settings do not load. `stamps`: the look that saw the change (else one is taken
+        now); a change after it is seen on the next look."""
+        started, number = time.monotonic(), self._begin(stamps)
+        return self._finish(number, why, self._build(why, stamps), started)
+
+    async def areload(self, why: str, stamps: dict | None = None) -> bool:
+        """`reload` for the event loop: everything that reads or parses a file (the look,
+        the settings, the TLS rules, the new resolver's sources) runs in a worker thread;
+        only the swap runs on the loop. False when the settings do not load, or when a
+        later reload was applied first (this one's build is then discarded)."""
+        started, number = time.monotonic(), self._begin(stamps)
+        built = await asyncio.to_thread(self._build, why, stamps)
+        return self._finish(number, why, built, started)
+
+    def _begin(self, stamps: dict | None) -> int:
+        if stamps is not None:
+            self._stamps = stamps
+        self._started += 1
+        return self._started
+
+    def _build(self, why: str, stamps: dict | None):
+        """(settings, prepared, files, look), or _Failed after logging why not. Nothing of the
+        Reloader or the running proxy changes here (it runs in a worker thread). `look`: the
+        files' stamps, when this build took them (SIGHUP, or the watched files changed)."""
+        look = self._look() if stamps is None else None
         try:
             settings = self.load_settings()
         except Exception as e:  # noqa: BLE001
             logger.warning("%s, but the settings do not load: %s; keeping the previous ones (fix it, then "
                            "save again or send SIGHUP)", why, _config_message(e))
-            return False
+            return _Failed(look)
         try:
-            self.apply(settings)
+            prepared = self.prepare(settings) if self.prepare is not None else settings
         except Exception as e:  # noqa: BLE001
             logger.warning("%s, but the new settings cannot be applied: %s; keeping the previous ones",
                            why, _config_message(e))
-            return False
-        self.settings = settings
+            return _Failed(look)
         files = watched_files(settings, self.config_file)
         if files != self.files:
+            look = self._look(files, settings)
+        return settings, prepared, files, look
+
+    def _finish(self, number: int, why: str, built, started: float) -> bool:
+        """On the loop: apply a build unless a later reload was applied already."""
+        if isinstance(built, _Failed):
+            if built.look is not None and number > self._applied:
+                self._stamps = built.look
+            return False
+        settings, prepared, files, look = built
+        if number < self._applied:
+            logger.debug("a reload (%s) finished after a later one; its result is dropped", why)
+            self._discard(prepared)
+            return False
+        try:
+            self.apply(prepared)
+        except Exception as e:  # noqa: BLE001
+            logger.warning("%s, but the new settings cannot be applied: %s; keeping the previous ones",
+                           why, _config_message(e))
+            self._discard(prepared)
+            return False
+        self._applied = number
+        self.settings = settings
+        if files != self.files:
             self.files = files
-            self._stamps = self._look()
+        if look is not None:
+            self._stamps = look
         logger.info("reloaded settings and credentials (%s) in %.2f s", why, time.monotonic() - started)
         return True
+
+    def _discard(self, prepared) -> None:
+        if self.discard is not None:
+            try:
+                self.discard(prepared)
+            except Exception as e:  # noqa: BLE001
+                logger.debug("discarding an unused reload failed: %s", type(e).__name__)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A build that did not load; `look`: the files' stamps when it started (SIGHUP)."""
+
+    look: dict | None
 
 
 def _config_message(e: BaseException) -> str:

@@ -47,3 +47,20 @@ def test_cli_startup_benchmark_compares_two_trees_and_cleans_up():
     after = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True,
                            timeout=30).stdout
     assert after == before
+
+
+def test_reload_stall_benchmark_compares_two_trees_and_cleans_up():
+    """benchmarks/reload_stall.py --quick against HEAD itself: both proxies ran, saw the netrc
+    rewrites, and both streams got answers; a ratio per stream; its worktree is gone after."""
+    before = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True,
+                            timeout=30).stdout
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reload_stall.py"), "--base", "HEAD",
+                             "--quick"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stream in ("relayed", "stored"):
+        for commit in ("HEAD", "this checkout"):
+            assert re.search(rf"{stream} +{commit} +\d+ms +\d+ms +\d+\.\dms +[1-9]\d*$", result.stdout, re.M), result.stdout
+        assert re.search(rf"{stream} +ratio HEAD/this +\d+\.\d\dx", result.stdout), result.stdout
+    after = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True,
+                           timeout=30).stdout
+    assert after == before

@@ -49,3 +49,50 @@ def test_a_failing_source_means_intercept_and_logs_the_type_only(caplog):
         d = InterceptionPolicy(settings, build_plan(settings), broken).decide("pkgs.test", 443)
     assert d.intercept and "RuntimeError" in d.reason
     assert "RuntimeError" in caplog.text and "hunter2" not in caplog.text + d.reason
+
+
+def _clienthello(sni: str, port: int = 443):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(ignore_connection=False, client_hello=SimpleNamespace(sni=sni),
+                           context=SimpleNamespace(server=SimpleNamespace(address=(sni, port))))
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_the_connect_hook_decides_off_the_loop_while_a_file_would_be_read(stale):
+    """Passthrough.tls_clienthello (every CONNECT): while a credential file changed since it
+    was read, `knows_host` would parse it, so it runs in a worker thread; otherwise inline."""
+    import asyncio
+    import threading
+
+    from credproxy.addons.upstream_tls import Passthrough
+
+    asked_in = []
+
+    def knows(host, port):
+        asked_in.append(threading.current_thread())
+        return host == "pkgs.test"
+
+    settings = Settings()
+    addon = Passthrough(InterceptionPolicy(settings, build_plan(settings), knows, lambda: stale))
+
+    async def connect(sni):
+        data = _clienthello(sni)
+        await addon.tls_clienthello(data)
+        return threading.current_thread(), data.ignore_connection
+
+    loop_thread, ignored = asyncio.run(connect("files.example"))
+    assert ignored and (asked_in[-1] is not loop_thread) == stale
+    _, ignored = asyncio.run(connect("pkgs.test"))
+    assert not ignored
+
+
+def test_a_failing_read_check_means_deciding_off_the_loop():
+    def broken():
+        raise OSError("stat failed")
+
+    settings = Settings()
+    assert InterceptionPolicy(settings, build_plan(settings), lambda h, p: False, broken).needs_read()
+    assert not InterceptionPolicy(settings, build_plan(settings), lambda h, p: False).needs_read()
+    everything = Settings(intercept="all")
+    assert not InterceptionPolicy(everything, build_plan(everything), lambda h, p: False, broken).needs_read()

@@ -64,3 +64,107 @@ def test_a_credential_file_rewritten_in_the_same_tick_at_the_same_size_is_a_chan
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert _stamp(f) == before_meta  # metadata alone cannot see it
     assert _stamp(f, digest=True) != before
+
+
+def _counting_reloader(tmp_path, prepare, applied, discarded):
+    env = {"HOME": str(tmp_path), "CREDPROXY_DATA_DIR": str(tmp_path / "d")}
+    return Reloader(Settings(env=env), lambda: Settings(env=env), applied.append, prepare=prepare,
+                    discard=discarded.append, install_signal_handler=False)
+
+
+def test_areload_reads_in_a_worker_and_swaps_on_the_loop(tmp_path):
+    """Loading the settings and preparing them (every credential file read and parsed) run in
+    a worker thread; only the swap runs on the event loop, where the addons read it."""
+    import asyncio
+    import threading
+
+    threads: dict[str, threading.Thread] = {}
+    applied: list = []
+
+    def prepare(settings):
+        threads["prepare"] = threading.current_thread()
+        return "built"
+
+    def apply(built):
+        threads["apply"] = threading.current_thread()
+        applied.append(built)
+
+    r = _counting_reloader(tmp_path, prepare, [], [])
+    r.apply = apply
+
+    async def main():
+        threads["loop"] = threading.current_thread()
+        return await r.areload("SIGHUP")
+
+    assert asyncio.run(main())
+    assert applied == ["built"]
+    assert threads["apply"] is threads["loop"] and threads["prepare"] is not threads["loop"]
+
+
+def test_a_slow_reload_that_finishes_after_a_newer_one_is_discarded(tmp_path):
+    """Two reloads at once (a file change and SIGHUP): the newer one's result stays, the older
+    build that finishes last is dropped (its resolver closed), never swapped in over it."""
+    import asyncio
+    import threading
+
+    entered, gate = threading.Event(), threading.Event()
+    count = iter(range(1, 10))
+    applied: list = []
+    discarded: list = []
+
+    def prepare(settings):
+        n = next(count)
+        if n == 1:
+            entered.set()
+            assert gate.wait(10)
+        return f"build{n}"
+
+    r = _counting_reloader(tmp_path, prepare, applied, discarded)
+
+    async def main():
+        slow = asyncio.get_running_loop().create_task(r.areload("first"))
+        assert await asyncio.to_thread(entered.wait, 10)  # the first build is under way
+        assert await r.areload("second")
+        gate.set()
+        return await slow
+
+    assert asyncio.run(main()) is False
+    assert applied == ["build2"] and discarded == ["build1"]
+
+
+def test_reloads_finishing_in_order_are_both_applied(tmp_path):
+    import asyncio
+
+    applied: list = []
+    count = iter(range(1, 10))
+    r = _counting_reloader(tmp_path, lambda settings: f"build{next(count)}", applied, [])
+
+    async def main():
+        return await asyncio.gather(r.areload("first"), r.areload("second"))
+
+    assert asyncio.run(main()) == [True, True]
+    assert sorted(applied) == ["build1", "build2"] and len(applied) == 2
+
+
+def test_areload_keeps_the_previous_settings_with_the_same_warnings(tmp_path, caplog):
+    import asyncio
+
+    env = {"HOME": str(tmp_path), "CREDPROXY_DATA_DIR": str(tmp_path / "d")}
+    applied: list = []
+
+    def bad_load():
+        raise ConfigError("c.toml: bad")
+
+    def bad_prepare(settings):
+        raise ConfigError("c.toml: allow-insecure-host: bad pattern")
+
+    previous = Settings(env=env)
+    r = Reloader(previous, bad_load, applied.append, install_signal_handler=False)
+    with caplog.at_level("WARNING", logger="credproxy.reload"):
+        assert asyncio.run(r.areload("SIGHUP")) is False
+        r.load_settings, r.prepare = (lambda: Settings(env=env)), bad_prepare
+        assert asyncio.run(r.areload("SIGHUP")) is False
+    assert applied == [] and r.settings is previous
+    assert ("SIGHUP, but the settings do not load: c.toml: bad; keeping the previous ones (fix it, then "
+            "save again or send SIGHUP)") in caplog.text
+    assert "SIGHUP, but the new settings cannot be applied: c.toml: allow-insecure-host: bad pattern" in caplog.text

@@ -813,3 +813,67 @@ def test_a_resolver_closed_by_a_reload_finishes_the_lookups_under_way_then_stops
     d = asyncio.run(main())
     assert (d.action, d.source) == ("inject", "netrc")
     assert r._executor._shutdown and r._slow_executor._shutdown
+
+
+# --- no file parsed on the event loop (a stale file source goes to the worker) ---------------
+
+
+def _netrc_resolver(tmp_path, parsed_in: list[str]):
+    """A resolver over a real netrc source that records the thread of every parse."""
+    from credproxy.credentials.sources.netrc import NetrcSource
+
+    class Recording(NetrcSource):
+        def _load_now(self):
+            parsed_in.append(threading.current_thread().name)
+            super()._load_now()
+
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine h.test login alice password first-pw\n")
+    return make([Recording({"NETRC": str(netrc)})]), netrc
+
+
+def test_a_cache_hit_asks_a_fresh_file_source_on_the_loop(tmp_path):
+    parsed_in: list[str] = []
+    r, _netrc = _netrc_resolver(tmp_path, parsed_in)
+    first = r.resolve("https://h.test/a")
+    r.record("https://h.test/a", first, 200)
+    assert len(parsed_in) == 1
+    coro = r.aresolve("https://h.test/b")
+    with pytest.raises(StopIteration) as done:
+        coro.send(None)  # finishes without suspending: the netrc was asked inline, not re-read
+    assert done.value.value.cached and done.value.value.credentials.password == "first-pw"
+    assert len(parsed_in) == 1
+
+
+def test_a_cache_hit_sends_a_rewritten_file_source_to_the_worker(tmp_path):
+    """The first request after the netrc changed (before the watcher's reload) must not parse
+    it on the event loop: the stale source is asked in a worker, and its new entry wins."""
+    parsed_in: list[str] = []
+    r, netrc = _netrc_resolver(tmp_path, parsed_in)
+    first = r.resolve("https://h.test/a")
+    r.record("https://h.test/a", first, 200)
+    netrc.write_text("machine h.test login alice password second-password\n")
+
+    async def request():
+        return threading.current_thread().name, await r.aresolve("https://h.test/b")
+
+    loop_thread, d = asyncio.run(request())
+    assert d.action == "inject" and d.credentials.password == "second-password"
+    assert len(parsed_in) == 2 and parsed_in[-1] != loop_thread
+    assert parsed_in[-1].startswith("credproxy-lookup")
+
+
+def test_a_source_that_cannot_tell_is_asked_off_the_loop():
+    class Unsure(FakeSource):
+        def needs_read(self):
+            raise OSError("stat failed")
+
+    threads = []
+    src = Unsure("netrc", {"h.test": ALICE})
+    real_lookup = src.lookup
+    src.lookup = lambda *a: threads.append(threading.current_thread().name) or real_lookup(*a)
+    r = make([src])
+    r.record("https://h.test/a", r.resolve("https://h.test/a"), 200)
+    assert r.needs_read()
+    d = asyncio.run(r.aresolve("https://h.test/b"))
+    assert d.action == "inject" and threads[-1].startswith("credproxy-lookup")

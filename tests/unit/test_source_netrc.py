@@ -165,3 +165,83 @@ def test_loopback_machine_entry_applies_to_index_ports_only(home, url, host):
 def test_machine_entry_prefix_is_the_realm(home):
     ans = NetrcSource({}, home=str(home)).lookup("https://pkgs.example.com:8443/a/b", None, None)
     assert ans.prefix == "https://pkgs.example.com:8443/"
+
+
+@pytest.mark.parametrize("text", [
+    "machine h.test login alice password s3cret\n",
+    "machine h.test\r\n  login alice\r\n  password s3cret\r\ndefault login anon password x\r\n",
+    "# a comment\nmachine a.test login \"quoted user\" password \"p w\" # trailing\nmachine b.test login b password c\n",
+    "macdef init\ncd /pub\n\nmachine h.test login u password \\\"escaped\n",
+    "machine h.test login u account acct password p\nmachine h.test login second password later\n",
+    "machine h.test login u password pässwörd\n",
+])
+def test_the_in_memory_parse_is_the_standard_librarys(tmp_path, text):
+    """credproxy parses the bytes it read (netrc.py `_parse_bytes`, so a big file in a worker
+    thread does not starve the event loop of the GIL); the result is netrc.netrc's."""
+    import netrc as stdlib_netrc
+
+    from credproxy.credentials.sources.netrc import _parse_bytes
+
+    path = tmp_path / "netrc"
+    path.write_bytes(text.encode())
+    ours, theirs = _parse_bytes(str(path), path.read_bytes()), stdlib_netrc.netrc(str(path))
+    assert (ours.hosts, ours.macros) == (theirs.hosts, theirs.macros)
+
+
+def test_the_in_memory_parse_fails_where_the_standard_library_does(tmp_path):
+    import netrc as stdlib_netrc
+
+    from credproxy.credentials.sources.netrc import _parse_bytes
+
+    path = tmp_path / "netrc"
+    path.write_text("machine a.test login a password b\nmachine\n")
+    with pytest.raises(stdlib_netrc.NetrcParseError) as ours:
+        _parse_bytes(str(path), path.read_bytes())
+    with pytest.raises(stdlib_netrc.NetrcParseError) as theirs:
+        stdlib_netrc.netrc(str(path))
+    assert (ours.value.lineno, ours.value.filename) == (theirs.value.lineno, theirs.value.filename)
+
+
+def test_parsing_a_big_netrc_in_a_worker_leaves_the_event_loop_running(tmp_path):
+    """netrc.netrc reads its file a character at a time, and in a worker thread that kept
+    the event loop off the GIL for the whole parse (a second for 3 MB). The source parses
+    what it read from memory: the loop keeps turning, its longest pause a fraction of the
+    parse time (measured here, so the bound holds on a slow machine)."""
+    import asyncio
+    import time
+
+    from tests.helpers.timing import big_netrc, replace_file
+
+    path = tmp_path / "netrc"
+    replace_file(path, big_netrc(10_000))
+
+    async def longest_pause() -> tuple[float, float]:
+        source = NetrcSource({"NETRC": str(path)})
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        parsing = loop.run_in_executor(None, source.knows_host, "https", "nothing.invalid", 443)
+        pauses = []
+        while not parsing.done():
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            pauses.append(time.perf_counter() - before)
+        await parsing
+        return max(pauses), time.perf_counter() - start
+
+    pause, took = asyncio.run(longest_pause())
+    assert pause < took / 4, f"the event loop stood still for {pause:.3f} s of a {took:.3f} s parse"
+
+
+def test_a_removed_netrc_leaves_no_parse_behind(tmp_path):
+    """The parse shared between sources (netrc.py `_parsed`) goes when the file goes: its
+    passwords do not stay in the proxy's memory after the user deleted the file."""
+    from credproxy.credentials.sources import netrc as netrc_module
+
+    path = tmp_path / "netrc"
+    path.write_text("machine h.test login alice password gone-soon-pw\n")
+    source = NetrcSource({"NETRC": str(path), "HOME": str(tmp_path)})
+    assert source.knows_host("https", "h.test", 443)
+    assert str(path) in netrc_module._parsed
+    path.unlink()
+    assert not source.knows_host("https", "h.test", 443)
+    assert not any("gone-soon-pw" in repr(entry) for entry in netrc_module._parsed.values())

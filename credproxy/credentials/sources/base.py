@@ -68,3 +68,8 @@ class Source(Protocol):
         """True when this source has an entry that may apply to the host, so the proxy
         intercepts its TLS. Slow sources (keyring) cannot enumerate and answer False."""
         ...
+
+    # Optional, for fast sources that read a file (netrc, store): `needs_read() -> bool`,
+    # whether the next lookup would read and parse it (a stat, no reading). The resolver
+    # answers a source on the event loop only while it says False; a source without it
+    # never reads a file.

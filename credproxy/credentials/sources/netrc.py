@@ -15,10 +15,16 @@ parse message itself, which may quote a token from the file) that is appended to
 `NetrcSource.warnings`, logged once with logging.warning, and put in every Answer.detail.
 
 The file is read again when it changes (path, mtime, size or inode), so a token replaced in
-the netrc while the proxy runs is used after the upstream rejects the old one (issue 12)."""
+the netrc while the proxy runs is used after the upstream rejects the old one (issue 12).
+`needs_read()` says, with a stat and no reading, whether the next lookup would parse it. A
+file's content is parsed once for every source that reads it (a reload's new source and the
+replaced one still answering requests): see `_parse`."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import locale
 import logging
 import netrc as _netrc
 import os
@@ -86,6 +92,12 @@ class NetrcSource:
                 self._stamp = stamp
                 self._loaded = True
 
+    def needs_read(self) -> bool:
+        """Whether the next lookup would read and parse the file (never loaded, or its stamp
+        changed): a few `stat` calls, no reading. The resolver asks on the event loop only
+        a source that says False."""
+        return not self._loaded or self._current_stamp() != self._stamp
+
     def _current_stamp(self) -> tuple:
         path, _ = self._candidates()
         if path is None:
@@ -101,9 +113,11 @@ class NetrcSource:
         path, why = self._candidates()
         self._path, self._missing_detail = path, why
         if path is None:
+            with _parse_lock:  # the file is gone: its passwords leave this process's memory too
+                _parsed.clear()
             return
         try:
-            parsed = _netrc.netrc(path)
+            hosts, self._default = _parse(path)
         except _netrc.NetrcParseError as e:
             self._fail(f"cannot parse netrc file {path} (line {e.lineno}); netrc ignored")
             return
@@ -111,8 +125,6 @@ class NetrcSource:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
             self._fail(f"cannot read netrc file {path}: {reason}; netrc ignored")
             return
-        hosts = dict(parsed.hosts)
-        self._default = hosts.pop("default", None)
         self._hosts = hosts
 
     def _fail(self, message: str) -> None:
@@ -179,6 +191,53 @@ class NetrcSource:
         if self.loopback_scope == "any-port" or not is_loopback(realm.host):
             return True
         return realm in self._index_realms
+
+
+#: The last parse of each netrc file, by a digest of its content. After a rewrite, a reload
+#: builds a new source while requests may still ask the replaced one: the file is parsed once
+#: (the second waits for the first and takes its result), not once each. Entries are only read.
+_parsed: dict[str, tuple[bytes, dict[str, tuple[str, str, str]], tuple[str, str, str] | None]] = {}
+_parse_lock = threading.Lock()
+
+
+def _parse(path: str) -> tuple[dict[str, tuple[str, str, str]], tuple[str, str, str] | None]:
+    """(machine entries, default entry) of the netrc file at `path`; raises what
+    netrc.netrc raises (NetrcParseError, OSError, UnicodeDecodeError)."""
+    with _parse_lock:
+        with open(path, "rb") as f:
+            data = f.read()
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        known = _parsed.get(path)
+        if known is not None and known[0] == digest:
+            return known[1], known[2]
+        hosts = dict(_parse_bytes(path, data).hosts)
+        default = hosts.pop("default", None)
+        _parsed[path] = (digest, hosts, default)
+        return hosts, default
+
+
+def _parse_bytes(path: str, data: bytes) -> _netrc.netrc:
+    """netrc.netrc(path), from the bytes already read: what it does (UTF-8, else the locale's
+    encoding; universal newlines; no permission check for a named file), but parsing an
+    in-memory text. netrc.netrc reads its file one character at a time, and each of those
+    reads lets that thread take the GIL straight back: in a worker thread, a 3 MB file then
+    kept the event loop from running for the whole parse (a second), where an in-memory
+    parse yields it every few milliseconds. Falls back to netrc.netrc if the standard
+    library's parser ever changes shape."""
+    parse = getattr(_netrc.netrc, "_parse", None)
+    if parse is None:
+        return _netrc.netrc(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode(locale.getencoding())
+    parsed = _netrc.netrc.__new__(_netrc.netrc)
+    parsed.hosts, parsed.macros = {}, {}
+    try:
+        parse(parsed, path, io.StringIO(text, newline=None), False)
+    except TypeError:  # another signature
+        return _netrc.netrc(path)
+    return parsed
 
 
 def _host_key(host: str) -> str:

@@ -1,7 +1,8 @@
 """The plaintext credential store as a source: the one shared with uv (`store`), and
 credproxy's old location (`old-store`, read-only until the next `auth login` moves it).
 The file is re-read when its mtime, size or inode changes, so an `auth login` while the
-proxy runs takes effect on the next request (and proxy/reload.py drops what was cached).
+proxy runs takes effect on the next request (and proxy/reload.py drops what was cached);
+`needs_read()` says, with a stat and no reading, whether the next lookup would parse it.
 A store that cannot be read, or an ambiguous match, is a skipped Answer with the message,
 never an exception."""
 
@@ -46,6 +47,12 @@ class StoreSource:
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def needs_read(self) -> bool:
+        """Whether the next lookup would read and parse the file (its stamp changed since the
+        last read): a `stat`, no reading. The resolver asks on the event loop only a source
+        that says False."""
+        return self._stat() != self._stamp
 
     def _refresh(self) -> tuple[list[StoreEntry], str | None, bool]:
         """(entries, error, exists), re-reading the file when it changed."""
