@@ -170,6 +170,11 @@ class PerHostTls:
         for _pattern, rule, _pem in self.plan.client_rules:
             self._client_context(rule.cert)
 
+    def take_over(self, fresh: "PerHostTls") -> None:
+        """A reload: become `fresh`, built (its certificates loaded) for the new rules off the
+        event loop; the contexts and failure records of the old rules go."""
+        self.__dict__.update(fresh.__dict__)
+
     # -- per-connection policy
 
     def _client_context(self, pem_path: str | None):

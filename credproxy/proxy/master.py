@@ -274,15 +274,19 @@ class Proxy:
             # the company-proxy route of new connections (`upstream-proxy` changed); an
             # unchanged one keeps its plan, with its PAC answers and bad-proxy marks
             egress = self.egress(*self._listen, settings=settings, previous=self._chain.egress)
+        # the per-host client certificates are loaded (and a bad one raises) here, not in the
+        # swap: a swap that fails half-way would leave old and new settings mixed
+        per_host = upstream_tls.PerHostTls(prepared)
         resolver = build_resolver(settings)
         _load_fast_sources(resolver)  # reports, never raises
-        return _Prepared(settings, prepared, resolver, egress, running)
+        return _Prepared(settings, prepared, resolver, egress, running, per_host)
 
     def apply_prepared(self, staged: "_Prepared") -> None:
         """Swap a `prepare_settings` build into the running proxy (event loop, where the
         addons read `resolver`): nothing here reads a file, unless another reload changing
         `upstream-proxy` was swapped in while this one was built (the route is then decided
-        again here)."""
+        again here). What can fail comes first: mitmproxy's options (it rolls them back when
+        an addon rejects them) and the route, before anything is swapped."""
         from ..interception import InterceptionPolicy
 
         settings, prepared, resolver, egress = staged.settings, staged.tls, staged.resolver, staged.egress
@@ -292,6 +296,8 @@ class Proxy:
             egress = None
             if _egress_inputs(settings) != _egress_inputs(self.settings):
                 egress = self.egress(*self._listen, settings=settings, previous=self._chain.egress)
+        if self.master is not None:
+            self.master.options.update(**upstream_tls.options_for(prepared))
         old = self.resolver
         self.settings, self.resolver = settings, resolver
         if self._auth is not None:
@@ -309,9 +315,8 @@ class Proxy:
                 addon.policy = InterceptionPolicy(settings, prepared.plan, self.wants_interception,
                                                   self.interception_needs_read)
             elif isinstance(addon, upstream_tls.PerHostTls):
-                addon.__init__(prepared)  # its contexts and failure records belong to the old rules
+                addon.take_over(staged.per_host)  # its contexts and failure records belong to the old rules
         if self.master is not None:
-            self.master.options.update(**upstream_tls.options_for(prepared))
             upstream_tls.forget_cached_contexts()  # the same paths may hold new roots or certificates
         if old is not None:
             old.close(cancel_pending=False)
@@ -467,6 +472,7 @@ class _Prepared:
     resolver: object
     egress: object = None  # a new company-proxy route, when `upstream-proxy` changed
     egress_against: tuple = ()  # the running settings' route inputs it was compared with
+    per_host: object = None  # an upstream_tls.PerHostTls for the new rules, its certificates loaded
 
     def discard(self) -> None:
         """A build that lost to a later reload: stop its resolver's threads."""

@@ -10,8 +10,14 @@ files afresh and swaps it in:
   reported and the previous settings kept);
 - a new Resolver: every source re-reads its file, and the session cache and the memo of
   slow lookups start empty, so a removed or changed entry's cached credential is dropped;
-- the interception policy and the per-host upstream TLS rules, and mitmproxy's upstream TLS
-  options.
+- the interception policy, the per-host upstream TLS rules and mitmproxy's upstream TLS
+  options, read afresh even when their paths did not change (the `ca-bundle` and client
+  certificate files; mitmproxy's per-path context cache is emptied);
+- the company-proxy route (`upstream-proxy`) of new connections, when it changed.
+
+The swap is all or nothing: the steps that can fail (loading the client certificates, in the
+build; mitmproxy accepting its new options, first in the swap) come before anything is
+swapped, so a failure leaves the previous settings whole, as the warning says.
 
 What a reload does not change: the listen address and port, proxy authentication, the
 request log format and --save-flows (a restart applies them), and credentials from

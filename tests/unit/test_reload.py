@@ -168,3 +168,40 @@ def test_areload_keeps_the_previous_settings_with_the_same_warnings(tmp_path, ca
     assert ("SIGHUP, but the settings do not load: c.toml: bad; keeping the previous ones (fix it, then "
             "save again or send SIGHUP)") in caplog.text
     assert "SIGHUP, but the new settings cannot be applied: c.toml: allow-insecure-host: bad pattern" in caplog.text
+
+
+def test_a_swap_that_mitmproxy_refuses_changes_nothing(tmp_path):
+    """The races review: the swap set the new resolver, auth addon, chain and policy first and
+    only then the steps that can fail (mitmproxy's options, the per-host client certificates),
+    so a failure left old and new settings mixed while the log said the previous ones were
+    kept. The steps that can fail now come first (the certificates are loaded in the worker
+    build), and mitmproxy rolls its options back."""
+    from credproxy.addons.auth import AuthAddon
+    from credproxy.proxy.master import Proxy, ServeConfig, build_resolver
+
+    env = {"HOME": str(tmp_path), "CREDPROXY_DATA_DIR": str(tmp_path / "d")}
+    before = Settings(env=env)
+    proxy = Proxy(before, ServeConfig(), resolver=build_resolver(before), install_signal_handlers=False)
+    proxy._auth = AuthAddon(proxy.resolver)
+    old_resolver = proxy.resolver
+
+    class Options:
+        def update(self, **options):
+            raise ValueError("mitmproxy rejected the new upstream roots")
+
+    class Master:
+        options = Options()
+
+    proxy.master = Master()
+    staged = proxy.prepare_settings(Settings(env=env))
+    try:
+        proxy.apply_prepared(staged)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("the refusal was swallowed")
+    finally:
+        staged.discard()
+    assert proxy.settings is before
+    assert proxy.resolver is old_resolver and proxy._auth.resolver is old_resolver
+    old_resolver.close()
