@@ -32,8 +32,7 @@ WRITER = textwrap.dedent(
         generation += 1
         marker = StoreEntry.basic("https://marker.example/", "marker", f"gen{generation}")
         store.modify(lambda old: [marker] + big)
-        if generation == 1:
-            print("wrote", flush=True)
+        print(f"wrote {generation}", flush=True)
     """
 )
 
@@ -50,8 +49,12 @@ def test_killed_writer_leaves_old_or_new_file(tmp_path):
             stderr=subprocess.PIPE,
             text=True,
         )
+        # kill after a whole number of writes chosen at random (so the rounds see several
+        # generations however slow the machine), then at a random point of the next one
+        target = rng.randint(1, 4)
         try:
-            assert proc.stdout.readline() == "wrote\n", proc.stderr.read()
+            for generation in range(1, target + 1):
+                assert proc.stdout.readline() == f"wrote {generation}\n", proc.stderr.read()
             time.sleep(rng.uniform(0, 0.05))
         finally:
             proc.kill()  # SIGKILL, possibly in the middle of a write
@@ -63,7 +66,7 @@ def test_killed_writer_leaves_old_or_new_file(tmp_path):
         assert entries[0].username == "marker"
         assert entries[1:] == [StoreEntry.basic(f"https://h{i}.example/", f"user{i}", "x" * 200) for i in range(BIG)]
         generations.add(entries[0].password)
-    assert len(generations) > 1, "the writer never got past its first write; the test proves nothing"
+    assert len(generations) > 1, "every round saw the same write; the test proves nothing"
     # the next write cleans up temp files of killed writers
     store.add(StoreEntry.basic("https://final.example/", "final", "pw"))
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
