@@ -209,8 +209,11 @@ def _legacy() -> Store:
     return Store(legacy_store_path(os.environ))
 
 
-def _store_for_writing() -> Store:
-    """The shared store, with the old location's entries moved into it first (once)."""
+def _store_for_writing(about: list[tuple[str, str | None]] = ()) -> Store:
+    """The shared store, with the old location's entries moved into it first (once). `about`:
+    the (service, username) keys this login or logout is about. An old entry the move kept
+    for one of them (another secret than uv's store has) goes: the user has just decided that
+    key, and a logout must not leave the old secret for the proxy's old-store source."""
     store, legacy = _store(), _legacy()
     try:
         moved = move_legacy_entries(legacy, store)
@@ -219,12 +222,29 @@ def _store_for_writing() -> Store:
         return store
     if moved.added:
         click.echo(f"Moved {moved.added} stored credential(s) from {legacy.path} to {store.path} (the store uv reads)", err=True)
-    if moved.kept:
-        shown = ", ".join(e.display for e in moved.kept)
-        click.echo(f"warning: {legacy.path} keeps {len(moved.kept)} credential(s) that {store.path} also has, "
+    keys = {(normalize_service(service), username) for service, username in about}
+    settled = [e for e in moved.kept if e.key in keys]
+    if settled:
+        _drop_from_legacy(legacy, keys)
+    if kept := [e for e in moved.kept if e.key not in keys]:
+        shown = ", ".join(e.display for e in kept)
+        click.echo(f"warning: {legacy.path} keeps {len(kept)} credential(s) that {store.path} also has, "
                    f"with another password or token: {shown}. The one in {store.path} is used; check which is "
                    f"right (`credproxy auth login` to replace it), then delete {legacy.path}", err=True)
     return store
+
+
+def _drop_from_legacy(legacy: Store, keys: set[tuple[str, str | None]]) -> None:
+    """Remove `keys` from the old file; remove the file when nothing is left in it."""
+    left: list[StoreEntry] = []
+
+    def change(entries: list[StoreEntry]) -> list[StoreEntry]:
+        left[:] = [e for e in entries if e.key not in keys]
+        return list(left)
+
+    legacy.modify(change, write_if_unchanged=False)
+    if not left:
+        legacy.path.unlink(missing_ok=True)
 
 
 def _read_entries() -> list[StoreEntry]:
@@ -324,7 +344,7 @@ def login(service: str, username: str | None, password: str | None, token: str |
         return
     entry = StoreEntry.bearer(root, secret) if scheme == "bearer" else StoreEntry.basic(root, username, secret)
     try:
-        _store_for_writing().add(entry)
+        _store_for_writing(about=[entry.key]).add(entry)
     except StoreError as e:
         raise CliError(str(e)) from None
     if scheme == "bearer":
@@ -350,7 +370,7 @@ def logout(service: str, username: str | None, keyring_provider: str | None) -> 
         click.echo(f"Removed credentials for {_display(root, username)}", err=True)
         return
     try:
-        store = _store_for_writing()
+        store = _store_for_writing(about=[(root, username)] + ([(root, None)] if given is None else []))
         removed = store.remove(root, username)
         if not removed and given is None:
             removed = store.remove(root, None)  # a bearer entry (written by hand)

@@ -325,3 +325,26 @@ def test_an_old_entry_that_differs_from_uvs_is_kept_and_named(default_env):
     assert [(e.username, e.password) for e in old.read()] == [("olga", "old-pw")]
     r = run([CREDPROXY, "auth", "token", "https://old.example/simple/", "-u", "olga"], env)
     assert r.stdout == "uv-pw\n"  # uv's store comes first, for credproxy too
+
+
+    # a logout of that URL and username removes the old secret too: nothing is left for the
+    # proxy's old-store source (or `auth token`) to find
+    r = run([CREDPROXY, "auth", "logout", "https://old.example/", "-u", "olga"], env)
+    assert r.returncode == 0 and "keeps" not in r.stderr, r.stderr
+    assert not old.path.exists()
+    r = run([CREDPROXY, "auth", "token", "https://old.example/simple/", "-u", "olga"], env)
+    assert r.returncode != 0 and "old-pw" not in r.stdout + r.stderr
+    assert uv_token(env, "https://old.example/", "olga").returncode != 0
+
+
+def test_a_login_settles_a_kept_old_entry(default_env):
+    """`auth login` for the URL and username the old file kept: the new secret is stored and the
+    old one leaves the old file (the warning no longer names it)."""
+    env = default_env
+    old = Store(Path(env["CREDPROXY_DATA_DIR"]) / "credentials.toml")
+    old.modify(lambda _: [StoreEntry.basic("https://old.example/", "olga", "old-pw")])
+    assert run([UV, "auth", "login", "https://old.example/", "-u", "olga", "--password", "uv-pw"], env).returncode == 0
+    r = run([CREDPROXY, "auth", "login", "https://old.example/", "-u", "olga", "--password", "new-pw"], env)
+    assert r.returncode == 0 and "keeps" not in r.stderr, r.stderr
+    assert not old.path.exists()
+    assert uv_token(env, "https://old.example/", "olga").stdout == "new-pw\n"
