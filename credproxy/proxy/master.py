@@ -322,16 +322,11 @@ class Proxy:
             old.close(cancel_pending=False)
 
     def _stop_lookups(self) -> None:
-        """The proxy has stopped: no queued lookup starts, and the helper programs under way (a
-        `keyring` command that hangs) are stopped. Python joins the lookup threads before it
-        exits, so without this a SIGTERM waited out a hanging helper's `keyring-timeout`."""
-        from ..credentials.sources import process
-
+        """The proxy has stopped: no queued lookup starts. (Leaving `process.serving()` then
+        stops the helper programs under way: Python joins the lookup threads before it exits,
+        so without that a SIGTERM waited out a hanging helper's `keyring-timeout`.)"""
         if self.resolver is not None:
             self.resolver.close(cancel_pending=True)
-        stopped = process.stop_all()
-        if stopped:
-            logger.info("stopped %d credential helper program(s) still running", stopped)
 
     # public ---------------------------------------------------------------------------------
 
@@ -349,9 +344,6 @@ class Proxy:
         from mitmproxy.master import Master
         from mitmproxy.options import Options
 
-        from ..credentials.sources import process
-
-        process.accept_new()  # a proxy stopped earlier in this process refused new helpers
         proxyauth = check_listen_host(self.config, self.settings)
         self._setup_client_credential(proxyauth)
         try:
@@ -453,12 +445,17 @@ class Proxy:
                     installed.append(sig)
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass
+        from ..credentials.sources import process
+
         try:
-            await master.run()
+            with process.serving():  # on leaving: the helper programs still running are stopped
+                try:
+                    await master.run()
+                finally:
+                    self._stop_lookups()
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            self._stop_lookups()
         if self._error is not None:
             raise self._error
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.clients import curl
-from tests.helpers.keyring_script import GATE_LIMIT, read_pids, write_keyring_script
+from tests.helpers.keyring_script import GATE_LIMIT, read_calls, read_pids, write_keyring_script
 from tests.helpers.proxy import proxy_env
 from tests.helpers.timing import wait_gone
 
@@ -60,4 +60,5 @@ def test_stopping_the_proxy_stops_a_hanging_keyring_command_at_once(
     assert took < STOPS_WITHIN, f"the proxy took {took:.1f} s to stop: it waited for the keyring command"
     assert left == [], "the keyring command outlived the proxy"
     assert "stopped 1 credential helper program(s) still running" in proxy.stderr()
+    assert len(read_calls(log)) == 1, "a keyring command was started after the stop"
     assert SECRET not in proxy.stderr() + proxy.stdout(), proxy.stderr()

@@ -148,7 +148,10 @@ def test_without_a_subreaper_the_pipes_are_waited_for_at_most_the_eof_grace(tmp_
         os.kill(survivor, signal.SIGKILL)
 
 
-def test_stop_all_stops_the_programs_under_way_and_refuses_new_ones_until_accept_new(tmp_path):
+def test_leaving_the_last_serving_scope_stops_the_programs_under_way(tmp_path):
+    """Two proxies in one process: the first to stop leaves the other's helpers alone; when the
+    last stops, the program under way is stopped at once (its Outcome says so), and nothing is
+    refused afterwards."""
     from concurrent.futures import ThreadPoolExecutor
 
     from credproxy.credentials.sources import process
@@ -156,19 +159,16 @@ def test_stop_all_stops_the_programs_under_way_and_refuses_new_ones_until_accept
     pid_file = tmp_path / "pid"
     code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(30)"
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(run_bounded, [sys.executable, "-c", code], env=None, timeout=30)
-        deadline = time.monotonic() + 10
-        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        started = time.monotonic()
-        try:
-            assert process.stop_all() == 1
-            outcome = pending.result(timeout=10)
-            assert time.monotonic() - started < 5
-            assert outcome.problem == "exit 143"  # the reaper's status after SIGTERM
-            assert wait_gone([int(pid_file.read_text())]) == []
-            refused = run_bounded([sys.executable, "-c", "print('x')"], env=None, timeout=10)
-            assert (refused.returncode, refused.problem) == (None, "not run: the proxy is stopping")
-        finally:
-            process.accept_new()
+        with process.serving():
+            with process.serving():
+                pending = pool.submit(run_bounded, [sys.executable, "-c", code], env=None, timeout=30)
+                deadline = time.monotonic() + 10
+                while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            assert not pending.done()  # another proxy still serves: its helper runs on
+            started = time.monotonic()
+        outcome = pending.result(timeout=10)
+        assert time.monotonic() - started < 5
+        assert outcome.stopped and outcome.problem == "stopped: the proxy is stopping"
+        assert wait_gone([int(pid_file.read_text())]) == []
     assert run_bounded([sys.executable, "-c", "print('x')"], env=None, timeout=10).out == "x\n"

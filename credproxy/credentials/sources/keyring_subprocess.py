@@ -23,7 +23,7 @@ from typing import Mapping
 from ..index import Index
 from ..model import Credentials, Realm, redact_text, shown_name
 from .base import Answer, realm_prefix, url_prefix
-from .process import echo_stderr, run_bounded
+from .process import STOPPED, echo_stderr, run_bounded
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ class KeyringSubprocessSource:
         for service in keyring_services(url, index):
             creds, detail = self._ask(exe, service, username)
             details.append(detail)
+            if detail.endswith(STOPPED):
+                break  # the proxy is stopping: no command for the next service name
             if creds is not None:
                 return Answer(self.name, creds, detail=detail, prefix=service_prefix(service, url, index))
         return Answer(self.name, detail="; ".join(details))
@@ -94,6 +96,8 @@ class KeyringSubprocessSource:
         argv = [exe, "get", service, username] if username is not None else [exe, "get", service, "--mode", "creds"]
         shown = f"keyring get {service} {username if username is not None else '--mode creds'}"
         result = run_bounded(argv, env=self._env, timeout=self.timeout)
+        if result.stopped:
+            return None, f"{shown}: {STOPPED}"
         if not result.exited:
             return None, self._warn(f"{shown}: {result.problem} (no credentials)")
         stdout, stderr = result.out, result.err

@@ -10,11 +10,13 @@ it left holding them cannot delay the answer it already printed. Nothing here ra
 the program's misbehaviour: the result says what happened, in words that never quote its
 output.
 
-The programs running at any moment are known (`stop_all`): when the proxy stops, it stops
-them, rather than wait out a hanging helper's `timeout` before it can exit."""
+The programs running at any moment are known: when the last proxy of the process stops
+(`serving`), the ones still running are stopped, rather than the exit waiting out a hanging
+helper's `timeout`; their result says so (Outcome.stopped) and a source asks nothing more."""
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import signal
@@ -22,12 +24,15 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 from ...logsafe import escape_controls
+
+log = logging.getLogger(__name__)
 
 #: stdout/stderr bytes a helper may write (a token is a few KiB at most)
 OUTPUT_LIMIT = 64 * 1024
@@ -39,9 +44,12 @@ _TIMED_OUT = 124  # reaper.TIMED_OUT
 _CANNOT_START = 127  # reaper's exit status when the program cannot be started, then:
 _CANNOT_RUN = b"reaper: cannot run: "  # reaper.CANNOT_RUN
 
-_running: set[subprocess.Popen] = set()  # the reapers of the programs under way (stop_all)
+_running: set[subprocess.Popen] = set()  # the reapers of the programs under way
+_stopped: set[subprocess.Popen] = set()  # those of them stop_all stopped
 _running_lock = threading.Lock()
-_stopping = False  # set by stop_all: no new program starts (until accept_new)
+_serving = 0  # proxies running in this process (serving())
+#: Outcome.problem of a program stopped because the proxy stopped
+STOPPED = "stopped: the proxy is stopping"
 
 #: where credential helpers run: not the directory `serve` started in, which may be someone
 #: else's project (docs/security.md). There, git would read the repository's `.git/config`
@@ -128,6 +136,11 @@ class Outcome:
         return self.returncode is not None and (self.problem is None or self.problem == f"exit {self.returncode}")
 
     @property
+    def stopped(self) -> bool:
+        """Stopped because the proxy stopped: ask nothing more."""
+        return self.problem == STOPPED
+
+    @property
     def out(self) -> str:
         return self.stdout.decode("utf-8", "replace")
 
@@ -144,8 +157,6 @@ def run_bounded(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: 
     seconds, `stdin_data` (else nothing) on its stdin, and never waiting more than `grace`
     for the pipes once it has exited (a child it left behind may hold them). Never raises
     for the program's misbehaviour."""
-    if _stopping:  # a keyring lookup tries several service names: not after a stop
-        return Outcome(None, problem="not run: the proxy is stopping")
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", _REAPER, repr(float(timeout)), "--", *argv],
@@ -157,36 +168,50 @@ def run_bounded(argv: Sequence[str], *, env: Mapping[str, str] | None, timeout: 
         return Outcome(None, problem=f"cannot run: {e.strerror or type(e).__name__}")
     with _running_lock:
         _running.add(proc)
-        if _stopping:  # stop_all ran between the check above and now
-            proc.send_signal(signal.SIGTERM)
     try:
-        return _collect(proc, timeout, limit, stdin_data, grace)
+        outcome = _collect(proc, timeout, limit, stdin_data, grace)
     finally:
         with _running_lock:
             _running.discard(proc)
+            stopped = proc in _stopped
+            _stopped.discard(proc)
+    if stopped:
+        return Outcome(outcome.returncode, outcome.stdout, outcome.stderr, STOPPED)
+    return outcome
+
+
+@contextmanager
+def serving() -> Iterator[None]:
+    """A proxy runs inside: when the last proxy of this process leaves, the programs still
+    running are stopped (stop_all)."""
+    global _serving
+    with _running_lock:
+        _serving += 1
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _serving -= 1
+            last = _serving == 0
+        if last:
+            stop_all()
 
 
 def stop_all() -> int:
-    """Stop every program under way (the proxy is stopping): SIGTERM to each reaper, which
-    kills everything its program started; the lookups waiting on them end at once with
-    "exit 143", and no new program starts until accept_new(). Returns how many were running."""
-    global _stopping
+    """Stop every program under way: SIGTERM to each reaper, which kills everything its
+    program started; each lookup waiting on one ends at once, its Outcome `stopped`.
+    Returns how many were running."""
     with _running_lock:
-        _stopping = True
         procs = list(_running)
+        _stopped.update(procs)
     for proc in procs:
         try:
             proc.send_signal(signal.SIGTERM)
         except (ProcessLookupError, OSError):
             pass
+    if procs:
+        log.info("stopped %d credential helper program(s) still running", len(procs))
     return len(procs)
-
-
-def accept_new() -> None:
-    """Programs may run again (a proxy starting in this process after another one stopped)."""
-    global _stopping
-    with _running_lock:
-        _stopping = False
 
 
 def _collect(proc: subprocess.Popen, timeout: float, limit: int, stdin_data: bytes | None,
