@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import logging
 
 import pytest
@@ -233,15 +235,41 @@ def test_parsing_a_big_netrc_in_a_worker_leaves_the_event_loop_running(tmp_path)
 
 
 def test_a_removed_netrc_leaves_no_parse_behind(tmp_path):
-    """The parse shared between sources (netrc.py `_parsed`) goes when the file goes: its
-    passwords do not stay in the proxy's memory after the user deleted the file."""
+    """The parse shared between sources (netrc.py `_parsed`) lives only as long as a source
+    uses it: a deleted file's passwords do not stay in the proxy's memory, also when the
+    source falls back to ~/.netrc (the review's case: `$NETRC` deleted, ~/.netrc present)."""
+    import gc
+
     from credproxy.credentials.sources import netrc as netrc_module
 
     path = tmp_path / "netrc"
     path.write_text("machine h.test login alice password gone-soon-pw\n")
+    (tmp_path / ".netrc").write_text("machine other.test login bob password stays-pw\n")
     source = NetrcSource({"NETRC": str(path), "HOME": str(tmp_path)})
     assert source.knows_host("https", "h.test", 443)
     assert str(path) in netrc_module._parsed
     path.unlink()
     assert not source.knows_host("https", "h.test", 443)
-    assert not any("gone-soon-pw" in repr(entry) for entry in netrc_module._parsed.values())
+    assert source.knows_host("https", "other.test", 443)  # ~/.netrc now
+    gc.collect()
+    assert not any("gone-soon-pw" in repr(vars(entry)) for entry in netrc_module._parsed.values())
+    del source
+    gc.collect()
+    assert not any("stays-pw" in repr(vars(entry)) for entry in netrc_module._parsed.values())
+
+
+def test_a_netrc_that_is_not_a_regular_file_or_too_large_is_ignored_with_a_warning(tmp_path, monkeypatch):
+    """A FIFO named by $NETRC would block the read (and every source of that file) for good;
+    a huge file is not read whole."""
+    from credproxy.credentials.sources import netrc as netrc_module
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    source = NetrcSource({"NETRC": str(fifo), "HOME": str(tmp_path)})
+    answer = source.lookup("https://h.test/simple/", None, None)
+    assert not answer.found and "not a regular file; netrc ignored" in answer.detail
+    big = tmp_path / "big"
+    big.write_text("machine h.test login alice password pw\n" * 10)
+    monkeypatch.setattr(netrc_module, "SIZE_LIMIT", 64)
+    answer = NetrcSource({"NETRC": str(big), "HOME": str(tmp_path)}).lookup("https://h.test/simple/", None, None)
+    assert not answer.found and "larger than" in answer.detail

@@ -28,7 +28,10 @@ import locale
 import logging
 import netrc as _netrc
 import os
+import stat
 import threading
+import weakref
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -55,6 +58,7 @@ class NetrcSource:
         self._path: str | None = None
         self._missing_detail = ""
         self._hosts: dict[str, tuple[str, str, str]] = {}
+        self._shared: _Parse | None = None  # keeps the shared parse of its file alive (_parse)
         self._default: tuple[str, str, str] | None = None
         self._error: str | None = None
         self.warnings: list[str] = []
@@ -109,20 +113,19 @@ class NetrcSource:
         return (path, st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _load_now(self) -> None:
-        self._hosts, self._default, self._error = {}, None, None
+        self._hosts, self._default, self._error, self._shared = {}, None, None, None
         path, why = self._candidates()
         self._path, self._missing_detail = path, why
         if path is None:
-            with _parse_lock:  # the file is gone: its passwords leave this process's memory too
-                _parsed.clear()
             return
         try:
-            hosts, self._default = _parse(path)
+            self._shared = _parse(path)
+            hosts, self._default = self._shared.hosts, self._shared.default
         except _netrc.NetrcParseError as e:
             self._fail(f"cannot parse netrc file {path} (line {e.lineno}); netrc ignored")
             return
-        except (OSError, UnicodeDecodeError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        except (OSError, UnicodeDecodeError, _NotReadable) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
             self._fail(f"cannot read netrc file {path}: {reason}; netrc ignored")
             return
         self._hosts = hosts
@@ -193,27 +196,59 @@ class NetrcSource:
         return realm in self._index_realms
 
 
-#: The last parse of each netrc file, by a digest of its content. After a rewrite, a reload
+#: A netrc file larger than this is not read (a generated one with 20,000 machines is 3 MB).
+SIZE_LIMIT = 64 << 20
+
+
+class _NotReadable(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class _Parse:
+    digest: bytes
+    hosts: dict[str, tuple[str, str, str]]
+    default: tuple[str, str, str] | None
+
+
+#: The parse of each netrc file, by path, while some source uses it. After a rewrite, a reload
 #: builds a new source while requests may still ask the replaced one: the file is parsed once
-#: (the second waits for the first and takes its result), not once each. Entries are only read.
-_parsed: dict[str, tuple[bytes, dict[str, tuple[str, str, str]], tuple[str, str, str] | None]] = {}
-_parse_lock = threading.Lock()
+#: (the second waits for the first and takes its result), not once each. Weak: a parse goes
+#: when the last source holding it does (a file deleted or replaced by another leaves no
+#: passwords behind in memory). Entries are only read.
+_parsed: "weakref.WeakValueDictionary[str, _Parse]" = weakref.WeakValueDictionary()
+_path_locks: dict[str, threading.Lock] = {}  # one per netrc path: files parse independently
+_locks_lock = threading.Lock()
 
 
-def _parse(path: str) -> tuple[dict[str, tuple[str, str, str]], tuple[str, str, str] | None]:
-    """(machine entries, default entry) of the netrc file at `path`; raises what
-    netrc.netrc raises (NetrcParseError, OSError, UnicodeDecodeError)."""
-    with _parse_lock:
-        with open(path, "rb") as f:
-            data = f.read()
+def _parse(path: str) -> _Parse:
+    """The parse of the netrc file at `path`; raises what netrc.netrc raises (NetrcParseError,
+    OSError, UnicodeDecodeError), and _NotReadable. Only a regular file is read (a FIFO named by
+    $NETRC would block the read for good), at most SIZE_LIMIT bytes."""
+    with _locks_lock:
+        lock = _path_locks.setdefault(path, threading.Lock())
+    with lock:
+        with open(path, "rb", opener=_nonblocking) as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise _NotReadable("not a regular file")
+            data = f.read(SIZE_LIMIT + 1)
+        if len(data) > SIZE_LIMIT:
+            raise _NotReadable(f"larger than {SIZE_LIMIT >> 20} MiB")
         digest = hashlib.blake2b(data, digest_size=16).digest()
         known = _parsed.get(path)
-        if known is not None and known[0] == digest:
-            return known[1], known[2]
+        if known is not None and known.digest == digest:
+            return known
         hosts = dict(_parse_bytes(path, data).hosts)
         default = hosts.pop("default", None)
-        _parsed[path] = (digest, hosts, default)
-        return hosts, default
+        parsed = _Parse(digest, hosts, default)
+        _parsed[path] = parsed
+        return parsed
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """Open without waiting for a writer (a FIFO); the file is checked to be regular next."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 def _parse_bytes(path: str, data: bytes) -> _netrc.netrc:
