@@ -232,22 +232,25 @@ class Proxy:
     def _verbose_level(self) -> int:
         return _mitmproxy_level(getattr(self.settings, "verbose", 0) or 0)
 
-    def egress(self, hosts: list[str], port: int, settings=None, previous=None):
-        """The egress plan (credproxy/egress.py), its notes logged at start, and after a
-        reload that changed it (`previous`: the plan it replaces)."""
+    def egress(self, hosts: list[str], port: int, settings=None):
+        """The egress plan (credproxy/egress.py) for `settings` (else the running ones)."""
         try:
-            egress = build_egress(settings or self.settings, listen=[(h, port) for h in hosts])
+            return build_egress(settings or self.settings, listen=[(h, port) for h in hosts])
         except ProxyURLError as e:
             raise ServeError(str(e)) from None
+
+    @staticmethod
+    def _announce_egress(egress, replacing: bool) -> None:
+        """Log the plan's notes and route: at start, and once a reload has swapped in a new one
+        (not when it is built: that build may still fail, or lose to a later reload)."""
         summary = egress.summary() if egress.chaining or egress.disabled else []
         log = logging.getLogger("credproxy.egress")
         for note in egress.notes:
             log.warning("%s", note)
         for line in summary:
             log.info("%s", line)
-        if previous is not None and not summary:
+        if replacing and not summary:
             log.info("upstream proxy: none (direct)")
-        return egress
 
     def wants_interception(self, host: str, port: int) -> bool:
         if self.config.intercept_all or getattr(self.settings, "intercept", "auto") == "all":
@@ -273,7 +276,7 @@ class Proxy:
         if self._chain is not None and _egress_inputs(settings) != running:
             # the company-proxy route of new connections (`upstream-proxy` changed); an
             # unchanged one keeps its plan, with its PAC answers and bad-proxy marks
-            egress = self.egress(*self._listen, settings=settings, previous=self._chain.egress)
+            egress = self.egress(*self._listen, settings=settings)
         # the per-host client certificates are loaded (and a bad one raises) here, not in the
         # swap: a swap that fails half-way would leave old and new settings mixed
         per_host = upstream_tls.PerHostTls(prepared)
@@ -295,7 +298,7 @@ class Proxy:
             # SIGHUP at once): decide the route against what runs now (rare; on the loop)
             egress = None
             if _egress_inputs(settings) != _egress_inputs(self.settings):
-                egress = self.egress(*self._listen, settings=settings, previous=self._chain.egress)
+                egress = self.egress(*self._listen, settings=settings)
         if self.master is not None:
             self.master.options.update(**upstream_tls.options_for(prepared))
         old = self.resolver
@@ -308,6 +311,8 @@ class Proxy:
             self._chain.use_resolver(resolver)
         if self._status is not None and egress is not None:
             self._status.use_egress(settings, egress)
+        if egress is not None:
+            self._announce_egress(egress, replacing=True)
         if self._remember is not None:
             self._remember.use(settings, resolver)
         for addon in self._tls_addons:
@@ -374,6 +379,7 @@ class Proxy:
         modes = [f"regular@{h}:{port}" for h in hosts]
         self._listen = (hosts, port)
         egress = self.egress(hosts, port)
+        self._announce_egress(egress, replacing=False)
 
         # request-head size and time limits, a refused upload drained (proxy/limits.py)
         limits.install(getattr(self.settings, "request_head_timeout", limits.HEAD_TIMEOUT))
