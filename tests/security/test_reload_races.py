@@ -232,6 +232,7 @@ def test_a_company_proxy_removed_from_the_config_is_not_used_after_the_reload(
         assert _status(proxied, echo.url_for(path="/direct")) == "200"
         assert len(company.connects("other.test")) == 1, "a new connection went to the removed company proxy"
         assert [r.path for r in echo.requests] == ["/via-company", "/direct"]
+        assert proxy.stderr().count("upstream proxy: none (direct)") == 1  # the new route, announced
         _no_secret(proxy, SECRET)
     finally:
         company.stop()
