@@ -213,44 +213,31 @@ class Reloader:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                # stat and hash the files off the event loop (a slow home directory must not
-                # stall connections); the reload builds off the loop too
-                now = await asyncio.to_thread(self._look)
-                changed = self._changed(now)
-                if changed:
-                    await self.areload(changed, stamps=now)
+                await self.look_and_reload()
             except Exception as e:  # noqa: BLE001 - the watcher must outlive one bad reload
                 logger.warning("reloading failed (%s); keeping the previous settings and credentials",
                                type(e).__name__)
+
+    async def look_and_reload(self) -> bool:
+        """One look of the watcher: reload when a watched file changed since the last look.
+        The stat and hash of the files run off the event loop (a slow home directory must not
+        stall connections), and so does the reload's build. True if it reloaded."""
+        now = await asyncio.to_thread(self._look)
+        changed = self._changed(now)
+        return bool(changed) and await self.areload(changed, stamps=now)
 
     def _changed(self, now: dict) -> str:
         """What changed since the last look, as a reload's reason ("" for nothing)."""
         changed = [f for f in self.files if now.get(f) != self._stamps.get(f)]
         return ", ".join(str(f) for f in changed) + " changed" if changed else ""
 
-    def check(self, now: dict | None = None) -> bool:
-        """Reload (synchronously) when a watched file changed since the last look (`now`:
-        that look, when the caller made it). True if it did."""
-        now = self._look() if now is None else now
-        changed = self._changed(now)
-        if not changed:
-            return False
-        self.reload(changed, stamps=now)
-        return True
-
-    def reload(self, why: str, stamps: dict | None = None) -> bool:
-        """Re-read the settings and every credential file and swap them in, all in this
-        thread (the proxy uses `areload`). False (and the previous state kept) when the new
-        settings do not load. `stamps`: the look that saw the change (else one is taken
-        now); a change after it is seen on the next look."""
-        started, number = time.monotonic(), self._begin(stamps)
-        return self._finish(number, why, self._build(why, stamps), started)
-
     async def areload(self, why: str, stamps: dict | None = None) -> bool:
-        """`reload` for the event loop: everything that reads or parses a file (the look,
-        the settings, the TLS rules, the new resolver's sources) runs in a worker thread;
-        only the swap runs on the loop. False when the settings do not load, or when a
-        later reload was applied first (this one's build is then discarded)."""
+        """Re-read the settings and every credential file and swap them in: everything that
+        reads or parses a file (the look, the settings, the TLS rules, the new resolver's
+        sources) runs in a worker thread; only the swap runs on the loop. False (and the
+        previous state kept) when the settings do not load, or when a later reload was
+        applied first (this one's build is then discarded). `stamps`: the look that saw the
+        change (else one is taken); a change after it is seen on the next look."""
         started, number = time.monotonic(), self._begin(stamps)
         built = await asyncio.to_thread(self._build, why, stamps)
         return self._finish(number, why, built, started)
