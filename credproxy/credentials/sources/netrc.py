@@ -125,7 +125,10 @@ class NetrcSource:
             self._fail(f"cannot parse netrc file {path} (line {e.lineno}); netrc ignored")
             return
         except (OSError, UnicodeDecodeError, _NotReadable) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+            if isinstance(e, _NotReadable):
+                reason = str(e)
+            else:  # the type only for the rest: a decoding error's text quotes the file's bytes
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
             self._fail(f"cannot read netrc file {path}: {reason}; netrc ignored")
             return
         self._hosts = hosts
