@@ -58,7 +58,8 @@ OLDEST_STAMP := $(OLDEST_VENV)/.installed
 OLDEST_TESTS ?= tests/unit tests/e2e/test_testbed.py tests/e2e/test_proxy_clients.py \
 	tests/security/test_request_heads.py tests/security/test_challenge_body.py \
 	tests/security/test_owner_only.py tests/security/test_host_target.py \
-	tests/security/test_reload_races.py
+	tests/security/test_reload_races.py tests/security/test_mitmproxy_log_redaction.py \
+	tests/security/test_save_flows.py tests/security/test_log_hygiene.py
 
 test-oldest:
 	@py=$$(scripts/find-python $(OLDEST_PYTHON_VERSION)) || { \

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping
@@ -76,9 +77,18 @@ class Report:
 
 def _read_head(sock, limit: int) -> bytes:
     """A response head (through its blank line), reading no more than `limit` bytes and a
-    chunk; the socket's own timeout bounds the wait."""
+    chunk, within the socket's timeout in all (a peer dripping a byte at a time cannot keep
+    the loop going: the timeout bounds the whole read, not each recv). socket.timeout when it
+    passes."""
+    timeout = sock.gettimeout()
+    deadline = None if timeout is None else time.monotonic() + timeout
     head = b""
     while b"\r\n\r\n" not in head and len(head) < limit:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no complete response head in time")
+            sock.settimeout(left)
         chunk = sock.recv(4096)
         if not chunk:
             break

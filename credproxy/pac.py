@@ -26,6 +26,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import OrderedDict
@@ -193,6 +194,8 @@ class PacRouter:
         self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
         # host -> (until, why its answer is the DIRECT fallback); never in _cache
         self._failed: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        # both are used from worker threads (one per flow) and the event loop (routes, explain)
+        self._lock = threading.RLock()
         self.bad = BadProxies()  # proxies that could not be connected to, skipped for a while
 
     @classmethod
@@ -205,20 +208,22 @@ class PacRouter:
     def result(self, scheme: str, host: str, port: int | None) -> str:
         """The script's answer for this URL ('DIRECT' when it throws, hangs or is not a string)."""
         key = (scheme, host.lower())
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        if self.failure(host) is not None:
-            return "DIRECT"
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            if self.failure(host) is not None:
+                return "DIRECT"
         default = DEFAULT_PORTS.get(scheme)
         netloc = host if port in (None, default) else f"{host}:{port}"
         url = f"{scheme}://{netloc}/"
-        answer = self._evaluate(url, host)
-        if self.failure(host) is not None:
-            return answer  # the DIRECT fallback: asked again after FAILURE_TTL, not cached
-        self._cache[key] = answer
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        answer = self._evaluate(url, host)  # not under the lock: it may take EVAL_TIMEOUT
+        with self._lock:
+            if self.failure(host) is not None:
+                return answer  # the DIRECT fallback: asked again after FAILURE_TTL, not cached
+            self._cache[key] = answer
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
         return answer
 
     def _evaluate(self, url: str, host: str) -> str:
@@ -241,21 +246,23 @@ class PacRouter:
 
     def failure(self, host: str) -> str | None:
         """Why `host` goes DIRECT because the script failed for it lately, else None."""
-        found = self._failed.get(host.lower())
-        if found is None:
-            return None
-        until, why = found
-        if time.monotonic() >= until:
-            del self._failed[host.lower()]
-            return None
-        return why
+        with self._lock:
+            found = self._failed.get(host.lower())
+            if found is None:
+                return None
+            until, why = found
+            if time.monotonic() >= until:
+                self._failed.pop(host.lower(), None)
+                return None
+            return why
 
     def _fallback(self, host: str, why: str) -> str:
         text = f"PAC file {self.display} for {host}: {why}; going DIRECT for {FAILURE_TTL:g} s"
-        self._failed[host.lower()] = (time.monotonic() + FAILURE_TTL, why)
-        self._failed.move_to_end(host.lower())
-        while len(self._failed) > CACHE_SIZE:
-            self._failed.popitem(last=False)
+        with self._lock:
+            self._failed[host.lower()] = (time.monotonic() + FAILURE_TTL, why)
+            self._failed.move_to_end(host.lower())
+            while len(self._failed) > CACHE_SIZE:
+                self._failed.popitem(last=False)
         logger.warning("%s", text)
         return "DIRECT"
 

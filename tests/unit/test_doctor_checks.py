@@ -133,3 +133,44 @@ def test_a_proxy_variable_without_the_current_token_is_a_problem_and_the_report_
     report = doctor.Report(secrets=[current.token])
     report.add("Shell environment", checks)
     assert current.token not in report.render() and "rotated-away" not in report.render()
+
+
+def test_a_response_head_dripped_a_byte_at_a_time_is_bounded_by_the_timeout_in_all():
+    """A company proxy (a remote peer) sending one byte every 0.2 s, under a 0.5 s socket
+    timeout: each recv returns in time, so only a deadline for the whole head stops it."""
+    import socket
+    import threading
+    import time
+
+    from credproxy.doctor import _read_head
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = server.accept()
+        with conn:
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(server.getsockname(), timeout=5) as sock:
+            sock.settimeout(0.5)
+            started = time.monotonic()
+            try:
+                _read_head(sock, 65536)
+            except socket.timeout:
+                pass
+            else:
+                raise AssertionError("a dripped head was read to its end")
+            assert time.monotonic() - started < 2.0
+    finally:
+        stop.set()
+        server.close()
+        thread.join(5)

@@ -172,3 +172,36 @@ def test_leaving_the_last_serving_scope_stops_the_programs_under_way(tmp_path):
         assert outcome.stopped and outcome.problem == "stopped: the proxy is stopping"
         assert wait_gone([int(pid_file.read_text())]) == []
     assert run_bounded([sys.executable, "-c", "print('x')"], env=None, timeout=10).out == "x\n"
+
+
+def test_a_sigterm_while_the_command_starts_still_kills_it(tmp_path):
+    """The review reproduced it: SIGTERM (stop_all at shutdown) arriving while the reaper's
+    Popen was starting the command made the reaper exit 143 without killing it, and the
+    command (in its own process group) ran on. The signal now waits for Popen to return.
+    The reaper runs in a process of its own here (it kills every descendant of its process)."""
+    import subprocess
+
+    pid_file = tmp_path / "pid"
+    script = f"""
+import os, signal, subprocess, sys
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__import__("credproxy").__file__))!r} + "/..")
+from credproxy.credentials.sources import reaper
+real = subprocess.Popen
+def popen_then_sigterm(*args, **kwargs):
+    child = real(*args, **kwargs)
+    open({str(pid_file)!r}, "w").write(str(child.pid))
+    os.kill(os.getpid(), signal.SIGTERM)  # as if stop_all's signal came now
+    return child
+reaper.subprocess.Popen = popen_then_sigterm
+sys.exit(reaper.main(["reaper.py", "30", "--", "sleep", "30"]))
+"""
+    with open(tmp_path / "stderr", "w+") as err:  # a file, not a pipe the command would hold open
+        done = subprocess.run([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        err.seek(0)
+        done.stderr = err.read()
+    pid = int(pid_file.read_text())
+    left = wait_gone([pid])
+    if left:
+        os.kill(pid, signal.SIGKILL)  # the command we started, by its pid
+    assert done.returncode == 143, done.stderr
+    assert left == [], "the command outlived the reaper"

@@ -117,3 +117,37 @@ def test_loopback_and_no_proxy_are_decided_before_the_pac_file_is_asked(tmp_path
     assert egress.route("https", "127.0.0.1", 8443).direct
     routed = egress.route("https", "pkgs.example.com", 443)
     assert not routed.direct and routed.proxy.netloc == "proxy.corp:3128"
+
+
+def test_failures_expiring_under_many_threads_raise_nothing(monkeypatch):
+    """The router's caches are used from one worker thread per flow and from the event loop:
+    an expired failure seen by several at once was deleted twice (KeyError)."""
+    import sys
+    import threading
+
+    from credproxy import pac
+
+    router = pac.PacRouter("http://pac.invalid/proxy.pac", script="function FindProxyForURL(u, h) { return 'DIRECT'; }")
+    errors: list[BaseException] = []
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(200):
+            router._failed["h.test"] = (0.0, "expired")  # expired long ago
+            barrier = threading.Barrier(4)
+
+            def look():
+                barrier.wait()
+                try:
+                    router.failure("h.test")
+                except BaseException as e:  # noqa: BLE001
+                    errors.append(e)
+
+            threads = [threading.Thread(target=look) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(5)
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []

@@ -121,7 +121,15 @@ def main(argv: list[str]) -> int:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # the proxy died: clean up all the same
 
+    started: list[subprocess.Popen] = []
+    pending: list[int] = []
+
     def terminate(signum, frame):
+        if not started:
+            # Popen is under way: the command may already run though Popen has not returned
+            # it; raising here would leave it running unseen. Kill it once Popen returns.
+            pending.append(signum)
+            return
         raise _Terminated()
 
     def alarm(signum, frame):
@@ -135,7 +143,10 @@ def main(argv: list[str]) -> int:
     except OSError as e:
         sys.stderr.write(f"{CANNOT_RUN}{e.strerror or type(e).__name__}\n")
         return 127
-    except _Terminated:
+    started.append(child)
+    if pending:  # SIGTERM came while the command was starting
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        kill_everything(child)
         return 128 + signal.SIGTERM
     try:
         # a blocking wait ended by SIGALRM: Popen.wait(timeout) would poll, adding up to 50 ms
